@@ -1,0 +1,108 @@
+"""Control channel: message round trips, and a heartbeat that never blocks or raises."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from reclusterd import control
+
+
+def test_round_trip_every_kind() -> None:
+    arb, ch = control.pair()
+    try:
+        ch.ready()
+        ch.heartbeat({"requests": 3, "in_flight": 1, "rss_kb": 1024.5})
+        ch.boot_error("Traceback...\nZeroDivisionError: division by zero")
+        ch.recycle("max-requests")
+        got = [control.decode(d) for d in control.recv_all(arb)]
+    finally:
+        arb.close()
+        ch.close()
+    assert got == [
+        ("ready", None),
+        ("hb", {"requests": 3, "in_flight": 1, "rss_kb": 1024.5}),
+        ("boot_error", "Traceback...\nZeroDivisionError: division by zero"),
+        ("recycle", "max-requests"),
+    ]
+
+
+def test_heartbeat_without_stats_is_empty_dict() -> None:
+    arb, ch = control.pair()
+    ch.heartbeat()
+    assert control.decode(control.recv_all(arb)[0]) == ("hb", {})
+    arb.close()
+    ch.close()
+
+
+def test_huge_boot_error_is_truncated_keeping_the_end() -> None:
+    arb, ch = control.pair()
+    ch.boot_error("x" * 500_000 + "\nValueError: the end")
+    kind, text = control.decode(control.recv_all(arb)[0])
+    assert kind == "boot_error"
+    assert isinstance(text, str) and text.endswith("ValueError: the end")
+    assert len(text) < 40_000
+    arb.close()
+    ch.close()
+
+
+def test_heartbeat_never_blocks_when_the_queue_is_full() -> None:
+    arb, ch = control.pair()
+    start = time.monotonic()
+    for i in range(5000):
+        ch.heartbeat({"i": i})
+    assert time.monotonic() - start < 2.0
+    assert len(control.recv_all(arb, 10_000)) > 0
+    arb.close()
+    ch.close()
+
+
+def test_heartbeat_after_arbiter_end_closed_does_not_raise() -> None:
+    arb, ch = control.pair()
+    arb.close()
+    old = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        ch.heartbeat({"requests": 1})
+        ch.ready()
+        ch.recycle("memory")
+    finally:
+        signal.signal(signal.SIGPIPE, old)
+        ch.close()
+
+
+def test_heartbeat_on_closed_channel_does_not_raise() -> None:
+    arb, ch = control.pair()
+    ch.close()
+    ch.heartbeat({"requests": 1})
+    arb.close()
+
+
+def test_channel_survives_fork() -> None:
+    arb, ch = control.pair()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            arb.close()
+            ch.ready()
+            ch.heartbeat({"requests": 7})
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    msgs = [control.decode(d) for d in control.recv_all(arb)]
+    assert msgs == [("ready", None), ("hb", {"requests": 7})]
+    arb.close()
+    ch.close()
+
+
+@pytest.mark.parametrize("bad", [b"", b"ready", b"nope {}", b"hb [1,2]", b"hb {oops", b"\xff {}"])
+def test_decode_rejects_malformed(bad: bytes) -> None:
+    with pytest.raises(ValueError):
+        control.decode(bad)
+
+
+def test_encode_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError):
+        control.encode("bogus")
