@@ -1,0 +1,272 @@
+"""Error log and access log, both reopenable on USR1 (logrotate renames, then signals).
+
+Everyone logs through `logging.getLogger("reclusterd.error")`; `setup_logging`
+only decides where it goes. The access log writes each line with one `os.write`
+on an O_APPEND fd: no buffering, safe from many threads, and reopen swaps the fd
+in place with dup2 so writers never see a closed file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+
+ERROR_LOGGER = "reclusterd.error"
+ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+
+_handlers: list[logging.Handler] = []          # what setup_logging installed
+_access_logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+class _ReopenableFileHandler(logging.FileHandler):
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream:
+                try:
+                    self.stream.close()
+                except OSError:
+                    pass
+            self.stream = self._open()
+        finally:
+            self.release()
+
+
+def setup_logging(cfg: Config) -> None:
+    """Point the error log at cfg.error_logfile ('-'/None = stderr) at cfg.log_level."""
+    logger = logging.getLogger(ERROR_LOGGER)
+    with _lock:
+        for h in _handlers:
+            logger.removeHandler(h)
+            h.close()
+        _handlers.clear()
+        path = getattr(cfg, "error_logfile", None)
+        handler: logging.Handler
+        if path in (None, "", "-"):
+            handler = logging.StreamHandler(sys.stderr)
+        else:
+            handler = _ReopenableFileHandler(str(path), mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(ERROR_FORMAT, DATE_FORMAT))
+        logger.addHandler(handler)
+        _handlers.append(handler)
+        logger.setLevel(_LEVELS.get(str(getattr(cfg, "log_level", "info")).lower(),
+                                    logging.INFO))
+        logger.propagate = False
+
+
+def reopen_logs() -> None:
+    """USR1: reopen the error log file and every access log file of this process."""
+    with _lock:
+        for h in _handlers:
+            if isinstance(h, _ReopenableFileHandler):
+                h.reopen()
+    for access in list(_access_logs):
+        access.reopen()
+
+
+# ---------------------------------------------------------------- access log
+
+
+@dataclass(slots=True)
+class AccessInfo:
+    """What a worker knows about one finished request (bytes or str both accepted)."""
+
+    remote_addr: str
+    method: str | bytes
+    target: str | bytes
+    http_version: str
+    status: int
+    response_length: int
+    request_time: float
+    request_headers: Sequence[tuple[bytes, bytes]] = ()
+    response_headers: Sequence[tuple[bytes, bytes]] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _s(v: str | bytes) -> str:
+    return v.decode("latin-1") if isinstance(v, bytes) else v
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
+    key = name.lower().encode("latin-1")
+    for k, v in headers:
+        if k.lower() == key:
+            return v.decode("latin-1")
+    return None
+
+
+def _basic_user(info: AccessInfo) -> str:
+    auth = _header(info.request_headers, "authorization")
+    if not auth or not auth[:6].lower() == "basic ":
+        return "-"
+    try:
+        return base64.b64decode(auth[6:].strip()).decode("utf-8").split(":", 1)[0] or "-"
+    except (ValueError, UnicodeDecodeError):
+        return "-"
+
+
+def _clf_time(ts: float) -> str:
+    return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(ts))
+
+
+class _Atoms:
+    """Lazy mapping for `format % atoms`: only the atoms the format uses are computed."""
+
+    __slots__ = ("info", "now")
+
+    def __init__(self, info: AccessInfo, now: float) -> None:
+        self.info = info
+        self.now = now
+
+    def __getitem__(self, key: str) -> str:
+        i = self.info
+        if len(key) > 2 and key[0] == "{" and key[-2] == "}":
+            name, kind = key[1:-2], key[-1]
+            if kind == "i":
+                return _header(i.request_headers, name) or "-"
+            if kind == "o":
+                return _header(i.response_headers, name) or "-"
+            if kind == "e":
+                return i.extra.get(name, "-")
+            return "-"
+        target = _s(i.target)
+        if key == "h":
+            return i.remote_addr or "-"
+        if key == "l":
+            return "-"
+        if key == "u":
+            return _basic_user(i)
+        if key == "t":
+            return _clf_time(self.now - i.request_time)
+        if key == "r":
+            return f"{_s(i.method)} {target} HTTP/{i.http_version}"
+        if key == "m":
+            return _s(i.method)
+        if key == "U":
+            return target.split("?", 1)[0]
+        if key == "q":
+            return target.split("?", 1)[1] if "?" in target else ""
+        if key == "H":
+            return f"HTTP/{i.http_version}"
+        if key == "s":
+            return str(i.status)
+        if key == "B":
+            return str(i.response_length)
+        if key == "b":
+            return str(i.response_length) if i.response_length else "-"
+        if key == "f":
+            return _header(i.request_headers, "referer") or "-"
+        if key == "a":
+            return _header(i.request_headers, "user-agent") or "-"
+        if key == "T":
+            return str(int(i.request_time))
+        if key == "D":
+            return str(int(i.request_time * 1_000_000))
+        if key == "M":
+            return str(int(i.request_time * 1000))
+        if key == "L":
+            return f"{i.request_time:.6f}"
+        if key == "p":
+            return f"<{os.getpid()}>"
+        return "-"
+
+
+def json_line(info: AccessInfo, now: float | None = None) -> str:
+    """The "json" access log format: one object per line, stable keys."""
+    now = time.time() if now is None else now
+    target = _s(info.target)
+    path, _, query = target.partition("?")
+    rec: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now - info.request_time)),
+        "remote_addr": info.remote_addr,
+        "method": _s(info.method),
+        "path": path,
+        "query": query,
+        "protocol": f"HTTP/{info.http_version}",
+        "status": info.status,
+        "bytes": info.response_length,
+        "duration": round(info.request_time, 6),
+        "referer": _header(info.request_headers, "referer"),
+        "user_agent": _header(info.request_headers, "user-agent"),
+        "pid": os.getpid(),
+    }
+    return json.dumps(rec, separators=(",", ":"))
+
+
+def format_line(fmt: str, info: AccessInfo, now: float | None = None) -> str:
+    """Render one access line; a broken format string never raises (logs the raw request)."""
+    now = time.time() if now is None else now
+    if fmt == "json":
+        return json_line(info, now)
+    try:
+        return fmt % _Atoms(info, now)
+    except (TypeError, ValueError, KeyError):
+        return DEFAULT_ACCESS_FORMAT % _Atoms(info, now)
+
+
+class AccessLog:
+    """Access log of one process; `enabled` is False without --access-logfile."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.path: str | None = getattr(cfg, "access_logfile", None) or None
+        fmt = getattr(cfg, "access_logformat", None)
+        self.format: str = fmt or DEFAULT_ACCESS_FORMAT
+        self.enabled = self.path is not None
+        self._fd = -1
+        self._owns_fd = False
+        if self.path == "-":
+            self._fd = sys.stdout.fileno() if sys.stdout is not None else 1
+        elif self.path is not None:
+            self._fd = self._open(self.path)
+            self._owns_fd = True
+            _access_logs.add(self)
+
+    @staticmethod
+    def _open(path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def log(self, info: AccessInfo) -> None:
+        """Write one line; never raises into the request path."""
+        if not self.enabled:
+            return
+        try:
+            line = format_line(self.format, info) + "\n"
+            os.write(self._fd, line.encode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - logging must not fail a request
+            logging.getLogger(ERROR_LOGGER).debug("access log write failed", exc_info=True)
+
+    def reopen(self) -> None:
+        """Open the path afresh (after logrotate renamed it) and swap the fd in place."""
+        if not self._owns_fd or self.path is None:
+            return
+        try:
+            new = self._open(self.path)
+        except OSError:
+            logging.getLogger(ERROR_LOGGER).exception("cannot reopen access log %s", self.path)
+            return
+        os.dup2(new, self._fd, inheritable=False)
+        os.close(new)
+
+    def close(self) -> None:
+        if self._owns_fd and self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.enabled = False
+        _access_logs.discard(self)

@@ -1,0 +1,97 @@
+"""Unit tests for reclusterd.logging: formats, access atoms, JSON, reopen after rotation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from reclusterd import logging as rlog
+from reclusterd.logging import AccessInfo, AccessLog, format_line
+
+
+def info(**kw: Any) -> AccessInfo:
+    base: dict[str, Any] = dict(
+        remote_addr="10.0.0.1", method=b"GET", target=b"/p/a?x=1&y=2", http_version="1.1",
+        status=200, response_length=12, request_time=0.25,
+        request_headers=[(b"user-agent", b"curl/8"), (b"referer", b"http://r/"),
+                         (b"x-req-id", b"abc")],
+        response_headers=[(b"content-type", b"text/plain")])
+    base.update(kw)
+    return AccessInfo(**base)
+
+
+def test_default_format() -> None:
+    line = format_line(rlog.DEFAULT_ACCESS_FORMAT, info())
+    assert re.fullmatch(
+        r'10\.0\.0\.1 - - \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+        r'"GET /p/a\?x=1&y=2 HTTP/1\.1" 200 12 "http://r/" "curl/8"', line), line
+
+
+def test_all_atoms() -> None:
+    fmt = ("%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(b)s|%(B)s|%(T)s|%(D)s|%(M)s|%(L)s|%(p)s|"
+           "%({X-Req-Id}i)s|%({content-type}o)s|%({missing}i)s")
+    assert format_line(fmt, info()) == (
+        f"GET|/p/a|x=1&y=2|HTTP/1.1|200|12|12|0|250000|250|0.250000|<{os.getpid()}>|"
+        "abc|text/plain|-")
+    assert format_line("%(b)s %(f)s %(a)s", info(response_length=0, request_headers=[])) \
+        == "- - -"
+
+
+def test_basic_auth_user() -> None:
+    tok = base64.b64encode(b"alice:secret")
+    assert format_line("%(u)s", info(request_headers=[(b"authorization", b"Basic " + tok)])) \
+        == "alice"
+
+
+def test_bad_format_falls_back() -> None:
+    assert "GET /p/a" in format_line("%(h)d", info())
+
+
+def test_json() -> None:
+    rec = json.loads(format_line("json", info()))
+    assert rec["method"] == "GET" and rec["path"] == "/p/a" and rec["query"] == "x=1&y=2"
+    assert rec["status"] == 200 and rec["bytes"] == 12 and rec["duration"] == 0.25
+    assert rec["user_agent"] == "curl/8" and rec["remote_addr"] == "10.0.0.1"
+
+
+def test_access_log_disabled() -> None:
+    log = AccessLog(SimpleNamespace(access_logfile=None, access_logformat=None))
+    assert not log.enabled
+    log.log(info())
+
+
+def test_access_log_file_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    log = AccessLog(SimpleNamespace(access_logfile=str(path), access_logformat="%(s)s %(U)s"))
+    assert log.enabled
+    log.log(info())
+    os.rename(path, tmp_path / "access.log.1")
+    log.log(info(status=404))            # still goes to the renamed file
+    rlog.reopen_logs()
+    log.log(info(status=500))
+    assert (tmp_path / "access.log.1").read_text() == "200 /p/a\n404 /p/a\n"
+    assert path.read_text() == "500 /p/a\n"
+    log.close()
+
+
+def test_error_log_format_file_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "error.log"
+    rlog.setup_logging(SimpleNamespace(error_logfile=str(path), log_level="debug"))
+    logger = logging.getLogger("reclusterd.error")
+    logger.debug("hello %s", "world")
+    os.rename(path, tmp_path / "error.log.1")
+    rlog.reopen_logs()
+    logger.warning("after")
+    first = (tmp_path / "error.log.1").read_text()
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] "
+                        rf"\[{os.getpid()}\] \[DEBUG\] hello world\n", first), first
+    assert path.read_text().endswith("[WARNING] after\n")
+    rlog.setup_logging(SimpleNamespace(error_logfile="-", log_level="info"))
+    assert logger.level == logging.INFO
+    assert len(logger.handlers) == 1
