@@ -1,0 +1,419 @@
+"""Every setting, declared once: the CLI, env vars, TOML keys and the docs are generated from it.
+
+Run `python -m reclusterd.settings --markdown` for the README reference table and
+`python -m reclusterd.settings --toml` for conf/reclusterd.toml.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["int", "float", "str", "bool", "list", "umask"]
+Source = Literal["cli", "env", "file"]
+ALL_SOURCES: frozenset[Source] = frozenset(("cli", "env", "file"))
+ENV_PREFIX = "RECLUSTERD_"
+DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_SPEC_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+_APP_RE = re.compile(rf"^{_DOTTED}(?::{_DOTTED})?$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+# --------------------------------------------------------------------------- validators
+# Each takes an already-typed value and returns it (possibly normalised) or raises
+# ValueError with a message that reads after "SETTING: ".
+
+def check_address(addr: str) -> str:
+    """HOST:PORT, [V6]:PORT, unix:PATH or fd://N (the forms sockets.bind_listeners accepts)."""
+    forms = "expected HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
+    if addr.startswith("unix:"):
+        if not addr[5:]:
+            raise ValueError(f"empty unix socket path in {addr!r}")
+        return addr
+    if addr.startswith("fd://"):
+        if not addr[5:].isdigit():
+            raise ValueError(f"fd://N needs a file descriptor number, got {addr!r}")
+        return addr
+    if addr.startswith("["):
+        m = re.match(r"^\[([^\]]+)\]:(\d+)$", addr)
+        if not m:
+            raise ValueError(f"{forms}, got {addr!r}")
+        try:
+            ipaddress.IPv6Address(m.group(1))
+        except ValueError:
+            raise ValueError(f"bad IPv6 address in {addr!r}") from None
+        port = m.group(2)
+    else:
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{forms}, got {addr!r}")
+        if ":" in host:
+            raise ValueError(f"IPv6 addresses need brackets ([::1]:8000), got {addr!r}")
+        if not _HOST_RE.match(host):
+            raise ValueError(f"bad host in {addr!r}")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"port must be 0..65535, got {addr!r}")
+    return addr
+
+
+def check_addresses(addrs: tuple[str, ...]) -> tuple[str, ...]:
+    """Every bind address valid, at least one."""
+    if not addrs:
+        raise ValueError("at least one address is needed")
+    return tuple(check_address(a) for a in addrs)
+
+
+def check_spec(value: str) -> str:
+    """A "module:name" import spec (hooks, plug-in worker classes)."""
+    if not _SPEC_RE.match(value):
+        raise ValueError(f"expected module:name, got {value!r}")
+    return value
+
+
+def check_app(value: str) -> str:
+    """APP is "module:attr" (dotted attr) or "module" (attr "app")."""
+    if not _APP_RE.match(value):
+        raise ValueError(f"expected module:attr (e.g. myapp:app), got {value!r}")
+    return value
+
+
+def check_worker_class(value: str) -> str:
+    if value in ("auto", "sync", "thread", "asyncio"):
+        return value
+    if _SPEC_RE.match(value):
+        return value
+    raise ValueError(f"must be auto, sync, thread, asyncio or module:Class, got {value!r}")
+
+
+def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:
+    """IP addresses, CIDR networks, or "*" (trust everyone)."""
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"expected IP addresses, CIDRs or '*', got {item!r}") from None
+    return items
+
+
+def parse_umask(raw: str) -> int:
+    """"022", "0o22", "0x12" or "18"... a leading 0 or no prefix means octal, like Gunicorn."""
+    text = raw.strip().lower()
+    if text.startswith(("0o", "0x", "0b")):
+        return int(text, 0)
+    return int(text, 8)
+
+
+# --------------------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: how it is spelt on each input and how its value is checked."""
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    flags: tuple[str, ...] = ()
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    validator: Callable[[Any], Any] | None = None
+    reloadable: bool = True
+    sources: frozenset[Source] = ALL_SOURCES
+    metavar: str | None = None
+    example: Any = None          # for conf/reclusterd.toml when the default is None
+    default_doc: str | None = None
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """The name used in messages: the long CLI flag, or the TOML key."""
+        longs = [f for f in self.flags if f.startswith("--")]
+        return longs[0] if longs else self.name
+
+    @property
+    def expect(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "int":
+            if self.minimum == 1:
+                return "a positive integer"
+            return "a non-negative integer" if self.minimum == 0 else "an integer"
+        if self.kind == "float":
+            return "a non-negative number" if self.minimum == 0 else "a number"
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "umask":
+            return "an octal umask like 022"
+        if self.kind == "list":
+            return "a list of strings"
+        return "a string"
+
+    def bad(self, raw: object) -> ValueError:
+        return ValueError(f"must be {self.expect}, got {raw!r}")
+
+    def from_string(self, raw: str) -> Any:
+        """Convert a CLI/env string, then check."""
+        value: Any
+        try:
+            if self.kind == "int":
+                value = int(raw.strip())
+            elif self.kind == "float":
+                value = float(raw.strip())
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+            elif self.kind == "bool":
+                low = raw.strip().lower()
+                if low not in _TRUE | _FALSE:
+                    raise ValueError
+                value = low in _TRUE
+            elif self.kind == "umask":
+                value = parse_umask(raw)
+            elif self.kind == "list":
+                value = tuple(p.strip() for p in raw.split(",") if p.strip())
+            else:
+                value = raw
+        except ValueError:
+            raise self.bad(raw) from None
+        return self.check(value)
+
+    def from_toml(self, raw: object) -> Any:
+        """Type-check a value read from TOML (no string coercion except lists/umask), then check."""
+        value: Any = raw
+        if self.kind == "int" and (not isinstance(raw, int) or isinstance(raw, bool)):
+            raise self.bad(raw)
+        if self.kind == "float":
+            if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+                raise self.bad(raw)
+            value = float(raw)
+        if self.kind == "bool" and not isinstance(raw, bool):
+            raise self.bad(raw)
+        if self.kind == "str" and not isinstance(raw, str):
+            raise self.bad(raw)
+        if self.kind in ("list", "umask") and isinstance(raw, str):
+            return self.from_string(raw)
+        if self.kind == "list":
+            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+                raise self.bad(raw)
+            value = tuple(raw)
+        if self.kind == "umask" and (not isinstance(raw, int) or isinstance(raw, bool)):
+            raise self.bad(raw)
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        if self.minimum is not None and value < self.minimum:
+            raise self.bad(value)
+        if self.choices and value not in self.choices:
+            raise self.bad(value)
+        if self.kind == "umask" and not 0 <= value <= 0o777:
+            raise self.bad(value)
+        return self.validator(value) if self.validator else value
+
+
+def _s(name: str, kind: Kind, default: Any, help: str, *flags: str, **kw: Any) -> Setting:
+    return Setting(name, kind, default, help, tuple(flags), **kw)
+
+
+_NOT_FILE: frozenset[Source] = frozenset(("cli", "env"))
+_LOGS = ("debug", "info", "warning", "error", "critical")
+
+SETTINGS: tuple[Setting, ...] = (
+    _s("app", "str", None, "The application: module:attr (dotted attr; module alone means "
+       "attr 'app'). Given as the positional APP.", validator=check_app, reloadable=False,
+       metavar="APP", example="examples.hello:app"),
+    _s("workers", "int", None, "Number of worker processes.", "-w", "--workers", minimum=1,
+       metavar="N", example=4, default_doc="$WEB_CONCURRENCY, else the CPU count"),
+    _s("bind", "list", ("127.0.0.1:8000",), "Address to listen on: HOST:PORT, [::1]:PORT, "
+       "unix:PATH or fd://N; repeatable. systemd LISTEN_FDS is used when set.",
+       "-b", "--bind", validator=check_addresses, reloadable=False, metavar="ADDR"),
+    _s("worker_class", "str", "auto", "Worker type: sync, thread, asyncio or module:Class; "
+       "auto = thread for WSGI, asyncio for ASGI.", "-k", "--worker-class",
+       validator=check_worker_class, metavar="CLASS"),
+    _s("threads", "int", 4, "Thread pool size of a thread worker.", "--threads", minimum=1,
+       metavar="N"),
+    _s("worker_connections", "int", 1000, "Max open connections per thread/asyncio worker.",
+       "--worker-connections", minimum=1, metavar="N"),
+    _s("http", "str", "httptools", "HTTP parser: httptools or h11 (pure Python).", "--http",
+       choices=("httptools", "h11")),
+    _s("loop", "str", "auto", "Event loop for asyncio workers: auto (uvloop if installed), "
+       "asyncio or uvloop.", "--loop", choices=("auto", "asyncio", "uvloop")),
+    _s("timeout", "float", 30.0, "A serving worker silent this many seconds is killed and "
+       "replaced (its stack logged first); 0 = off.", "-t", "--timeout", minimum=0,
+       metavar="S"),
+    _s("boot_timeout", "float", 60.0, "A new worker not ready this many seconds after fork "
+       "counts as failed to boot.", "--boot-timeout", minimum=0, metavar="S"),
+    _s("graceful_timeout", "float", 30.0, "Seconds given to in-flight requests on "
+       "TERM/HUP/TTOU/recycle.", "--graceful-timeout", minimum=0, metavar="S"),
+    _s("keep_alive", "float", 5.0, "Idle keep-alive connection timeout (seconds).",
+       "--keep-alive", minimum=0, metavar="S"),
+    _s("header_timeout", "float", 20.0, "The request head must arrive within this many seconds "
+       "of its first byte, else 408 and close.", "--header-timeout", minimum=0, metavar="S"),
+    _s("max_requests", "int", 0, "Recycle a worker after this many requests; 0 = off.",
+       "--max-requests", minimum=0, metavar="N"),
+    _s("max_requests_jitter", "int", 0, "Add a random 0..N to --max-requests per worker.",
+       "--max-requests-jitter", minimum=0, metavar="N"),
+    _s("max_worker_memory", "int", 0, "Recycle a worker whose RSS passes this many MB; "
+       "0 = off.", "--max-worker-memory", minimum=0, metavar="MB"),
+    _s("backoff", "float", 10.0, "Ceiling of the respawn delay (seconds).", "--backoff",
+       minimum=0, metavar="S"),
+    _s("config", "str", None, "TOML config file; keys are setting names.", "-c", "--config",
+       reloadable=False, sources=_NOT_FILE, metavar="FILE"),
+    _s("check_config", "bool", False, "Load the config and the app, report, exit 0 (or 1).",
+       "--check-config", reloadable=False, sources=_NOT_FILE),
+    _s("chdir", "str", None, "Change to this directory (and import the app from it).",
+       "--chdir", metavar="DIR", example="/srv/app"),
+    _s("pid", "str", None, "Write the arbiter's PID to this file.", "-p", "--pid",
+       reloadable=False, metavar="FILE", example="/run/reclusterd.pid"),
+    _s("name", "str", None, "Process title name (replaces APP in the titles).", "-n",
+       "--name", metavar="NAME", example="myapp"),
+    _s("access_logfile", "str", None, "Access log file; '-' = stdout; unset = no access log.",
+       "--access-logfile", metavar="FILE", example="-"),
+    _s("access_logformat", "str", DEFAULT_ACCESS_FORMAT, "Access log format (Gunicorn's "
+       "%(h)s atoms) or 'json'.", "--access-logformat", metavar="FORMAT"),
+    _s("error_logfile", "str", None, "Error log file; '-' or unset = stderr.",
+       "--error-logfile", "--log-file", metavar="FILE", example="-"),
+    _s("log_level", "str", "info", "Error log level.", "--log-level", choices=_LOGS),
+    _s("certfile", "str", None, "TLS certificate (PEM); enables TLS on every bind.",
+       "--certfile", reloadable=False, metavar="FILE", example="/etc/ssl/cert.pem"),
+    _s("keyfile", "str", None, "TLS private key (PEM).", "--keyfile", reloadable=False,
+       metavar="FILE", example="/etc/ssl/key.pem"),
+    _s("ca_certs", "str", None, "CA bundle to verify client certificates.", "--ca-certs",
+       reloadable=False, metavar="FILE", example="/etc/ssl/ca.pem"),
+    _s("ciphers", "str", None, "TLS cipher string (OpenSSL format).", "--ciphers",
+       reloadable=False, metavar="CIPHERS", example="ECDHE+AESGCM"),
+    _s("forwarded_allow_ips", "list", ("127.0.0.1",), "Peers (IPs, CIDRs, '*') whose "
+       "X-Forwarded-For/-Proto and Forwarded headers are believed; comma-separated.",
+       "--forwarded-allow-ips", validator=check_allow_ips, metavar="LIST"),
+    _s("limit_request_line", "int", 8190, "Max request line bytes (over: 414).",
+       "--limit-request-line", minimum=0, metavar="N"),
+    _s("limit_request_fields", "int", 100, "Max number of request headers (over: 431).",
+       "--limit-request-fields", minimum=0, metavar="N"),
+    _s("limit_request_field_size", "int", 8190, "Max bytes of one request header (over: 431).",
+       "--limit-request-field-size", "--limit-request-field_size", minimum=0, metavar="N"),
+    _s("limit_request_body", "int", 0, "Max request body bytes (over: 413); 0 = off.",
+       "--limit-request-body", minimum=0, metavar="N"),
+    _s("status_bind", "str", None, "Address of the arbiter's status server: /metrics, /livez, "
+       "/readyz.", "--status-bind", validator=check_address, reloadable=False, metavar="ADDR",
+       example="127.0.0.1:9000"),
+    _s("shutdown_delay", "float", 0.0, "On TERM, report not-ready and keep serving this many "
+       "seconds before draining.", "--shutdown-delay", minimum=0, metavar="S"),
+    _s("factory", "bool", False, "APP is a callable returning the application.", "--factory"),
+    _s("lifespan", "str", "auto", "ASGI lifespan: auto, on or off.", "--lifespan",
+       choices=("auto", "on", "off")),
+    _s("ws", "str", "auto", "WebSocket for ASGI: auto (wsproto) or none.", "--ws",
+       choices=("auto", "wsproto", "none")),
+    _s("post_fork", "str", None, "Hook module:func(cfg) run in each worker after fork, "
+       "before the app is loaded.", "--post-fork", validator=check_spec, metavar="SPEC",
+       example="myapp.hooks:post_fork"),
+    _s("pre_request", "str", None, "Hook module:func called before each request.",
+       "--pre-request", validator=check_spec, metavar="SPEC", example="myapp.hooks:pre_request"),
+    _s("post_request", "str", None, "Hook module:func called after each request.",
+       "--post-request", validator=check_spec, metavar="SPEC",
+       example="myapp.hooks:post_request"),
+    _s("reuse_port", "bool", False, "Set SO_REUSEPORT on the listeners.", "--reuse-port",
+       reloadable=False),
+    _s("backlog", "int", 2048, "Listen backlog.", "--backlog", minimum=1, reloadable=False,
+       metavar="N"),
+    _s("preload", "bool", False, "Load the app in the arbiter before forking.", "--preload"),
+    _s("user", "str", None, "Switch workers to this user (name or uid) after binding.",
+       "-u", "--user", reloadable=False, metavar="USER", example="www-data"),
+    _s("group", "str", None, "Switch workers to this group (name or gid) after binding.",
+       "-g", "--group", reloadable=False, metavar="GROUP", example="www-data"),
+    _s("umask", "umask", None, "umask of the processes (octal, e.g. 022).", "-m", "--umask",
+       reloadable=False, metavar="MASK", example="022"),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+# --------------------------------------------------------------------------- docs
+
+def _show(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def render_markdown() -> str:
+    """The README's reference table, straight from SETTINGS."""
+    rows = ["| flag | env / TOML key | default | HUP | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        if s.name == "app":
+            flag = "`APP` (positional)"
+        else:
+            mv = f" {s.metavar}" if s.metavar else ""
+            flag = ", ".join(f"`{f}{mv}`" for f in s.flags)
+        keys = f"`{s.env}`" + (f", `{s.name}`" if "file" in s.sources else "")
+        default = s.default_doc or (f"`{_show(s.default)}`" if _show(s.default) else "")
+        helptext = s.help.replace("|", "\\|")
+        rows.append(f"| {flag} | {keys} | {default} | {'yes' if s.reloadable else 'no'} "
+                    f"| {helptext} |")
+    return "\n".join(rows) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def render_toml() -> str:
+    """conf/reclusterd.toml: every file setting, commented out, with its help and default."""
+    out = ["# reclusterd configuration: `reclusterd -c conf/reclusterd.toml APP`.",
+           "# Generated by `python -m reclusterd.settings --toml`; every setting is shown",
+           "# commented out with its default. Keys are setting names; precedence is",
+           "# command line > RECLUSTERD_<NAME> environment > this file > default.", ""]
+    for s in SETTINGS:
+        if "file" not in s.sources:
+            continue
+        out.extend(f"# {line}" for line in textwrap.wrap(s.help, 86))
+        if s.default_doc:
+            out.append(f"# Default: {s.default_doc}.")
+        elif s.default is None:
+            out.append("# Default: unset.")
+        reload_note = "" if s.reloadable else " (not changed by HUP reload)"
+        out.append(f"# Flag: {', '.join(s.flags) or 'APP'}; env: {s.env}{reload_note}.")
+        shown = s.default if s.default is not None else s.example
+        out.append(f"# {s.name} = {_toml_value(shown)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--markdown"]:
+        sys.stdout.write(render_markdown())
+        return 0
+    if args == ["--toml"]:
+        sys.stdout.write(render_toml())
+        return 0
+    sys.stderr.write("usage: python -m reclusterd.settings --markdown | --toml\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
