@@ -280,8 +280,36 @@ def close_listeners(listeners: Iterable[Listener], unlink: bool = True) -> None:
 # ---------------------------------------------------------------- TLS
 
 
+_ssl_cache: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+
+def _mtime(path: str | None) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return -1.0
+
+
 def ssl_context(cfg: Config) -> ssl.SSLContext | None:
-    """Server TLS context from certfile/keyfile/ca_certs/ciphers; None without a certfile."""
+    """Server TLS context from certfile/keyfile/ca_certs/ciphers; None without a certfile.
+
+    Cached by settings and file mtimes: the arbiter builds it once before forking and
+    workers calling ssl_context(cfg) get the inherited object; a HUP with renewed
+    certificate files builds a fresh one.
+    """
+    names = ("certfile", "keyfile", "ca_certs", "ciphers")
+    vals = [getattr(cfg, n, None) for n in names]
+    key = (*vals, *(_mtime(v) for v in vals[:3]))
+    if key in _ssl_cache:
+        return _ssl_cache[key]
+    ctx = _build_ssl_context(cfg)
+    if ctx is not None:
+        _ssl_cache.clear()
+        _ssl_cache[key] = ctx
+    return ctx
+
+
+def _build_ssl_context(cfg: Config) -> ssl.SSLContext | None:
     certfile = getattr(cfg, "certfile", None)
     keyfile = getattr(cfg, "keyfile", None)
     if not certfile:
