@@ -1,0 +1,13 @@
+"""Sans-IO HTTP/1.x: bytes in, events out (parser); events in, bytes out (response).
+
+No sockets, no processes: every worker class shares this one implementation of the rules.
+"""
+
+from .events import Data, EndOfMessage, Event, Limits, ProtocolError, Request
+from .parser import Parser, make_parser
+from .response import CONTINUE_100, InvalidResponse, Response, error_response
+
+__all__ = [
+    "CONTINUE_100", "Data", "EndOfMessage", "Event", "InvalidResponse", "Limits", "Parser",
+    "ProtocolError", "Request", "Response", "error_response", "make_parser",
+]

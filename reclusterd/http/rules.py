@@ -1,0 +1,250 @@
+"""The strict HTTP/1.x request rules (RFC 9112 / RFC 9110), in one place for both parsers.
+
+Each parser adapter hands over what it parsed (method, target, version, header lines) and
+these functions either build the `Request` or raise `Reject(status, reason)`. Raw-byte checks
+for things a parser normalises away (bare LF, obs-fold, spaces) live in `check_head_bytes`.
+"""
+
+from __future__ import annotations
+
+from .events import Headers, Limits, Request
+
+__all__ = ["Reject", "build_request", "check_field", "check_head_bytes", "check_trailers",
+           "KNOWN_METHODS", "is_token"]
+
+
+class Reject(Exception):
+    """A request that must be refused with `status` (and the connection closed)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+
+def _byteset(ranges: str) -> bytes:
+    return bytes(sorted({b for b in ranges.encode("latin-1")}))
+
+
+_TCHAR = _byteset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# field-value octets: VCHAR, obs-text, SP, HTAB (no CTLs, no DEL)
+_VALUE_OK = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
+# request-target octets: visible ASCII (and obs-text, as browsers send raw UTF-8)
+_TARGET_OK = bytes([*range(0x21, 0x7F), *range(0x80, 0x100)])
+_DIGITS = b"0123456789"
+_HEX = b"0123456789abcdefABCDEF"
+# uri-host [":" port]: unreserved / pct-encoded / sub-delims / IP-literal brackets / ":"
+_HOST_OK = _byteset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    "-._~%!$&'()*+,;=:[]")
+
+# Methods both parser paths accept (llhttp's request methods); other tokens: 501.
+KNOWN_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND "
+    b"PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
+    b"M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY"
+    .split()
+)
+
+MAX_CONTENT_LENGTH_DIGITS = 18  # < 2**63: no overflow anywhere downstream
+MAX_CHUNK_SIZE_DIGITS = 16
+
+
+def is_token(value: bytes) -> bool:
+    """RFC 9110 token: one or more tchar."""
+    return bool(value) and not value.translate(None, _TCHAR)
+
+
+def check_field(name: bytes, value: bytes, limits: Limits) -> None:
+    """One header/trailer line: token name, clean value, size limit."""
+    if not name or name.translate(None, _TCHAR):
+        raise Reject(400, "invalid header name")
+    if value.translate(None, _VALUE_OK):
+        raise Reject(400, "invalid character in header value")
+    if limits.field_size and len(name) + len(value) + 2 > limits.field_size:
+        raise Reject(431, "header field too large")
+
+
+def check_trailers(trailers: Headers, limits: Limits) -> None:
+    """Trailer lines follow the header rules; framing fields are not allowed there."""
+    if limits.fields and len(trailers) > limits.fields:
+        raise Reject(431, "too many trailer fields")
+    for name, value in trailers:
+        check_field(name, value, limits)
+        if name in (b"content-length", b"transfer-encoding", b"host"):
+            raise Reject(400, "framing field in trailers")
+
+
+def _content_length(values: list[bytes]) -> int:
+    first = values[0]
+    if len(values) > 1:
+        raise Reject(400, "duplicate Content-Length")
+    if not first or first.translate(None, _DIGITS) or len(first) > MAX_CONTENT_LENGTH_DIGITS:
+        raise Reject(400, "invalid Content-Length")
+    return int(first)
+
+
+def _transfer_encoding(values: list[bytes], version: str) -> None:
+    """Only `chunked` is understood, and it must be final and appear once."""
+    if version == "1.0":
+        raise Reject(400, "Transfer-Encoding on HTTP/1.0")
+    codings = [c.strip(b" \t").lower() for c in b",".join(values).split(b",")]
+    if not codings or codings[-1] != b"chunked":
+        raise Reject(400, "chunked is not the final transfer coding")
+    if codings.count(b"chunked") > 1:
+        raise Reject(400, "chunked applied twice")
+    for coding in codings[:-1]:
+        if not is_token(coding.partition(b";")[0].rstrip(b" \t")):
+            raise Reject(400, "invalid transfer coding")
+        raise Reject(501, "transfer coding not implemented")
+
+
+def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes]:
+    """(path, query) from the request-target, checking its form (RFC 9112 §3.2)."""
+    if not target or target.translate(None, _TARGET_OK):
+        raise Reject(400, "invalid request target")
+    first = target[0]
+    if first == 0x2F:  # "/": origin-form
+        if method == b"CONNECT":
+            raise Reject(400, "CONNECT needs authority-form")
+        rest = target
+    elif target == b"*":
+        if method != b"OPTIONS":
+            raise Reject(400, "asterisk-form only with OPTIONS")
+        return b"*", b""
+    elif method == b"CONNECT":
+        host, sep, port = target.rpartition(b":")
+        if not sep or not host or not port or port.translate(None, _DIGITS) \
+                or host.translate(None, _HOST_OK) or b"@" in target:
+            raise Reject(400, "invalid authority-form target")
+        return b"", b""
+    else:
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or not scheme.isalpha() or scheme.lower() not in (b"http", b"https"):
+            raise Reject(400, "invalid request target")
+        slash = rest.find(b"/")
+        qmark = rest.find(b"?")
+        if slash < 0 or (0 <= qmark < slash):
+            authority, rest = (rest[:qmark], b"/" + rest[qmark:]) if qmark >= 0 else (rest, b"/")
+        else:
+            authority, rest = rest[:slash], rest[slash:]
+        if not authority or authority.translate(None, _HOST_OK):
+            raise Reject(400, "invalid authority in absolute-form target")
+    path, _, query = rest.partition(b"?")
+    if b"#" in query:
+        query = query.partition(b"#")[0]
+    elif b"#" in path:
+        path = path.partition(b"#")[0]
+    return path, query
+
+
+def _version(version: str) -> str:
+    if version == "1.1" or version == "1.0":
+        return version
+    if version[:2] != "1.":
+        raise Reject(505, "HTTP version not supported")
+    return "1.1"  # 1.x, x > 1: treat as the highest minor we speak (RFC 9110 §2.5)
+
+
+def build_request(method: bytes, target: bytes, version: str, headers: Headers,
+                  limits: Limits) -> Request:
+    """Apply every head rule and build the Request event (headers already field-checked)."""
+    version = _version(version)
+    if not is_token(method):
+        raise Reject(400, "invalid method")
+    if method not in KNOWN_METHODS:
+        raise Reject(501, "method not implemented")
+    if limits.request_line and len(method) + len(target) + 10 > limits.request_line:
+        raise Reject(414, "request line too long")
+    if limits.fields and len(headers) > limits.fields:
+        raise Reject(431, "too many header fields")
+    path, query = _split_target(method, target)
+
+    cl_values: list[bytes] | None = None
+    te_values: list[bytes] | None = None
+    hosts = 0
+    conn_close = conn_keep = conn_upgrade = expect = False
+    upgrade: bytes | None = None
+    for name, value in headers:
+        c = name[0]
+        if c == 0x63:  # c
+            if name == b"content-length":
+                cl_values = [value] if cl_values is None else [*cl_values, value]
+            elif name == b"connection":
+                for tok in value.lower().split(b","):
+                    tok = tok.strip(b" \t")
+                    if tok == b"close":
+                        conn_close = True
+                    elif tok == b"keep-alive":
+                        conn_keep = True
+                    elif tok == b"upgrade":
+                        conn_upgrade = True
+        elif c == 0x68 and name == b"host":
+            hosts += 1
+            if value.translate(None, _HOST_OK):
+                raise Reject(400, "invalid Host")
+        elif c == 0x74 and name == b"transfer-encoding":
+            te_values = [value] if te_values is None else [*te_values, value]
+        elif c == 0x65 and name == b"expect":
+            if value.lower() == b"100-continue":
+                expect = True
+        elif c == 0x75 and name == b"upgrade":
+            upgrade = value
+    if hosts > 1 or (hosts == 0 and version == "1.1"):
+        raise Reject(400, "exactly one Host header required")
+
+    content_length: int | None = None
+    chunked = False
+    if te_values is not None:
+        if cl_values is not None:
+            raise Reject(400, "both Transfer-Encoding and Content-Length")
+        _transfer_encoding(te_values, version)
+        chunked = True
+    elif cl_values is not None:
+        content_length = _content_length(cl_values)
+        if limits.body and content_length > limits.body:
+            raise Reject(413, "request body too large")
+
+    keep_alive = not conn_close and (version == "1.1" or conn_keep)
+    if method == b"CONNECT":
+        keep_alive = False
+        upgrade = None
+    elif upgrade is not None:
+        if conn_upgrade and version == "1.1":
+            if chunked or content_length:
+                raise Reject(400, "upgrade request with a body")
+        else:
+            upgrade = None
+    return Request(method, target, path, query, version, headers, keep_alive,
+                   expect and version == "1.1", content_length, chunked, upgrade)
+
+
+def check_head_bytes(head: bytes, limits: Limits) -> None:
+    """Raw checks on a complete head (request line .. blank line) a parser may not do.
+
+    Every line must end in CRLF (no bare CR or LF), the request line is exactly
+    `METHOD SP target SP HTTP/x.y`, and no field line starts with whitespace (obs-fold)
+    or has whitespace before its colon.
+    """
+    lines = head.split(b"\r\n")
+    if lines[-1] or lines[-2]:
+        raise Reject(400, "head must end with CRLF CRLF")
+    del lines[-2:]
+    if b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+        raise Reject(400, "bare CR or LF in head")
+    line = lines[0]
+    if limits.request_line and len(line) > limits.request_line:
+        raise Reject(414, "request line too long")
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise Reject(400, "malformed request line")
+    version = parts[2]
+    if len(version) != 8 or version[:5] != b"HTTP/" or version[6] != 0x2E \
+            or not (0x30 <= version[5] <= 0x39 and 0x30 <= version[7] <= 0x39):
+        raise Reject(400, "malformed HTTP version")
+    for line in lines[1:]:
+        if not line or line[0] in (0x20, 0x09):
+            raise Reject(400, "obsolete line folding or empty field line")
+        name, colon, _ = line.partition(b":")
+        if not colon or not name or name.translate(None, _TCHAR):
+            raise Reject(400, "invalid header name")
