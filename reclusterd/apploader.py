@@ -1,0 +1,197 @@
+"""Import the user's application from "module:attr" and tell WSGI from ASGI.
+
+Errors the user can fix by typing a different APP (no such module, no such attribute,
+not an application) are one line; an exception raised by the user's own code keeps
+its traceback (with importlib's frames removed), because that is what they need to see.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+import sys
+import traceback as tb
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+
+AppKind = Literal["wsgi", "asgi"]
+
+
+class AppLoadError(Exception):
+    """The app could not be loaded; traceback is set when the user's code raised."""
+
+    def __init__(self, message: str, traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return self.message
+
+    def text(self) -> str:
+        """Everything to show the user: the traceback (if any), then the message."""
+        if self.traceback:
+            return f"{self.traceback.rstrip()}\n{self.message}"
+        return self.message
+
+
+@dataclass(frozen=True)
+class LoadedApp:
+    app: object
+    kind: AppKind
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """ "pkg.mod:obj.attr" -> ("pkg.mod", "obj.attr"); "pkg.mod" -> ("pkg.mod", "app")."""
+    module, sep, attr = spec.partition(":")
+    if not module or (sep and not attr):
+        raise AppLoadError(f"bad application spec {spec!r}: expected module:attr")
+    return module, attr or "app"
+
+
+def put_on_path(directory: str) -> None:
+    """Make `directory` the first entry of sys.path (as Gunicorn and Uvicorn do)."""
+    path = os.path.abspath(directory)
+    if path in sys.path:
+        sys.path.remove(path)
+    sys.path.insert(0, path)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The formatted exception without importlib's and this module's frames."""
+    te = tb.TracebackException.from_exception(exc)
+    here = os.path.abspath(__file__)
+    te.stack = tb.StackSummary.from_list([
+        f for f in te.stack
+        if "importlib" not in f.filename and os.path.abspath(f.filename) != here])
+    return "".join(te.format())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = tb.format_exception_only(type(exc), exc)[-1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_missing(exc: ModuleNotFoundError, module: str) -> bool:
+    """True if the missing module is the one asked for (or a parent package of it)."""
+    name = exc.name or ""
+    return bool(name) and (module == name or module.startswith(name + "."))
+
+
+def import_module(module: str) -> object:
+    """Import the user's module; errors become AppLoadError."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if _is_missing(e, module):
+            raise AppLoadError(f"could not import module {module!r}") from None
+        raise AppLoadError(f"error while importing module {module!r}: {_one_line(e)}",
+                           _user_traceback(e)) from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - any error in user code
+        raise AppLoadError(f"error while importing module {module!r}: {_one_line(e)}",
+                           _user_traceback(e)) from None
+
+
+def resolve(spec: str) -> object:
+    """The object named by "module:attr" (dotted attr allowed)."""
+    module, attr = split_spec(spec)
+    obj = import_module(module)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module!r} has no attribute {attr!r}") from None
+        except Exception as e:  # noqa: BLE001 - a property in user code raised
+            raise AppLoadError(f"error while getting {spec!r}: {_one_line(e)}",
+                               _user_traceback(e)) from None
+    return obj
+
+
+def _call_factory(factory: object, spec: str) -> object:
+    if not callable(factory):
+        raise AppLoadError(f"--factory: {spec!r} is not callable "
+                           f"(got {type(factory).__name__})")
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as e:
+        raise AppLoadError(f"--factory: {spec!r} must be callable without arguments ({e})") \
+            from None
+    except ValueError:
+        pass
+    try:
+        app = factory()
+    except Exception as e:  # noqa: BLE001 - user code
+        raise AppLoadError(f"app factory {spec!r} raised {_one_line(e)}",
+                           _user_traceback(e)) from None
+    if inspect.iscoroutine(app):
+        app.close()
+        raise AppLoadError(f"--factory: {spec!r} is async; the factory must be a plain "
+                           "function returning the app")
+    return app
+
+
+def _unwrap(obj: object) -> object:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return obj
+
+
+def _is_async(obj: object) -> bool:
+    """async def function/method, partial of one, or an object whose __call__ is one."""
+    target = _unwrap(obj)
+    if inspect.iscoroutinefunction(target):
+        return True
+    if inspect.isclass(target) or inspect.isroutine(target):
+        return False
+    call = next(
+        (k.__dict__["__call__"] for k in type(target).__mro__ if "__call__" in k.__dict__), None)
+    return call is not None and inspect.iscoroutinefunction(_unwrap(call))
+
+
+def _binds(sig: inspect.Signature, n: int) -> bool:
+    try:
+        sig.bind(*range(n))
+    except TypeError:
+        return False
+    return True
+
+
+def detect_kind(app: object, spec: str = "app") -> AppKind:
+    """ASGI 3 = async (scope, receive, send); WSGI = callable(environ, start_response)."""
+    if not callable(app):
+        raise AppLoadError(f"{spec!r} is not callable (got {type(app).__name__}): "
+                           "not a WSGI or ASGI application")
+    try:
+        sig = inspect.signature(app)
+    except (TypeError, ValueError):
+        return "asgi" if _is_async(app) else "wsgi"
+    if _is_async(app):
+        if _binds(sig, 3):
+            return "asgi"
+        raise AppLoadError(f"{spec!r} is async but takes {sig}; ASGI 3 applications take "
+                           "(scope, receive, send): not a WSGI or ASGI application")
+    if _binds(sig, 2):
+        return "wsgi"
+    if _binds(sig, 3):
+        return "asgi"  # a plain callable returning an awaitable
+    hint = ""
+    if _binds(sig, 0):
+        hint = " (if it is an application factory, add --factory)"
+    raise AppLoadError(f"{spec!r} takes {sig}: not a WSGI or ASGI application; WSGI apps "
+                       "take (environ, start_response), ASGI 3 apps are "
+                       f"async (scope, receive, send){hint}")
+
+
+def load_app(cfg: Config) -> LoadedApp:
+    """Import cfg.app (calling it if cfg.factory) with cfg.chdir or cwd first on sys.path."""
+    put_on_path(cfg.chdir or os.getcwd())
+    obj = resolve(cfg.app)
+    if cfg.factory:
+        obj = _call_factory(obj, cfg.app)
+    return LoadedApp(obj, detect_kind(obj, cfg.app))
+

@@ -1,0 +1,92 @@
+"""The `reclusterd` command: argv -> Config -> Arbiter. Errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from reclusterd import config
+from reclusterd.apploader import AppLoadError, load_app, resolve
+from reclusterd.settings import BY_NAME
+
+USAGE_EXIT = 2    # bad command line / config value
+CHECK_FAILED = 1  # --check-config found a problem
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"reclusterd: error: {message}\n")
+    sys.stderr.flush()
+
+
+def _check_mode(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """--check-config asked for, even if the rest of the command line is bad."""
+    env = environ.get(BY_NAME["check_config"].env, "").strip().lower()
+    return "--check-config" in argv or env in ("1", "true", "yes", "on")
+
+
+def check_config(cfg: config.Config) -> int:
+    """Load the app and everything importable the config names; print a short report."""
+    try:
+        loaded = load_app(cfg)
+        for hook in ("post_fork", "pre_request", "post_request"):
+            spec = getattr(cfg, hook)
+            if spec and not callable(resolve(spec)):
+                raise AppLoadError(f"--{hook.replace('_', '-')}: {spec!r} is not callable")
+        if ":" in cfg.worker_class:
+            if not isinstance(resolve(cfg.worker_class), type):
+                raise AppLoadError(f"--worker-class: {cfg.worker_class!r} is not a class")
+        from reclusterd.sockets import BindError, ssl_context
+
+        try:
+            tls = ssl_context(cfg) is not None
+        except BindError as e:
+            raise AppLoadError(str(e)) from None
+    except AppLoadError as e:
+        if e.traceback:
+            sys.stderr.write(e.traceback.rstrip() + "\n")
+        _err(e.message)
+        return CHECK_FAILED
+    worker = cfg.worker_class
+    if worker == "auto":
+        worker = "thread" if loaded.kind == "wsgi" else "asyncio"
+    print("reclusterd: config OK")
+    print(f"  config file: {cfg.config or '(none)'}")
+    print(f"  app:         {cfg.app} ({loaded.kind.upper()}{', factory' if cfg.factory else ''})")
+    print(f"  workers:     {cfg.workers} x {worker}")
+    print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
+    if cfg.status_bind:
+        print(f"  status:      {cfg.status_bind}")
+    return 0
+
+
+def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Everything main() does, with explicit inputs."""
+    if config.version_requested(argv):
+        print(config.version_text())
+        return 0
+    try:
+        cfg = config.load(argv, environ)
+    except config.ConfigError as e:
+        _err(str(e))
+        return CHECK_FAILED if _check_mode(argv, environ) else USAGE_EXIT
+    if cfg.check_config:
+        return check_config(cfg)
+    from reclusterd.arbiter import Arbiter
+
+    return Arbiter(cfg, list(argv), dict(environ)).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point (`reclusterd`, `python -m reclusterd`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args, os.environ)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as e:  # argparse --help
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
