@@ -107,6 +107,9 @@ def serve(app: str, redis_url: str, *opts: str, workers: int = WORKERS) -> Serve
     """Start the server under test with `workers` workers and wait until all are up."""
     env = {"REDIS_URL": redis_url}
     if PEER == "gunicorn":
+        if "--post-fork" in opts:  # Gunicorn has the hook only in its config file
+            i = opts.index("--post-fork")
+            opts = opts[:i] + opts[i + 2:]
         args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", "127.0.0.1:{port}",
                 *opts]
         args += ["-k", "uvicorn.workers.UvicornWorker"] if app == ASGI_APP else ["--threads", "4"]
@@ -301,7 +304,9 @@ def test_state_survives_hup_reload(clean_redis: str) -> None:
 
 
 def test_state_survives_sigkilled_worker(clean_redis: str) -> None:
-    with serve(WSGI_APP, clean_redis) as srv:
+    # --preload imports the app in the arbiter; the clients must still be made per worker.
+    hook = "examples.sessions.app:post_fork"
+    with serve(WSGI_APP, clean_redis, "--preload", "--post-fork", hook) as srv:
         old = srv.workers()
         probe = Probe(srv.port, login(srv.port))
         probe.run(all_of(old))
@@ -343,3 +348,30 @@ def test_state_survives_max_requests_recycling(clean_redis: str) -> None:
         assert seen - first, "no recycled worker answered"
         values, _ = increments(srv.port, 100, threads=8)
         assert values == list(range(1, 101))
+
+
+def test_redis_client_is_made_again_in_a_forked_child() -> None:
+    """The pid tag: a client made before fork is never used by the child (no server needed)."""
+    from examples.sessions import app as sessions_app
+
+    parent = sessions_app.get_conn()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            mine = sessions_app.get_conn()
+            ok = mine is not parent and mine.pid == os.getpid()
+            sessions_app.post_fork(None)
+            again = sessions_app.get_conn()
+            ok = ok and again is not mine and again.pid == os.getpid()
+            os.write(write_end, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = os.read(read_end, 1)
+    finally:
+        os.close(read_end)
+        os.waitpid(child, 0)
+    assert answer == b"1"
+    assert sessions_app.get_conn() is parent
