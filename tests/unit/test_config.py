@@ -1,11 +1,29 @@
-"""Config: precedence, validators, TOML, env (pure, no processes)."""
+"""Config: precedence, validators, TOML, env, WEB_CONCURRENCY (pure, no processes)."""
 
 from __future__ import annotations
+
+import os
+from dataclasses import FrozenInstanceError
+from pathlib import Path
 
 import pytest
 
 from reclusterd import config
-from reclusterd.config import ConfigError, load
+from reclusterd.config import Config, ConfigError, load
+
+
+def err(argv: list[str], env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as ei:
+        load(argv, env or {})
+    text = str(ei.value)
+    assert "\n" not in text
+    return text
+
+
+def toml(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return str(p)
 
 
 def test_minimal_load() -> None:
@@ -13,10 +31,207 @@ def test_minimal_load() -> None:
     assert cfg.app == "app:app"
     assert cfg.workers == 1
     assert cfg.bind == ("127.0.0.1:8000",)
+    assert cfg.timeout == 30.0 and isinstance(cfg.timeout, float)
+    assert cfg.config is None and cfg.umask is None
+
+
+def test_frozen() -> None:
+    cfg = load(["app:app"], {})
+    with pytest.raises(FrozenInstanceError):
+        cfg.workers = 3  # type: ignore[misc]
 
 
 def test_bad_workers_names_flag() -> None:
-    with pytest.raises(ConfigError) as ei:
-        load(["app:app", "--workers", "abc"], {})
-    assert str(ei.value) == "--workers: must be a positive integer, got 'abc'"
-    assert isinstance(config.Config, type)
+    assert err(["app:app", "--workers", "abc"]) == \
+        "--workers: must be a positive integer, got 'abc'"
+    assert err(["app:app", "-w", "0"]).startswith("--workers: must be a positive integer")
+
+
+def test_short_flags() -> None:
+    cfg = load(["app:app", "-w", "3", "-b", "0.0.0.0:1", "-k", "sync", "-t", "7", "-p", "x.pid",
+                "-n", "nm", "-u", "nobody", "-g", "nogroup", "-m", "027"], {})
+    assert (cfg.workers, cfg.bind, cfg.worker_class, cfg.timeout) == (3, ("0.0.0.0:1",), "sync", 7)
+    assert (cfg.pid, cfg.name, cfg.user, cfg.group, cfg.umask) == \
+        ("x.pid", "nm", "nobody", "nogroup", 0o27)
+
+
+def test_app_required_unless_given_elsewhere(tmp_path: Path) -> None:
+    assert err([]).startswith("APP: missing")
+    assert load([], {"RECLUSTERD_APP": "m:a"}).app == "m:a"
+    assert load(["-c", toml(tmp_path, 'app = "f:a"\n')], {}).app == "f:a"
+
+
+def test_bad_app_syntax() -> None:
+    assert err(["not a spec"]).startswith("APP: expected module:attr")
+    assert load(["pkg.mod:obj.attr"], {}).app == "pkg.mod:obj.attr"
+    assert load(["pkg.mod"], {}).app == "pkg.mod"
+
+
+def test_unknown_option_and_missing_value() -> None:
+    assert err(["app:app", "--bogus"]).startswith("--bogus: unknown option")
+    assert err(["app:app", "--workers"]) == "--workers: expected one argument"
+    assert err(["app:app", "--work", "2"]).startswith("--work: unknown option")  # no abbrev
+
+
+def test_precedence_cli_env_file_default(tmp_path: Path) -> None:
+    path = toml(tmp_path, "workers = 2\nthreads = 8\nkeep_alive = 9\nbacklog = 10\n")
+    env = {"RECLUSTERD_WORKERS": "3", "RECLUSTERD_THREADS": "7"}
+    cfg = load(["app:app", "-c", path, "--workers", "4"], env)
+    assert cfg.workers == 4        # cli beats env and file
+    assert cfg.threads == 7        # env beats file
+    assert cfg.keep_alive == 9.0   # file beats default
+    assert cfg.backlog == 10
+    assert cfg.graceful_timeout == 30.0
+    assert cfg.config == path
+
+
+def test_bool_cli_overrides_file(tmp_path: Path) -> None:
+    path = toml(tmp_path, "preload = true\nfactory = true\n")
+    cfg = load(["app:app", "-c", path, "--no-preload"], {})
+    assert cfg.preload is False and cfg.factory is True
+    assert load(["app:app", "--reuse-port"], {}).reuse_port is True
+
+
+def test_config_from_env_and_toml_path_override(tmp_path: Path) -> None:
+    a = toml(tmp_path, "workers = 5\n")
+    b = tmp_path / "b.toml"
+    b.write_text("workers = 6\n")
+    assert load(["app:app"], {"RECLUSTERD_CONFIG": a}).workers == 5
+    assert load(["app:app", "-c", a], {}, toml_path=str(b)).workers == 6
+    assert load(["app:app", "-c", a], {}, toml_path=str(b)).config == str(b)
+
+
+def test_web_concurrency() -> None:
+    assert load(["app:app"], {"WEB_CONCURRENCY": "7"}).workers == 7
+    assert load(["app:app"], {}).workers == (os.cpu_count() or 1)
+    assert load(["app:app", "-w", "2"], {"WEB_CONCURRENCY": "7"}).workers == 2
+    assert load(["app:app"], {"WEB_CONCURRENCY": "7", "RECLUSTERD_WORKERS": "3"}).workers == 3
+    assert err(["app:app"], {"WEB_CONCURRENCY": "lots"}).startswith("WEB_CONCURRENCY:")
+    # a bad WEB_CONCURRENCY does not matter when workers is set explicitly
+    assert load(["app:app", "-w", "1"], {"WEB_CONCURRENCY": "lots"}).workers == 1
+
+
+def test_web_concurrency_below_file(tmp_path: Path) -> None:
+    path = toml(tmp_path, "workers = 2\n")
+    assert load(["app:app", "-c", path], {"WEB_CONCURRENCY": "9"}).workers == 2
+
+
+def test_env_values_and_errors() -> None:
+    env = {"RECLUSTERD_BIND": "127.0.0.1:1, unix:/tmp/x.sock", "RECLUSTERD_PRELOAD": "yes",
+           "RECLUSTERD_TIMEOUT": "2.5", "RECLUSTERD_UMASK": "0o22", "RECLUSTERD_FDS": "3"}
+    cfg = load(["app:app"], env)
+    assert cfg.bind == ("127.0.0.1:1", "unix:/tmp/x.sock")
+    assert cfg.preload is True and cfg.timeout == 2.5 and cfg.umask == 0o22
+    assert err(["app:app"], {"RECLUSTERD_PRELOAD": "maybe"}) == \
+        "RECLUSTERD_PRELOAD: must be true or false, got 'maybe'"
+    assert err(["app:app"], {"RECLUSTERD_THREADS": "-1"}).startswith("RECLUSTERD_THREADS:")
+
+
+def test_bind_repeatable_and_forms() -> None:
+    cfg = load(["app:app", "-b", "127.0.0.1:0", "--bind", "[::1]:8080", "-b", "unix:/tmp/s",
+                "-b", "fd://3", "-b", "localhost:65535"], {})
+    assert cfg.bind == ("127.0.0.1:0", "[::1]:8080", "unix:/tmp/s", "fd://3", "localhost:65535")
+
+
+@pytest.mark.parametrize("addr", [
+    "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", ":8000", "::1:80", "[::1]", "[zz]:80",
+    "unix:", "fd://", "fd://x", "host name:80", "127.0.0.1:http",
+])
+def test_bad_bind(addr: str) -> None:
+    assert err(["app:app", "-b", addr]).startswith("--bind: ")
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--threads", "0"), ("--worker-connections", "0"), ("--backlog", "0"),
+    ("--max-requests", "-1"), ("--max-requests-jitter", "x"), ("--max-worker-memory", "-5"),
+    ("--limit-request-line", "-1"), ("--limit-request-fields", "1.5"),
+    ("--limit-request-field-size", "x"), ("--limit-request-body", "-1"),
+    ("--timeout", "-1"), ("--timeout", "nan"), ("--boot-timeout", "soon"),
+    ("--graceful-timeout", "-0.1"), ("--keep-alive", "inf"), ("--header-timeout", "x"),
+    ("--backoff", "-1"), ("--shutdown-delay", "x"),
+    ("--worker-class", "gevent"), ("--worker-class", "mod:"), ("--http", "curl"),
+    ("--loop", "trio"), ("--lifespan", "maybe"), ("--ws", "websockets2"),
+    ("--log-level", "loud"), ("--umask", "999"), ("--umask", "0o1000"),
+    ("--forwarded-allow-ips", "10.0.0.0/33"), ("--forwarded-allow-ips", "example.com"),
+    ("--post-fork", "nocolon"), ("--pre-request", "a:b:c"), ("--post-request", "1mod:f"),
+    ("--status-bind", "nope"), ("--chdir", "/no/such/dir/xyz"),
+])
+def test_bad_values_name_the_flag(flag: str, value: str) -> None:
+    assert err(["app:app", flag, value]).startswith(f"{flag}: ")
+
+
+def test_good_values() -> None:
+    cfg = load(["app:app", "-k", "myworkers:Special", "--http", "h11", "--loop", "uvloop",
+                "--lifespan", "off", "--ws", "none", "--log-level", "debug",
+                "--forwarded-allow-ips", "10.0.0.0/8, ::1,192.168.1.1", "--post-fork", "h:pf",
+                "--status-bind", "127.0.0.1:9100", "--timeout", "0", "--umask", "0",
+                "--limit-request-field_size", "100", "--log-file", "-"], {})
+    assert cfg.worker_class == "myworkers:Special"
+    assert cfg.forwarded_allow_ips == ("10.0.0.0/8", "::1", "192.168.1.1")
+    assert (cfg.http, cfg.loop, cfg.lifespan, cfg.ws) == ("h11", "uvloop", "off", "none")
+    assert cfg.timeout == 0 and cfg.umask == 0 and cfg.limit_request_field_size == 100
+    assert cfg.error_logfile == "-"
+    assert load(["app:app", "--forwarded-allow-ips", "*"], {}).forwarded_allow_ips == ("*",)
+
+
+def test_keyfile_needs_certfile() -> None:
+    assert err(["app:app", "--keyfile", "k.pem"]).startswith("--keyfile: needs --certfile")
+
+
+def test_toml_types_and_lists(tmp_path: Path) -> None:
+    path = toml(tmp_path, 'bind = ["127.0.0.1:1", "[::1]:2"]\ntimeout = 5\numask = 0o22\n'
+                          'forwarded_allow_ips = "10.0.0.1,10.0.0.2"\nfactory = false\n'
+                          'pre_request = "h:pre"\n')
+    cfg = load(["app:app", "-c", path], {})
+    assert cfg.bind == ("127.0.0.1:1", "[::1]:2")
+    assert cfg.timeout == 5.0 and isinstance(cfg.timeout, float)
+    assert cfg.umask == 0o22
+    assert cfg.forwarded_allow_ips == ("10.0.0.1", "10.0.0.2")
+    assert cfg.pre_request == "h:pre"
+
+
+@pytest.mark.parametrize(("text", "start"), [
+    ('workers = "4"\n', "workers: must be a positive integer, got '4'"),
+    ("workers = true\n", "workers: must be a positive integer"),
+    ("timeout = \"30\"\n", "timeout: must be a non-negative number"),
+    ("preload = 1\n", "preload: must be true or false"),
+    ("bind = [1, 2]\n", "bind: must be a list of strings"),
+    ("name = 3\n", "name: must be a string"),
+    ("workrs = 4\n", "workrs: unknown setting"),
+    ("[server]\nworkers = 4\n", "server: unknown setting"),
+    ('config = "x.toml"\n', "config: cannot be set in a config file"),
+    ("check_config = true\n", "check_config: cannot be set in a config file"),
+    ("workers = \n", "--config: invalid TOML"),
+])
+def test_toml_errors(tmp_path: Path, text: str, start: str) -> None:
+    path = toml(tmp_path, text)
+    msg = err(["app:app", "-c", path])
+    assert msg.startswith(start), msg
+    assert path in msg
+
+
+def test_toml_unknown_key_suggests(tmp_path: Path) -> None:
+    assert "did you mean 'workers'" in err(["app:app", "-c", toml(tmp_path, "workrs = 4\n")])
+
+
+def test_toml_missing_file(tmp_path: Path) -> None:
+    assert err(["app:app", "-c", str(tmp_path / "nope.toml")]).startswith("--config: cannot read")
+
+
+def test_version_requested() -> None:
+    assert config.version_requested(["--version"])
+    assert config.version_requested(["app:app", "--version"])
+    assert config.version_requested(["--bogus", "--version"])
+    assert not config.version_requested(["app:app"])
+    assert config.version_text().startswith("reclusterd ")
+
+
+def test_reload_ignored() -> None:
+    old = load(["app:app", "-b", "127.0.0.1:1", "-w", "2"], {})
+    new = load(["app:app", "-b", "127.0.0.1:2", "-w", "3"], {})
+    assert config.reload_ignored(old, new) == ["bind"]
+
+
+def test_config_dataclass_direct() -> None:
+    cfg = Config(app="x:y")
+    assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == 4

@@ -1,0 +1,109 @@
+"""The settings table is the single source: Config, CLI, docs and conf/ agree with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from reclusterd import config, settings
+from reclusterd.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_names_unique_and_match_config_fields() -> None:
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names))
+    assert names == list(config.CONFIG_FIELDS)
+
+
+def test_defaults_match_config_dataclass() -> None:
+    for f in dataclasses.fields(config.Config):
+        s = settings.BY_NAME[f.name]
+        if f.name in ("app", "workers"):
+            continue  # required / computed at load time
+        assert f.default == s.default, f.name
+
+
+def test_long_flag_is_attribute_name() -> None:
+    for s in SETTINGS:
+        if s.name in ("app",):
+            continue
+        assert s.flag == "--" + s.name.replace("_", "-"), s.name
+        assert s.env == "RECLUSTERD_" + s.name.upper()
+        assert s.help.endswith("."), s.name
+
+
+def test_defaults_pass_their_own_validation() -> None:
+    for s in SETTINGS:
+        if s.default is not None:
+            assert s.check(s.default) == s.default, s.name
+        if s.example is not None:
+            s.from_toml(s.example)
+
+
+def test_every_flag_parses() -> None:
+    parser = config.build_parser()
+    for s in SETTINGS:
+        for flag in s.flags:
+            assert flag in parser._option_string_actions, flag  # noqa: SLF001
+
+
+def test_design_flags_present() -> None:
+    flags = {f for s in SETTINGS for f in s.flags}
+    for f in ("-w", "--workers", "-b", "--bind", "-k", "--worker-class", "--threads",
+              "--worker-connections", "--http", "--loop", "-t", "--timeout", "--boot-timeout",
+              "--graceful-timeout", "--keep-alive", "--header-timeout", "--max-requests",
+              "--max-requests-jitter", "--max-worker-memory", "--backoff", "-c", "--config",
+              "--check-config", "--chdir", "-p", "--pid", "--name", "--access-logfile",
+              "--access-logformat", "--error-logfile", "--log-level", "--certfile",
+              "--keyfile", "--ca-certs", "--forwarded-allow-ips", "--limit-request-line",
+              "--limit-request-fields", "--limit-request-field-size", "--status-bind",
+              "--shutdown-delay", "--limit-request-body", "--factory", "--lifespan", "--ws",
+              "--post-fork", "--reuse-port", "--backlog", "--preload", "--user", "--group",
+              "--umask", "--ciphers"):
+        assert f in flags, f
+
+
+def test_markdown_lists_every_setting() -> None:
+    md = settings.render_markdown()
+    for s in SETTINGS:
+        assert f"`{s.env}`" in md
+    assert md.count("\n") == len(SETTINGS) + 2
+
+
+def test_generated_toml_parses_and_every_line_uncomments(tmp_path: Path) -> None:
+    text = settings.render_toml()
+    assert tomllib.loads(text) == {}
+    keys = [ln[2:] for ln in text.splitlines() if ln.startswith("# ") and " = " in ln
+            and ln[2:].split(" = ")[0] in settings.BY_NAME]
+    assert len(keys) == len([s for s in SETTINGS if "file" in s.sources])
+    p = tmp_path / "all.toml"
+    # every documented value is valid (chdir's example directory need not exist here)
+    p.write_text("\n".join(k for k in keys if not k.startswith("chdir ")) + "\n")
+    cfg = config.load(["-c", str(p)], {})
+    assert cfg.app == "examples.hello:app"
+
+
+def test_conf_toml_matches_generator() -> None:
+    committed = (ROOT / "conf" / "reclusterd.toml").read_text()
+    assert committed == settings.render_toml(), (
+        "conf/reclusterd.toml drifted: run `python -m reclusterd.settings --toml "
+        "> conf/reclusterd.toml`")
+
+
+@pytest.mark.parametrize("arg", ["--markdown", "--toml"])
+def test_module_main(arg: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "reclusterd.settings", arg], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    assert "workers" in out.stdout
+
+
+def test_module_main_usage() -> None:
+    assert settings.main(["--nope"]) == 2
