@@ -1,9 +1,10 @@
 """Cluster metrics and the arbiter's status endpoint (/metrics, /livez, /readyz).
 
 Workers count (`DurationHistogram` + the counters in their heartbeat); the arbiter
-folds heartbeats into `Metrics`, which keeps counters monotonic across worker
-exits, and `StatusServer` answers HTTP from inside the arbiter's select loop:
-`fileno()` is an epoll/kqueue fd that turns readable when any of its sockets
+sums heartbeats (keeping counters monotonic across worker exits, workerset.py)
+into its snapshot(); `render` turns that into Prometheus text and `StatusServer`
+answers HTTP from inside the arbiter's select loop: `fileno()` is an epoll/kqueue
+fd that turns readable when any of its sockets
 (the listener and open connections) is ready, and `handle_io()` does only
 non-blocking work with tiny bounded buffers, so the arbiter never stalls.
 Stdlib only.
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 # Upper bounds (seconds) of the request-duration histogram; +Inf is implicit.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-GAUGES = frozenset({"in_flight", "rss_kb"})   # per-live-worker values, not counters
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
@@ -51,55 +51,13 @@ class DurationHistogram:
         return out
 
 
-class Metrics:
-    """Arbiter side: latest stats per live worker + totals of exited ones + restarts."""
-
-    def __init__(self) -> None:
-        self.live: dict[int, dict[str, float]] = {}
-        self.retired: dict[str, float] = {}
-        self.restarts: dict[str, int] = {}
-
-    def heartbeat(self, pid: int, stats: Mapping[str, object]) -> None:
-        """Record a worker's heartbeat payload (cumulative counters since its start)."""
-        self.live[pid] = {k: float(v) for k, v in stats.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-    def worker_exited(self, pid: int, restart_reason: str | None = None) -> None:
-        """Fold an exited worker's last counters into the totals; count a restart if given."""
-        last = self.live.pop(pid, None) or {}
-        for k, v in last.items():
-            if k not in GAUGES:
-                self.retired[k] = self.retired.get(k, 0.0) + v
-        if restart_reason:
-            self.restart(restart_reason)
-
-    def restart(self, reason: str) -> None:
-        """Count one worker replacement ("crash", "timeout", "max-requests", "memory", ...)."""
-        self.restarts[reason] = self.restarts.get(reason, 0) + 1
-
-    def totals(self) -> dict[str, float]:
-        out = dict(self.retired)
-        for stats in self.live.values():
-            for k, v in stats.items():
-                out[k] = out.get(k, 0.0) + v
-        return out
-
-    def snapshot(self, workers: Mapping[str, int], shutting_down: bool = False,
-                 min_ready: int = 1) -> dict[str, Any]:
-        """The dict StatusServer renders; `workers` maps state -> count."""
-        return {"workers": dict(workers), "shutting_down": shutting_down,
-                "min_ready": min_ready, "totals": self.totals(),
-                "restarts": dict(self.restarts)}
-
-
 def is_ready(snap: Mapping[str, Any]) -> bool:
-    """/readyz: not shutting down and at least `min_ready` workers ready (or snap["ready"])."""
+    """/readyz: the arbiter's verdict `ready`, else not stopping and >= 1 ready worker."""
     if "ready" in snap:
         return bool(snap["ready"])
-    if snap.get("shutting_down"):
+    if snap.get("stopping"):
         return False
-    workers = snap.get("workers") or {}
-    return int(workers.get("ready", 0)) >= max(1, int(snap.get("min_ready", 1)))
+    return int((snap.get("states") or {}).get("ready", 0)) >= 1
 
 
 def _num(v: float) -> str:
@@ -107,8 +65,12 @@ def _num(v: float) -> str:
 
 
 def render(snap: Mapping[str, Any]) -> str:
-    """Prometheus text exposition (format 0.0.4) of a snapshot."""
-    t: Mapping[str, float] = snap.get("totals") or {}
+    """Prometheus text exposition (format 0.0.4) of the arbiter's snapshot.
+
+    Reads `states` (state -> count), `stats` (heartbeat keys summed over live and exited
+    workers), `restarts` (reason -> count), `ready`/`stopping`, `generation`.
+    """
+    t: Mapping[str, float] = snap.get("stats") or {}
     lines: list[str] = []
 
     def family(name: str, kind: str, help_: str) -> None:
@@ -116,13 +78,16 @@ def render(snap: Mapping[str, Any]) -> str:
         lines.append(f"# TYPE {name} {kind}")
 
     family("reclusterd_workers", "gauge", "Worker processes by state.")
-    workers = dict(snap.get("workers") or {})
+    workers = dict(snap.get("states") or {})
     for state in ("booting", "ready", "draining"):
         workers.setdefault(state, 0)
     for state, n in sorted(workers.items()):
         lines.append(f'reclusterd_workers{{state="{state}"}} {int(n)}')
     family("reclusterd_ready", "gauge", "1 while /readyz answers 200.")
     lines.append(f"reclusterd_ready {1 if is_ready(snap) else 0}")
+    if "generation" in snap:
+        family("reclusterd_generation", "gauge", "Current worker generation (bumps on reload).")
+        lines.append(f"reclusterd_generation {int(snap['generation'])}")
     family("reclusterd_requests_total", "counter", "Requests handled by all workers.")
     lines.append(f"reclusterd_requests_total {_num(t.get('requests', 0))}")
     family("reclusterd_responses_total", "counter", "Responses by status class.")
@@ -204,6 +169,8 @@ class StatusServer:
         now = time.monotonic()
         for conn in [c for c in self.conns.values() if now - c.born > CONN_TIMEOUT]:
             self._close(conn)
+
+    handle = handle_io      # the name the arbiter's loop calls
 
     def close(self) -> None:
         from reclusterd.sockets import close_listeners

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reclusterd.metrics import BUCKETS, DurationHistogram, Metrics, StatusServer, is_ready, render
+from reclusterd.metrics import BUCKETS, DurationHistogram, StatusServer, is_ready, render
 
 
 def test_histogram_buckets() -> None:
@@ -23,29 +23,23 @@ def test_histogram_buckets() -> None:
     assert st["dsum"] == pytest.approx(99.306)
 
 
-def test_counters_monotonic_across_exits() -> None:
-    m = Metrics()
-    m.heartbeat(1, {"requests": 5, "s2xx": 4, "s5xx": 1, "in_flight": 2, "rss_kb": 100})
-    m.heartbeat(2, {"requests": 3, "s2xx": 3, "in_flight": 0, "rss_kb": 50})
-    assert m.totals()["requests"] == 8
-    m.worker_exited(1, restart_reason="crash")
-    t = m.totals()
-    assert t["requests"] == 8 and t["s5xx"] == 1 and t["in_flight"] == 0 and t["rss_kb"] == 50
-    assert m.restarts == {"crash": 1}
-    m.worker_exited(99)        # unknown pid: harmless
+def snap(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"states": {"booting": 0, "ready": 2, "draining": 0},
+                            "stats": {}, "restarts": {}, "ready": True, "stopping": False}
+    base.update(kw)
+    return base
 
 
 def test_render_prometheus() -> None:
-    m = Metrics()
     h = DurationHistogram()
     h.observe(0.002)
     h.observe(0.2)
-    m.heartbeat(1, {"requests": 2, "s2xx": 1, "s4xx": 1, "in_flight": 1, "rss_kb": 2,
-                    **h.stats()})
-    m.restart("max-requests")
-    text = render(m.snapshot({"ready": 2, "booting": 1}))
+    stats = {"requests": 2, "s2xx": 1, "s4xx": 1, "in_flight": 1, "rss_kb": 2, **h.stats()}
+    text = render(snap(states={"ready": 2, "booting": 1}, stats=stats, generation=3,
+                       restarts={"max-requests": 1}))
     assert 'reclusterd_workers{state="ready"} 2' in text
     assert 'reclusterd_workers{state="draining"} 0' in text
+    assert "reclusterd_generation 3\n" in text
     assert "reclusterd_requests_total 2\n" in text
     assert 'reclusterd_responses_total{class="2xx"} 1' in text
     assert 'reclusterd_responses_total{class="4xx"} 1' in text
@@ -57,17 +51,22 @@ def test_render_prometheus() -> None:
     assert 'reclusterd_request_duration_seconds_bucket{le="+Inf"} 2' in text
     assert "reclusterd_request_duration_seconds_count 2\n" in text
     assert "reclusterd_workers_rss_bytes 2048\n" in text
+    assert "reclusterd_ready 1\n" in text
     for line in text.splitlines():     # every sample line is "name{labels} number"
         if not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])
 
 
+def test_render_empty_snapshot() -> None:
+    text = render({})
+    assert "reclusterd_requests_total 0\n" in text and "reclusterd_ready 0\n" in text
+
+
 def test_is_ready() -> None:
-    assert is_ready({"workers": {"ready": 1}})
-    assert not is_ready({"workers": {"ready": 0, "booting": 2}})
-    assert not is_ready({"workers": {"ready": 4}, "shutting_down": True})
-    assert not is_ready({"workers": {"ready": 1}, "min_ready": 2})
-    assert is_ready({"ready": True})
+    assert is_ready({"states": {"ready": 1}})
+    assert not is_ready({"states": {"ready": 0, "booting": 2}})
+    assert not is_ready({"states": {"ready": 4}, "stopping": True})
+    assert is_ready({"ready": True}) and not is_ready({"ready": False, "states": {"ready": 3}})
 
 
 class Loop:
@@ -87,7 +86,7 @@ class Loop:
 
 @pytest.fixture
 def status() -> Iterator[tuple[StatusServer, dict[str, Any]]]:
-    state: dict[str, Any] = {"workers": {"ready": 2}, "shutting_down": False}
+    state: dict[str, Any] = snap()
     srv = StatusServer(SimpleNamespace(status_bind="127.0.0.1:0", umask=None),  # type: ignore[arg-type]
                        lambda: state)
     loop = Loop(srv)
@@ -111,10 +110,11 @@ def test_status_endpoints(status: tuple[StatusServer, Mapping[str, Any]]) -> Non
     srv, state = status
     assert get(srv, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
     assert get(srv, b"GET /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
-    state["shutting_down"] = True  # type: ignore[index]
+    state["ready"] = False  # type: ignore[index]
     assert get(srv, b"GET /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 503 ")
     m = get(srv, b"GET /metrics HTTP/1.0\r\n\r\n")
     assert b"text/plain; version=0.0.4" in m and b'reclusterd_workers{state="ready"} 2' in m
+    assert b"reclusterd_ready 0" in m
     assert get(srv, b"HEAD /livez HTTP/1.1\r\n\r\n").endswith(b"\r\n\r\n")
     assert get(srv, b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
     assert get(srv, b"POST /livez HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405 ")
