@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: reclusterd vs Gunicorn, Uvicorn and Granian, with wrk.
+
+    python loadtests/bench.py                 # full run (~10 min), writes loadtests/RESULTS.md
+    python loadtests/bench.py --quick         # reclusterd + one peer, hello, 1 round of 1 s
+    python loadtests/bench.py --servers reclusterd-asgi,uvicorn --scenarios hello,json
+
+On first use it creates loadtests/.venv with the peers (gunicorn, uvicorn[standard],
+uvicorn-worker, granian when pip can install it, locust) and reclusterd from this
+checkout (pip install -e), then re-runs itself inside it; `--no-venv` uses the current
+interpreter and skips servers whose package is missing. Servers listen on 127.0.0.1
+only and are stopped (whole process group) on exit, errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench modules; reclusterd of this checkout
+
+import report  # noqa: E402
+import servers  # noqa: E402
+import wrkrun  # noqa: E402
+
+VENV = HERE / ".venv"
+VENV_REQS = ["gunicorn", "uvicorn[standard]", "uvicorn-worker", "psutil"]
+VENV_OPTIONAL = ["granian", "locust"]
+STAMP = "bench-venv-1 " + " ".join(VENV_REQS + VENV_OPTIONAL)
+QUICK_SERVERS = ["reclusterd-wsgi", "gunicorn-gthread"]
+
+
+def ensure_venv(argv: list[str]) -> None:
+    """Create/refresh loadtests/.venv, then re-exec this script inside it (never returns)."""
+    py = VENV / "bin" / "python"
+    stamp = VENV / ".bench-stamp"
+    if not (py.exists() and stamp.exists() and stamp.read_text() == STAMP):
+        print(f"setting up {VENV} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run(pip + VENV_REQS + ["-e", str(servers.ROOT)], check=True)
+        for pkg in VENV_OPTIONAL:
+            if subprocess.run(pip + [pkg], check=False).returncode != 0:
+                print(f"note: could not install {pkg}; it is skipped", flush=True)
+        stamp.write_text(STAMP)
+    env = dict(os.environ, RECLUSTERD_BENCH_VENV="1")
+    os.execve(str(py), [str(py), str(Path(__file__).resolve()), *argv], env)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {', '.join(QUICK_SERVERS)}; hello keep-alive c64; "
+                         "1 round of 1 s")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--duration", type=float, default=1.5,
+                    help="seconds per wrk run (default 1.5)")
+    ap.add_argument("--scenarios", default=",".join(wrkrun.DEFAULT_SCENARIOS),
+                    help=f"comma list of {', '.join(wrkrun.SCENARIOS)}")
+    ap.add_argument("--modes", default="ka,close", help="ka (keep-alive), close")
+    ap.add_argument("--conns", default=None,
+                    help="comma list of connection counts for every scenario (default: 64 "
+                         "everywhere, and 256 for hello and sleep)")
+    ap.add_argument("--servers", default=None,
+                    help=f"comma list (default all available): {', '.join(servers.BY_NAME)}")
+    ap.add_argument("--no-venv", action="store_true",
+                    help="use the current interpreter; skip servers it cannot import")
+    ap.add_argument("--results", default=str(HERE / "RESULTS.md"),
+                    help="where to write the results (default loadtests/RESULTS.md)")
+    ap.add_argument("--no-results", action="store_true", help="do not write a results file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration = 1, 1.0
+        args.scenarios, args.modes, args.conns = "hello", "ka", "64"
+        args.servers = args.servers or ",".join(QUICK_SERVERS)
+    return args
+
+
+def pick_specs(names: str | None) -> list[servers.Spec]:
+    """The requested servers that can run here (missing packages are skipped, said so)."""
+    wanted = names.split(",") if names else list(servers.BY_NAME)
+    specs = []
+    for name in wanted:
+        spec = servers.BY_NAME.get(name.strip())
+        if spec is None:
+            sys.exit(f"unknown server {name!r}; choose from {', '.join(servers.BY_NAME)}")
+        if spec.available():
+            specs.append(spec)
+        else:
+            print(f"skip {spec.name}: python package {spec.needs!r} not installed", flush=True)
+    return specs
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def bench(args: argparse.Namespace, argv: list[str]) -> int:
+    if wrkrun.wrk_path() is None:
+        print(wrkrun.WRK_INSTALL_HINT, file=sys.stderr)
+        return 2
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    bad = [s for s in scenarios if s not in wrkrun.SCENARIOS]
+    if bad:
+        sys.exit(f"unknown scenario(s) {bad}; choose from {', '.join(wrkrun.SCENARIOS)}")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    conns = [int(c) for c in args.conns.split(",")] if args.conns else None
+    cases = wrkrun.build_cases(scenarios, modes, conns)
+    specs = pick_specs(args.servers)
+    facts = report.machine_facts()
+    est = args.rounds * len(cases) * len(specs) * (args.duration + 0.4)
+    print(f"{len(specs)} servers x {len(cases)} cases x {args.rounds} rounds x "
+          f"{args.duration:g}s: about {est / 60:.1f} min of load", flush=True)
+
+    runs: list[servers.Running] = []
+    table: dict[tuple[wrkrun.Case, str], list[wrkrun.Result]] = {}
+    try:
+        for spec in specs:
+            run = servers.start(spec)
+            runs.append(run)
+            if run.error:
+                print(f"{spec.name}: FAILED to start: {run.error}\n{run.log_tail()}",
+                      flush=True)
+            else:
+                print(f"{spec.name}: up on :{run.port} in {run.startup_s:.2f}s, "
+                      f"{run.nworkers} workers, idle RSS {run.idle_rss_mb:.1f} MB/worker",
+                      flush=True)
+        live = [r for r in runs if not r.error]
+        for run in live:  # warm-up: imports, first-request paths, caches
+            wrkrun.run_wrk(wrkrun.Case("hello", "ka", 16), run.port, 0.5)
+        for rnd in range(1, args.rounds + 1):
+            t0 = time.monotonic()
+            for case in cases:
+                for run in live:
+                    if not run.alive():
+                        res = wrkrun.Result(failed="server died")
+                    else:
+                        res = wrkrun.run_wrk(case, run.port, args.duration)
+                    table.setdefault((case, run.spec.name), []).append(res)
+                    time.sleep(0.2)  # let the last connections drain before the next run
+            print(f"round {rnd}/{args.rounds} done in {time.monotonic() - t0:.0f}s", flush=True)
+    finally:
+        servers.stop_all(runs)
+
+    summary = {k: report.summarize(v) for k, v in table.items()}
+    shown = [s for s in specs if any(r.spec is s and not r.error for r in runs)]
+    print()
+    for interface in ("wsgi", "asgi"):
+        if any(s.interface == interface for s in shown):
+            print(f"{interface.upper()}: req/s median (p99 median)")
+            print(report.wide_table(summary, cases, shown, interface), "\n")
+    print(report.long_table(summary, cases, shown), "\n")
+    print(report.boot_table(runs), "\n")
+    if not args.no_results:
+        command = "python loadtests/bench.py" + ("".join(" " + shlex.quote(a) for a in argv))
+        text = report.results_md(summary, cases, shown, runs, command, facts, args.rounds,
+                                 args.duration)
+        Path(args.results).write_text(text)
+        print(f"wrote {args.results}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    in_venv = Path(sys.prefix).resolve() == VENV.resolve()
+    if not args.no_venv and not in_venv and not os.environ.get("RECLUSTERD_BENCH_VENV"):
+        ensure_venv(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+    try:
+        return bench(args, argv)
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Tables (Markdown, also printed to the console) and RESULTS.md with machine facts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from servers import ROOT, Running, Spec
+from wrkrun import SCENARIO_TEXT, Case, Result, wrk_version
+
+PACKAGES = ["reclusterd", "gunicorn", "uvicorn", "uvicorn-worker", "granian", "httptools",
+            "uvloop", "h11", "psutil"]
+
+
+@dataclass
+class Summary:
+    """Medians over the rounds of one server on one case."""
+
+    rps: float
+    p99_ms: float
+    socket_errors: int
+    non2xx: int
+    rounds: int
+    failed: int
+
+    @property
+    def clean(self) -> bool:
+        return self.socket_errors == 0 and self.non2xx == 0 and self.failed == 0
+
+
+def summarize(results: list[Result]) -> Summary:
+    ok = [r for r in results if not r.failed]
+    return Summary(
+        rps=statistics.median([r.rps for r in ok]) if ok else 0.0,
+        p99_ms=statistics.median([r.p99_ms for r in ok]) if ok else 0.0,
+        socket_errors=sum(r.socket_errors for r in results),
+        non2xx=sum(r.non2xx for r in results),
+        rounds=len(results), failed=len(results) - len(ok))
+
+
+Table = dict[tuple[Case, str], Summary]
+
+
+def best_peer(table: Table, case: Case, specs: list[Spec], interface: str
+              ) -> tuple[str, Summary] | None:
+    """The fastest peer (not reclusterd) of `interface` on `case`."""
+    peers = [(s.name, table[(case, s.name)]) for s in specs
+             if s.peer and s.interface == interface and (case, s.name) in table]
+    peers = [p for p in peers if p[1].rps > 0]
+    return max(peers, key=lambda p: p[1].rps) if peers else None
+
+
+def ratio(table: Table, case: Case, spec: Spec, specs: list[Spec]) -> str:
+    """`x1.23 vs NAME` for a reclusterd server, '' for peers or without data."""
+    if spec.peer or (case, spec.name) not in table:
+        return ""
+    best = best_peer(table, case, specs, spec.interface)
+    if best is None:
+        return "no peer"
+    return f"x{table[(case, spec.name)].rps / best[1].rps:.2f} vs {best[0]}"
+
+
+def _fmt_rps(s: Summary) -> str:
+    mark = "" if s.clean else " !"
+    return f"{s.rps:,.0f}{mark}" if s.rps else f"failed{mark}"
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def wide_table(table: Table, cases: list[Case], specs: list[Spec], interface: str) -> str:
+    """One row per case, one column per server of `interface`: req/s (p99 ms)."""
+    cols = [s for s in specs if s.interface == interface]
+    mine = [s for s in cols if not s.peer]
+    header = ["case"] + [s.name for s in cols] + [f"{s.name} vs best peer" for s in mine]
+    rows = []
+    for case in cases:
+        row = [case.label]
+        for s in cols:
+            sm = table.get((case, s.name))
+            row.append(f"{_fmt_rps(sm)} ({sm.p99_ms:.1f} ms)" if sm else "-")
+        row += [ratio(table, case, s, specs) or "-" for s in mine]
+        rows.append(row)
+    return _md(header, rows)
+
+
+def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
+    """Every (case, server): median req/s, median p99, errors, ratio."""
+    rows = []
+    for case in cases:
+        for s in specs:
+            sm = table.get((case, s.name))
+            if sm is None:
+                continue
+            rows.append([case.label, s.name, f"{sm.rps:,.0f}", f"{sm.p99_ms:.2f}",
+                         str(sm.socket_errors), str(sm.non2xx), str(sm.failed),
+                         ratio(table, case, s, specs)])
+    return _md(["case", "server", "req/s (median)", "p99 ms (median)", "socket errors",
+                "non-2xx", "failed runs", "ratio to best peer"], rows)
+
+
+def boot_table(runs: list[Running]) -> str:
+    rows = []
+    for r in runs:
+        if r.error:
+            rows.append([r.spec.name, "failed: " + r.error, "", "", "", ""])
+            continue
+        rows.append([r.spec.name, f"{r.startup_s:.2f}", str(r.nworkers), f"{r.idle_rss_mb:.1f}",
+                     f"{r.idle_uss_mb:.1f}", f"{r.total_rss_mb:.1f}"])
+    return _md(["server", "startup to first 200 (s)", "workers", "idle RSS/worker MB",
+                "idle USS/worker MB", "total RSS MB (all processes)"], rows)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_rev() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "unknown"
+
+
+def machine_facts() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()} "
+        f"{platform.release()}; load average before the run {load}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}); "
+        f"{wrk_version()}; reclusterd commit {_git_rev()}",
+        "- packages: " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES),
+    ]
+    return "\n".join(lines)
+
+
+def results_md(table: Table, cases: list[Case], specs: list[Spec], runs: list[Running],
+               command: str, facts: str, rounds: int, duration: float) -> str:
+    """The whole RESULTS.md text."""
+    used = sorted({c.scenario for c in cases})
+    parts = [
+        "# Benchmark results", "",
+        f"Written by `{command}`. Each server runs `loadtests/apps.py` with 2 workers on "
+        f"127.0.0.1; wrk (`-t2 --latency`, {duration:g} s per run) shares the same cores. "
+        f"Numbers are medians of {rounds} interleaved rounds (every server once per round). "
+        "Absolute numbers drift between machines and runs; compare ratios.", "",
+        facts, "",
+        "Scenarios: " + "; ".join(f"`{s}` {SCENARIO_TEXT[s]}" for s in used)
+        + ". `ka` = keep-alive, `close` = `Connection: close` on every request; "
+        "`cN` = N connections. `!` marks a server with socket errors or non-2xx answers "
+        "(see the full table).", "",
+    ]
+    for interface in ("wsgi", "asgi"):
+        if any(s.interface == interface for s in specs):
+            parts += [f"## {interface.upper()}: req/s (p99 latency)", "",
+                      wide_table(table, cases, specs, interface), ""]
+    parts += ["## Startup and idle memory", "", boot_table(runs), "",
+              "## Every run (medians)", "", long_table(table, cases, specs), ""]
+    return "\n".join(parts)

@@ -1,0 +1,3 @@
+-- Connection: close on every request (same as wrk -H "Connection: close"):
+-- measures accept + connect cost.  wrk ... -s close.lua
+wrk.headers["Connection"] = "close"

@@ -1,0 +1,132 @@
+"""Scenarios, the wrk command line for each, and parsing of wrk's output."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+WRK_DIR = Path(__file__).resolve().parent / "wrk"
+
+# scenario -> (path, extra wrk args)
+SCENARIOS: dict[str, tuple[str, list[str]]] = {
+    "hello": ("/hello", []),
+    "json": ("/json", []),
+    "big": ("/big", []),
+    "post": ("/post", ["-s", str(WRK_DIR / "post.lua")]),
+    "sleep": ("/sleep", []),
+    "pipeline": ("/hello", ["-s", str(WRK_DIR / "pipeline.lua")]),
+}
+DEFAULT_SCENARIOS = ["hello", "json", "big", "post", "sleep"]
+SCENARIO_TEXT = {
+    "hello": "12-byte text",
+    "json": "json.dumps of a small dict",
+    "big": "64 KiB body",
+    "post": "POST 16 KiB body, answer its length",
+    "sleep": "10 ms I/O wait (time.sleep / asyncio.sleep)",
+    "pipeline": "16 pipelined GET /hello per write",
+}
+MODES = ["ka", "close"]
+WRK_INSTALL_HINT = ("wrk not found: install it with `sudo apt-get install wrk` (Debian/Ubuntu), "
+                    "`brew install wrk` (macOS), or build it from its source.")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured combination: scenario x keep-alive/close x connections."""
+
+    scenario: str
+    mode: str  # "ka" | "close"
+    conns: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenario} {self.mode} c{self.conns}"
+
+
+@dataclass
+class Result:
+    """What one wrk run reports."""
+
+    rps: float = 0.0
+    p99_ms: float = 0.0
+    requests: int = 0
+    socket_errors: int = 0
+    non2xx: int = 0
+    failed: str = ""
+
+
+def build_cases(scenarios: list[str], modes: list[str], conns: list[int] | None,
+                c256_for: tuple[str, ...] = ("hello", "sleep")) -> list[Case]:
+    """Every scenario x mode at c=64, plus c=256 for `c256_for`; or the full product."""
+    if conns is not None:
+        return [Case(s, m, c) for c in conns for s in scenarios for m in modes]
+    cases = [Case(s, m, 64) for s in scenarios for m in modes]
+    cases += [Case(s, m, 256) for s in scenarios if s in c256_for for m in modes]
+    return cases
+
+
+def wrk_path() -> str | None:
+    return shutil.which("wrk")
+
+
+def wrk_version() -> str:
+    exe = wrk_path()
+    if not exe:
+        return "missing"
+    out = subprocess.run([exe, "-v"], capture_output=True, text=True, check=False)
+    first = (out.stdout or out.stderr).splitlines()
+    return first[0].split("Copyright")[0].strip() if first else "unknown"
+
+
+def wrk_argv(case: Case, port: int, duration: float, threads: int = 2) -> list[str]:
+    """The wrk command for `case` against 127.0.0.1:port."""
+    path, extra = SCENARIOS[case.scenario]
+    argv = [wrk_path() or "wrk", f"-t{threads}", f"-c{case.conns}", f"-d{duration:g}s",
+            "--latency", "--timeout", "2s"]
+    if case.mode == "close":
+        argv += ["-H", "Connection: close"]
+    argv += extra
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    if case.scenario == "pipeline":
+        argv += ["--", "16", path]
+    return argv
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse(text: str) -> Result:
+    """Parse wrk --latency output into a Result (failed is set when there is no rate)."""
+    res = Result()
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not m:
+        res.failed = text.strip().splitlines()[-1] if text.strip() else "no output"
+        return res
+    res.rps = float(m.group(1))
+    m = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    if m:
+        res.p99_ms = float(m.group(1)) * _UNIT_MS[m.group(2)]
+    m = re.search(r"(\d+) requests in", text)
+    if m:
+        res.requests = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        res.socket_errors = sum(int(g) for g in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        res.non2xx = int(m.group(1))
+    return res
+
+
+def run_wrk(case: Case, port: int, duration: float) -> Result:
+    """Run wrk once; bounded by a timeout well past the test duration."""
+    argv = wrk_argv(case, port, duration)
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False,
+                             timeout=duration + 15)
+    except subprocess.TimeoutExpired:
+        return Result(failed="wrk timed out")
+    return parse(out.stdout + out.stderr)
