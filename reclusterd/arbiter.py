@@ -1,0 +1,485 @@
+"""The master process: bind, fork workers, watch them, replace/scale/reload/stop them.
+
+One thread, one loop: `select()` on the signal wakeup pipe, every worker's
+control socket and the status server, with a timeout that is the nearest
+deadline (boot/heartbeat timeouts, SIGKILL escalation, backoff, shutdown).
+Signal handlers only enqueue; every decision is taken in the loop. No HTTP here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+from reclusterd import control, sockets, systemd
+from reclusterd.backoff import Backoff
+from reclusterd.generations import Lifecycle
+from reclusterd.signals import SignalQueue, signame
+from reclusterd.workerset import State, Stats, Worker, snapshot
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+
+log = logging.getLogger("reclusterd.error")
+
+FAST_KILL_AFTER = 1.0      # QUIT/INT: SIGKILL stragglers after this long
+MAX_SLEEP = 5.0            # never sleep longer than this (a safety net, not polling)
+
+
+class StatusServerLike(Protocol):
+    """What the arbiter needs from metrics.StatusServer (served inside this loop)."""
+
+    def fileno(self) -> int: ...
+    def handle_io(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class StartupError(Exception):
+    """Could not start (bind, TLS, pidfile): one line for the log; exit 1."""
+
+
+class Arbiter(Lifecycle):
+    """`Arbiter(cfg, argv, environ).run()` -> exit status."""
+
+    def __init__(self, cfg: Config, argv: Sequence[str], environ: Mapping[str, str]) -> None:
+        self.cfg = cfg
+        self.argv = list(argv)
+        self.environ = dict(environ)
+        self.pid = os.getpid()
+        self.listeners: list[sockets.Listener] = []
+        self.workers: dict[int, Worker] = {}
+        self.generation = 1
+        self.last_generation = 1
+        self.num_workers = cfg.workers
+        self.backoff = Backoff(cfg.backoff)
+        self.sigq = SignalQueue()
+        self.selector = selectors.DefaultSelector()
+        self.stats = Stats()
+        self.app: object = None
+        self.stopping: str | None = None          # None | "graceful" | "fast"
+        self.drain_at: float | None = None        # graceful: when to start draining
+        self.ever_ready = False
+        self.exit_code = 0
+        self.pidfile: str | None = None
+        self.reexec_pid: int | None = None
+        self.status: StatusServerLike | None = None
+        self.notified_ready = False
+        self.watchdog: float | None = systemd.watchdog_interval(self.environ)
+        self.watchdog_at = 0.0
+        self.logged_errors: set[str] = set()
+        super().__init__()
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> int:
+        """Serve until stopped; 0 after TERM/INT/QUIT, 1 if startup or first boot failed."""
+        try:
+            self._start()
+        except StartupError as e:
+            log.error("%s", e)
+            self._cleanup()
+            return 1
+        try:
+            while not self._finished():
+                self._tick()
+        except Exception:
+            log.exception("arbiter crashed; killing workers")
+            self.exit_code = 1
+            for w in self.workers.values():
+                self._signal(w, signal.SIGKILL)
+        finally:
+            self._cleanup()
+        log.info("master %d exiting with status %d", self.pid, self.exit_code)
+        return self.exit_code
+
+    def _start(self) -> None:
+        from reclusterd import logging as rlogging
+
+        rlogging.setup_logging(self.cfg)
+        self._set_title()
+        try:
+            self.listeners = sockets.bind_listeners(self.cfg, self.environ)
+            sockets.ssl_context(self.cfg)
+        except sockets.BindError as e:
+            raise StartupError(str(e)) from None
+        except OSError as e:
+            raise StartupError(f"cannot listen: {e}") from None
+        if self.cfg.pid:
+            self._write_pidfile(self.cfg.pid)
+        try:
+            sockets.drop_privileges(self.cfg)
+        except sockets.BindError as e:
+            raise StartupError(str(e)) from None
+        if self.cfg.preload:
+            self._preload()
+        self.sigq.install()
+        self.selector.register(self.sigq.fileno(), selectors.EVENT_READ, None)
+        self._start_status_server()
+        log.info("master %d started: %s, listening on %s, %d workers", self.pid,
+                 self.cfg.app, ", ".join(lis.address for lis in self.listeners),
+                 self.num_workers)
+        self._notify(f"STATUS=starting {self.num_workers} workers")
+
+    def _preload(self) -> None:
+        from reclusterd.apploader import AppLoadError, load_app
+
+        try:
+            self.app = load_app(self.cfg)
+        except AppLoadError as e:
+            tb = getattr(e, "traceback", None)
+            raise StartupError(f"cannot load app {self.cfg.app}: {e}"
+                               + (f"\n{tb}" if tb else "")) from None
+
+    def _start_status_server(self) -> None:
+        if not getattr(self.cfg, "status_bind", None):
+            return
+        try:
+            from reclusterd import metrics
+
+            server: StatusServerLike = metrics.StatusServer(self.cfg, self.snapshot)
+        except (ImportError, AttributeError, ValueError) as e:
+            log.warning("--status-bind: status server unavailable: %s", e)
+            return
+        except (OSError, sockets.BindError) as e:
+            raise StartupError(f"status-bind {self.cfg.status_bind}: {e}") from None
+        self.status = server
+        self.selector.register(server.fileno(), selectors.EVENT_READ, server)
+
+    def _finished(self) -> bool:
+        return self.stopping is not None and self.drain_at is None and not self.workers
+
+    def _tick(self) -> None:
+        timeout = self._sleep_time()
+        events = self.selector.select(timeout)
+        for sig in self.sigq.drain():
+            self._on_signal(sig)
+        for key, _ in events:
+            data = key.data
+            if isinstance(data, Worker):
+                self._read_control(data)
+            elif self.status is not None and data is self.status:
+                try:
+                    self.status.handle_io()
+                except Exception:
+                    log.exception("status server error")
+        self._reap()
+        self._timers()
+        self._manage()
+
+    def _sleep_time(self) -> float:
+        now = time.monotonic()
+        deadlines = [now + MAX_SLEEP]
+        for w in self.workers.values():
+            if w.kill_at is not None:
+                deadlines.append(w.kill_at)
+            elif w.state is State.BOOTING and w.reason is None:
+                deadlines.append(w.spawned_at + w.cfg.boot_timeout)
+            elif w.state is State.READY and w.reason is None and w.cfg.timeout > 0:
+                deadlines.append(w.last_hb + w.cfg.timeout)
+        if self.drain_at is not None:
+            deadlines.append(self.drain_at)
+        if self.stopping is None and self._missing() > 0:
+            deadlines.append(now + self.backoff.wait())
+        if self.watchdog:
+            deadlines.append(self.watchdog_at)
+        return max(0.0, min(deadlines) - now)
+
+    # ------------------------------------------------------------ signals
+
+    def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGCHLD:
+            return  # reaped every tick
+        log.info("master %d got %s", self.pid, signame(sig))
+        if sig == signal.SIGTERM:
+            self.stop_graceful()
+        elif sig in (signal.SIGINT, signal.SIGQUIT):
+            self.stop_fast()
+        elif self.stopping is not None:
+            return
+        elif sig == signal.SIGHUP:
+            self.reload()
+        elif sig == signal.SIGTTIN:
+            self.num_workers += 1
+            log.info("scaling up to %d workers", self.num_workers)
+        elif sig == signal.SIGTTOU:
+            if self.num_workers > 1:
+                self.num_workers -= 1
+            log.info("scaling down to %d workers", self.num_workers)
+        elif sig == signal.SIGUSR1:
+            from reclusterd import logging as rlogging
+
+            rlogging.reopen_logs()
+            for w in list(self.workers.values()):
+                self._signal(w, signal.SIGUSR1)
+        elif sig == signal.SIGUSR2:
+            self.reexec()
+
+    def stop_graceful(self) -> None:
+        """TERM: report not ready, wait --shutdown-delay, then drain every worker."""
+        if self.stopping is not None:
+            return
+        self.stopping = "graceful"
+        self.cancel_reload("shutting down")
+        self._notify("STOPPING=1\nSTATUS=shutting down")
+        delay = max(0.0, float(getattr(self.cfg, "shutdown_delay", 0.0) or 0.0))
+        log.info("graceful shutdown: draining in %.1fs, graceful timeout %.1fs",
+                 delay, self.cfg.graceful_timeout)
+        self.drain_at = time.monotonic() + delay
+        if delay <= 0:
+            self._begin_drain()
+
+    def _begin_drain(self) -> None:
+        self.drain_at = None
+        self._close_listeners()
+        for w in list(self.workers.values()):
+            if w.state is not State.DRAINING:
+                self.retire(w, "shutdown")
+
+    def stop_fast(self, code: int | None = None) -> None:
+        """INT/QUIT (or a failed first start): workers exit at once, SIGKILL after ~1 s."""
+        if code is not None:
+            self.exit_code = code
+        if self.stopping == "fast":
+            return
+        if self.stopping is None:
+            self._notify("STOPPING=1\nSTATUS=stopping")
+        self.stopping = "fast"
+        self.drain_at = None
+        self.cancel_reload("stopping")
+        self._close_listeners()
+        now = time.monotonic()
+        for w in list(self.workers.values()):
+            if w.reason in ("timeout", "boot-timeout") and w.kill_at is not None:
+                continue  # let it dump its stack first
+            w.reason = w.reason or "shutdown"
+            w.state = State.DRAINING
+            self._signal(w, signal.SIGQUIT)
+            w.kill_at = min(w.kill_at or now + FAST_KILL_AFTER, now + FAST_KILL_AFTER)
+
+    def _close_listeners(self) -> None:
+        if self.listeners:
+            sockets.close_listeners(self.listeners, unlink=self.reexec_pid is None)
+            self.listeners = []
+
+    # ------------------------------------------------------------ workers
+
+    def spawn(self, generation: int, cfg: Config) -> Worker | None:
+        """Fork one worker of `generation`; the child never returns."""
+        arb, chan = control.pair()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            log.error("fork failed: %s", e)
+            arb.close()
+            chan.close()
+            self.backoff.failure()
+            return None
+        if pid == 0:
+            self._child(cfg, chan, arb, generation)
+        chan.close()
+        now = time.monotonic()
+        w = Worker(pid=pid, generation=generation, cfg=cfg, sock=arb, spawned_at=now,
+                   last_hb=now)
+        self.workers[pid] = w
+        self.selector.register(arb.fileno(), selectors.EVENT_READ, w)
+        log.info("%s booting", w.label)
+        return w
+
+    def _child(self, cfg: Config, chan: control.WorkerChannel, arb: socket.socket,
+               generation: int) -> NoReturn:
+        code = 1
+        try:
+            self.sigq.close_in_child()
+            self.selector.close()
+            for other in self.workers.values():
+                other.sock.close()
+            arb.close()
+            self._close_status_in_child()
+            from reclusterd.workers.base import run_worker
+
+            run_worker(cfg, self.listeners, chan, generation, self.app)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            log.exception("worker %d crashed", os.getpid())
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(code)
+
+    def _signal(self, w: Worker, sig: int) -> None:
+        try:
+            os.kill(w.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def retire(self, w: Worker, reason: str) -> None:
+        """Graceful stop of one worker (TERM, SIGKILL after its graceful timeout)."""
+        now = time.monotonic()
+        w.reason = w.reason or reason
+        w.replacing = False
+        if w.state is State.BOOTING:
+            # Not serving yet: nothing to drain.
+            self._signal(w, signal.SIGKILL)
+        else:
+            self._signal(w, signal.SIGTERM)
+        w.state = State.DRAINING
+        w.stop_signal_at = now
+        w.kill_at = now + w.cfg.graceful_timeout
+        log.info("%s retiring (%s)", w.label, reason)
+
+    def abort(self, w: Worker, reason: str, why: str) -> None:
+        """Timeout: SIGABRT (the worker dumps its stacks), SIGKILL ~2 s later."""
+        now = time.monotonic()
+        log.error("%s %s: sending SIGABRT (stack dump follows), SIGKILL in 2s", w.label, why)
+        w.reason = reason
+        w.state = State.DRAINING
+        w.replacing = False
+        w.stop_signal_at = now
+        w.kill_at = now + 2.0
+        self._signal(w, signal.SIGABRT)
+
+    def _read_control(self, w: Worker) -> None:
+        for data in control.recv_all(w.sock):
+            try:
+                kind, payload = control.decode(data)
+            except ValueError as e:
+                log.warning("%s sent a bad control message: %s", w.label, e)
+                continue
+            self._on_message(w, kind, payload)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            if pid == self.reexec_pid:
+                self._reexec_exited(status)
+                continue
+            w = self.workers.pop(pid, None)
+            if w is None:
+                log.debug("reaped process %d (not a worker)", pid)
+                continue
+            self._read_control(w)  # a boot_error sent just before exiting
+            try:
+                self.selector.unregister(w.sock.fileno())
+            except (KeyError, ValueError):
+                pass
+            w.sock.close()
+            self._on_exit(w, status)
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        if self.watchdog and now >= self.watchdog_at:
+            self._notify("WATCHDOG=1")
+            self.watchdog_at = now + self.watchdog
+        if self.drain_at is not None and now >= self.drain_at:
+            self._begin_drain()
+        for w in list(self.workers.values()):
+            if w.kill_at is not None and now >= w.kill_at:
+                log.warning("%s still alive %.1fs after %s: SIGKILL", w.label,
+                            now - w.stop_signal_at, "SIGABRT" if w.reason in (
+                                "timeout", "boot-timeout") else "the stop signal")
+                w.kill_at = None
+                self._signal(w, signal.SIGKILL)
+            elif w.reason is None and w.state is State.BOOTING:
+                if now - w.spawned_at > w.cfg.boot_timeout:
+                    self.boot_timed_out(w, now - w.spawned_at)
+            elif w.reason is None and w.state is State.READY and w.cfg.timeout > 0:
+                silent = now - w.last_hb
+                if silent > w.cfg.timeout:
+                    self.abort(w, "timeout", f"silent for {silent:.1f}s "
+                               f"(timeout {w.cfg.timeout:g}s)")
+
+    # ------------------------------------------------------------ helpers
+
+    def snapshot(self) -> dict[str, object]:
+        """Cluster state for the status server / metrics (see workerset.snapshot)."""
+        return snapshot(list(self.workers.values()), self.stats, time.monotonic(),
+                        pid=self.pid, generation=self.generation,
+                        pending=self.pending.generation if self.pending else None,
+                        target=self.num_workers, stopping=self.stopping is not None
+                        or self.drain_at is not None)
+
+    def _notify(self, state: str) -> None:
+        systemd.notify(state, self.environ)
+
+    def _set_title(self) -> None:
+        try:
+            import setproctitle
+
+            setproctitle.setproctitle(f"reclusterd: master [{self.cfg.name or self.cfg.app}]")
+        except ImportError:
+            pass
+
+    def _write_pidfile(self, path: str) -> None:
+        tmp = f"{path}.{self.pid}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(f"{self.pid}\n")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise StartupError(f"pid: cannot write pidfile {path}: {e.strerror or e}") from None
+        self.pidfile = path
+
+    def _remove_pidfile(self) -> None:
+        if not self.pidfile:
+            return
+        try:
+            with open(self.pidfile) as f:
+                mine = f.read().strip() == str(self.pid)
+            if mine:
+                os.unlink(self.pidfile)
+        except OSError:
+            pass
+        self.pidfile = None
+
+    def _close_status(self) -> None:
+        if self.status is not None:
+            try:
+                self.status.close()
+            except Exception:
+                pass
+        self.status = None
+
+    def _close_status_in_child(self) -> None:
+        """Close the status server's fds in a forked child (no unix socket unlink)."""
+        st = self.status
+        self.status = None
+        if st is None:
+            return
+        closer = getattr(st, "close_in_child", None)
+        if closer is not None:
+            closer()
+            return
+        lis = getattr(st, "listener", None)
+        for sock in [getattr(lis, "sock", None)] + [
+                getattr(c, "sock", None) for c in getattr(st, "conns", {}).values()]:
+            if sock is not None:
+                sock.close()
+        sel = getattr(st, "selector", None)
+        if sel is not None:
+            sel.close()
+
+    def _cleanup(self) -> None:
+        self._close_listeners()
+        self._close_status()
+        self._remove_pidfile()
+        self.sigq.uninstall()
+        self.selector.close()

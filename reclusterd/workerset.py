@@ -1,0 +1,134 @@
+"""The arbiter's view of its workers: per-worker state, and the snapshot for /metrics.
+
+Kept apart from the master loop so the loop reads as policy (what to do when)
+and this file as bookkeeping (who is where, what they reported).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+
+# Heartbeat stats that are levels, not running totals: never summed across dead workers.
+GAUGES = frozenset({"in_flight", "rss_kb"})
+
+
+class State(str, enum.Enum):
+    """DESIGN.md "Worker states": booting -> ready -> draining -> exited."""
+
+    BOOTING = "booting"
+    READY = "ready"
+    DRAINING = "draining"
+    EXITED = "exited"
+
+
+@dataclass(eq=False)
+class Worker:
+    """One forked worker, as seen from the arbiter."""
+
+    pid: int
+    generation: int
+    cfg: Config
+    sock: socket.socket            # arbiter end of the control channel
+    spawned_at: float
+    state: State = State.BOOTING
+    ready_at: float | None = None
+    last_hb: float = 0.0
+    stats: dict[str, float] = field(default_factory=dict)
+    boot_error: str | None = None
+    recycle_reason: str | None = None   # the worker asked to be replaced
+    replacing: bool = False             # a replacement is on its way; TERM once it is ready
+    reason: str | None = None           # why the arbiter is stopping it (None = not stopping)
+    stop_signal_at: float = 0.0         # when TERM/ABRT/QUIT was sent
+    kill_at: float | None = None        # SIGKILL if still alive at this time
+
+    @property
+    def label(self) -> str:
+        return f"worker {self.pid} (gen {self.generation})"
+
+    def age(self, now: float) -> float:
+        return now - self.spawned_at
+
+    def active(self) -> bool:
+        """Booting or ready and not being stopped: counts towards the target."""
+        return self.reason is None and self.state in (State.BOOTING, State.READY)
+
+
+class Stats:
+    """Running totals that survive worker exits (Prometheus counters must not go down)."""
+
+    def __init__(self) -> None:
+        self.dead_totals: dict[str, float] = {}
+        self.restarts: Counter[str] = Counter()
+
+    def worker_gone(self, w: Worker) -> None:
+        for k, v in w.stats.items():
+            if k not in GAUGES:
+                self.dead_totals[k] = self.dead_totals.get(k, 0.0) + v
+
+    def summed(self, workers: list[Worker]) -> dict[str, float]:
+        out: dict[str, float] = {k: float(v) for k, v in self.dead_totals.items()}
+        for w in workers:
+            for k, v in w.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+
+def clean_stats(payload: object) -> dict[str, float]:
+    """Keep only finite numeric values from a heartbeat payload."""
+    out: dict[str, float] = {}
+    if isinstance(payload, dict):
+        for k, v in payload.items():
+            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool):
+                if math.isfinite(v):
+                    out[k] = v
+    return out
+
+
+def ready_threshold(target: int) -> int:
+    """/readyz needs at least half the target (and at least one) worker ready."""
+    return max(1, (target + 1) // 2)
+
+
+def describe_worker(w: Worker, now: float) -> dict[str, object]:
+    return {
+        "pid": w.pid,
+        "generation": w.generation,
+        "state": w.state.value,
+        "age": round(w.age(now), 3),
+        "ready_for": None if w.ready_at is None else round(now - w.ready_at, 3),
+        "heartbeat_age": None if w.ready_at is None else round(now - w.last_hb, 3),
+        "stopping_reason": w.reason,
+        "recycle_requested": w.recycle_reason,
+        "stats": dict(w.stats),
+    }
+
+
+def snapshot(workers: list[Worker], stats: Stats, now: float, *, pid: int, generation: int,
+             pending: int | None, target: int, stopping: bool) -> dict[str, object]:
+    """A JSON-able picture of the cluster (the status server's data source)."""
+    states = Counter(w.state.value for w in workers)
+    ready = sum(1 for w in workers if w.state is State.READY and w.reason is None)
+    return {
+        "pid": pid,
+        "generation": generation,
+        "pending_generation": pending,
+        "reloading": pending is not None,
+        "target_workers": target,
+        "workers": {s.value: states.get(s.value, 0) for s in State if s is not State.EXITED},
+        "worker_list": [describe_worker(w, now) for w in sorted(workers, key=lambda w: w.pid)],
+        "ready_workers": ready,
+        "min_ready": ready_threshold(target),
+        "restarts": dict(stats.restarts),
+        "totals": stats.summed(workers),
+        "shutting_down": stopping,
+        "live": True,
+        "ready": (not stopping) and ready >= ready_threshold(target),
+    }
