@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from reclusterd import __version__
-from reclusterd.settings import BY_NAME, DEFAULT_ACCESS_FORMAT, SETTINGS
+from reclusterd.settings import BY_NAME, DEFAULT_ACCESS_FORMAT, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     for s in SETTINGS:
         if "cli" not in s.sources or not s.flags:
             continue
-        kw: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS, "help": s.help}
+        helptext = s.help.replace("%", "%%")
+        kw: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS, "help": helptext}
         if s.kind == "bool":
             if s.name == "check_config":
                 kw["action"] = "store_true"
@@ -130,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kw["metavar"] = s.metavar or s.name.upper()
             if s.choices:
-                kw["help"] = f"{s.help} One of: {', '.join(s.choices)}."
+                kw["metavar"] = "{" + ",".join(s.choices) + "}"
+            default = s.default_doc or show_value(s.default)
+            if default:
+                kw["help"] = f"{helptext} Default: {default.replace('%', '%%')}."
             if s.kind == "list":
                 kw["action"] = "append"
         p.add_argument(*s.flags, **kw)

@@ -341,7 +341,8 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 # --------------------------------------------------------------------------- docs
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A default as users write it (docs, --help)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -363,7 +364,7 @@ def render_markdown() -> str:
             mv = f" {s.metavar}" if s.metavar else ""
             flag = ", ".join(f"`{f}{mv}`" for f in s.flags)
         keys = f"`{s.env}`" + (f", `{s.name}`" if "file" in s.sources else "")
-        default = s.default_doc or (f"`{_show(s.default)}`" if _show(s.default) else "")
+        default = s.default_doc or (f"`{show_value(s.default)}`" if show_value(s.default) else "")
         helptext = s.help.replace("|", "\\|")
         rows.append(f"| {flag} | {keys} | {default} | {'yes' if s.reloadable else 'no'} "
                     f"| {helptext} |")

@@ -1,0 +1,163 @@
+"""The `reclusterd` command as a user meets it: version, bad values, --check-config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from reclusterd import __version__
+from tests.support import ROOT
+
+
+def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ)
+    full["PYTHONPATH"] = str(ROOT)
+    for k in list(full):
+        if k.startswith("RECLUSTERD_") or k == "WEB_CONCURRENCY":
+            del full[k]
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "reclusterd", *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("reclusterd: error: "), r.stderr
+    return lines[0].removeprefix("reclusterd: error: ")
+
+
+def test_version() -> None:
+    r = run("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"reclusterd {__version__}"
+
+
+def test_console_script_module_entry_point() -> None:
+    r = subprocess.run([sys.executable, "-c", "import sys; from reclusterd.cli import main; "
+                        "sys.exit(main(['--version']))"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.startswith("reclusterd ")
+
+
+def test_help() -> None:
+    r = run("--help")
+    assert r.returncode == 0
+    assert "--workers" in r.stdout and "--forwarded-allow-ips" in r.stdout
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["examples.hello:app", "--workers", "abc"], "--workers"),
+    (["examples.hello:app", "-w", "0"], "--workers"),
+    (["examples.hello:app", "--bind", "127.0.0.1:99999"], "--bind"),
+    (["examples.hello:app", "--worker-class", "gevent"], "--worker-class"),
+    (["examples.hello:app", "--timeout", "-3"], "--timeout"),
+    (["examples.hello:app", "--log-level", "loud"], "--log-level"),
+    (["examples.hello:app", "--no-such-flag"], "--no-such-flag"),
+    (["examples.hello:app", "--threads"], "--threads"),
+    ([], "APP"),
+])
+def test_bad_values_exit_2_naming_the_setting(args: list[str], named: str) -> None:
+    r = run(*args)
+    assert r.returncode == 2, r.stderr
+    assert one_error_line(r).startswith(f"{named}: ")
+
+
+def test_bad_env_value_exit_2() -> None:
+    r = run("examples.hello:app", env={"RECLUSTERD_THREADS": "many"})
+    assert r.returncode == 2
+    assert one_error_line(r).startswith("RECLUSTERD_THREADS: ")
+
+
+def test_unknown_toml_key_exit_2(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text("workers = 2\nworkrs = 4\n")
+    r = run("examples.hello:app", "-c", str(conf))
+    assert r.returncode == 2
+    msg = one_error_line(r)
+    assert msg.startswith("workrs: unknown setting") and str(conf) in msg
+
+
+def test_wrong_toml_type_exit_2(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text('timeout = "soon"\n')
+    r = run("examples.hello:app", "-c", str(conf))
+    assert r.returncode == 2
+    assert one_error_line(r).startswith("timeout: ")
+
+
+def test_check_config_ok() -> None:
+    r = run("examples.hello:app", "--check-config")
+    assert r.returncode == 0, r.stderr
+    assert "config OK" in r.stdout and "WSGI" in r.stdout
+
+
+def test_check_config_reports_precedence(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text('workers = 2\nbind = ["127.0.0.1:9001"]\n')
+    r = run("examples.hello:app", "-c", str(conf), "--check-config",
+            env={"RECLUSTERD_WORKERS": "3"})
+    assert r.returncode == 0, r.stderr
+    assert "3 x thread" in r.stdout and "127.0.0.1:9001" in r.stdout
+
+
+def test_check_config_missing_module() -> None:
+    r = run("nosuchmodule:app", "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == "could not import module 'nosuchmodule'"
+
+
+def test_check_config_missing_attr() -> None:
+    r = run("examples.hello:nosuchattr", "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == "module 'examples.hello' has no attribute 'nosuchattr'"
+
+
+def test_check_config_user_exception_shows_traceback_once(tmp_path: Path) -> None:
+    (tmp_path / "brokenapp.py").write_text("raise RuntimeError('kaboom')\n")
+    r = run("brokenapp:app", "--check-config", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.count("Traceback") == 1
+    assert "brokenapp.py" in r.stderr and "importlib" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "reclusterd: error: error while importing module 'brokenapp': RuntimeError: kaboom")
+
+
+def test_check_config_chdir(tmp_path: Path) -> None:
+    (tmp_path / "asgimod.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    r = run("asgimod:app", "--chdir", str(tmp_path), "--check-config")
+    assert r.returncode == 0, r.stderr
+    assert "ASGI" in r.stdout and "x asyncio" in r.stdout
+
+
+def test_check_config_bad_hook(tmp_path: Path) -> None:
+    r = run("examples.hello:app", "--post-fork", "nosuchhooks:pf", "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == "could not import module 'nosuchhooks'"
+
+
+def test_check_config_bad_value_exits_1() -> None:
+    r = run("examples.hello:app", "--check-config", "--workers", "x")
+    assert r.returncode == 1
+    assert one_error_line(r).startswith("--workers: ")
+
+
+CONF_FILES = sorted((ROOT / "conf").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONF_FILES, ids=[p.name for p in CONF_FILES])
+def test_check_config_on_every_conf_file(path: Path) -> None:
+    with path.open("rb") as f:
+        has_app = "app" in tomllib.load(f)
+    args = ([] if has_app else ["examples.hello:app"]) + ["-c", str(path), "--check-config"]
+    r = run(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "config OK" in r.stdout
