@@ -211,9 +211,7 @@ def _load(cfg: Config, app: object) -> tuple[object, str]:
         try:
             app = apploader.load_app(cfg)
         except apploader.AppLoadError as e:
-            tb = getattr(e, "traceback", None)
-            msg = getattr(e, "message", None) or str(e)
-            raise _AppLoadFailed(msg + ("\n" + tb if tb else "")) from e
+            raise _AppLoadFailed(e.text()) from e
     if hasattr(app, "kind") and hasattr(app, "app"):
         return app.app, str(app.kind)
     return app, "wsgi"

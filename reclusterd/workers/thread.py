@@ -1,0 +1,311 @@
+"""Thread worker (the WSGI default): one epoll set, a pool of threads, no hand-offs.
+
+Every connection sits in one epoll set with EPOLLONESHOT. Each of the
+cfg.threads pool threads waits in `epoll.poll(maxevents=1)`: the kernel wakes one
+thread per ready connection, and that thread reads, parses, runs the app and
+writes the response itself, then re-arms the connection. So an idle keep-alive
+connection costs no thread, and a request costs no queue, no condition
+variable, no trip back through a dispatcher thread. The main thread only
+handles signals, heartbeats and deadlines (keep-alive idle, header deadline
+-> 408, drain).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from reclusterd.http import EndOfMessage, ProtocolError, Request, error_response
+from reclusterd.workers.base import Worker
+from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+    from reclusterd.control import WorkerChannel
+    from reclusterd.sockets import Listener
+
+log = logging.getLogger("reclusterd.error")
+_ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+TICK = 0.25
+LINGER_BYTES = 256 * 1024
+_BUSY = error_response(503, "too many connections")
+
+
+def linger_close(conn: Conn) -> None:
+    """Close after discarding what the client already sent, so the kernel sends FIN, not
+    RST (an RST can destroy the response before the client has read it)."""
+    sock = conn.sock
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        got = 0
+        while got < LINGER_BYTES:
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += len(data)
+    except (OSError, ValueError):
+        pass
+    conn.close()
+
+
+class ThreadWorker(Worker):
+    """WSGI over a thread pool sharing one epoll set (see the module docstring)."""
+
+    app_kinds = ("wsgi",)
+
+    def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
+                 app: Any, kind: str) -> None:
+        super().__init__(cfg, listeners, channel, app, kind)
+        self.handler = WSGIHandler(self, app, multithread=cfg.threads > 1)
+        self.ep = select.epoll()
+        self.conns: dict[int, Conn] = {}
+        self.lock = threading.Lock()
+        self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
+        self.max_conns = max(1, cfg.worker_connections)
+        self.keep_alive = float(cfg.keep_alive)
+        self.header_timeout = float(cfg.header_timeout or 0) or 1e9
+        from reclusterd.sockets import ssl_context
+        self.ssl = ssl_context(cfg)
+        self.threads: list[threading.Thread] = []
+
+    # -- main thread: lifecycle, heartbeats, deadlines ----------------------
+    def run(self) -> None:
+        self.install_signals()
+        for lst in self.listeners:
+            sock = lst.sock
+            sock.setblocking(False)
+            env = self.handler.listener_environ(sock, self.ssl is not None)
+            self.lsocks[sock.fileno()] = (sock, env)
+            self.ep.register(sock.fileno(), _ARM)
+        for i in range(max(1, self.cfg.threads)):
+            t = threading.Thread(target=self._serve_forever, name=f"reclusterd-{i}",
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+        self.channel.ready()
+        waker = select.poll()
+        waker.register(self.wake_fd, select.POLLIN)
+        drain_deadline = 0.0
+        while True:
+            now = time.monotonic()
+            self.maybe_heartbeat(now)
+            self._expire(now)
+            if self.draining:
+                if not drain_deadline:
+                    drain_deadline = now + float(self.cfg.graceful_timeout)
+                    self._stop_accepting()
+                if not self.conns:
+                    break
+                if now >= drain_deadline:
+                    log.warning("worker %d: graceful timeout, %d connection(s) cut",
+                                self.pid, len(self.conns))
+                    break
+            try:
+                waker.poll(min(TICK, self.hb_interval) * 1000)
+            except InterruptedError:
+                pass
+            self.clear_wake()
+        self.alive = False
+
+    def _stop_accepting(self) -> None:
+        for fd in list(self.lsocks):
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+        self.lsocks.clear()
+        with self.lock:
+            for conn in list(self.conns.values()):
+                if not conn.busy:
+                    self._drop(conn)
+
+    def _expire(self, now: float) -> None:
+        """Close idle keep-alive connections and answer 408 to overdue request heads."""
+        with self.lock:
+            drain = self.draining
+            for conn in [c for c in self.conns.values() if not c.busy and (
+                    c.deadline <= now or (drain and not c.head_start))]:
+                if conn.head_start:
+                    try:
+                        conn.sock.send(error_response(408, "request head timed out"))
+                    except OSError:
+                        pass
+                self._drop(conn)
+
+    def _drop(self, conn: Conn) -> None:
+        """Under self.lock: forget and close an idle connection."""
+        self.conns.pop(conn.fd, None)
+        conn.busy = True
+        if conn.head_start:
+            linger_close(conn)
+        else:
+            conn.close()
+
+    # -- pool threads ---------------------------------------------------------
+    def _serve_forever(self) -> None:
+        poll = self.ep.poll
+        lsocks = self.lsocks
+        conns = self.conns
+        lock = self.lock
+        while self.alive:
+            try:
+                events = poll(1.0, 1)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            for fd, _ in events:
+                lsock = lsocks.get(fd)
+                if lsock is not None:
+                    conn = self._accept(fd, *lsock)
+                    if conn is None:
+                        continue
+                else:
+                    with lock:
+                        conn = conns.get(fd)
+                        if conn is None or conn.busy:
+                            continue
+                        conn.busy = True
+                try:
+                    self._drive(conn)
+                except Exception:  # noqa: BLE001 - a thread must survive anything
+                    log.exception("unexpected error on a connection")
+                    self._close(conn)
+
+    def _accept(self, fd: int, lsock: socket.socket, env: Environ) -> Conn | None:
+        try:
+            sock, addr = lsock.accept()
+        except (BlockingIOError, InterruptedError):
+            sock = None
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.error("accept failed: %s", e)
+            sock = None
+        if self.lsocks:
+            try:
+                self.ep.modify(fd, _ARM)
+            except OSError:
+                pass
+        if sock is None:
+            return None
+        if len(self.conns) >= self.max_conns or self.draining:
+            try:
+                sock.setblocking(False)
+                sock.send(_BUSY)
+            except OSError:
+                pass
+            sock.close()
+            return None
+        if self.ssl is not None:
+            try:
+                sock = self.ssl.wrap_socket(sock, server_side=True,
+                                            do_handshake_on_connect=False)
+            except (OSError, ValueError):
+                sock.close()
+                return None
+        conn = self.handler.new_conn(sock, addr, env)
+        conn.busy = True
+        conn.deadline = time.monotonic() + self.header_timeout
+        with self.lock:
+            self.conns[conn.fd] = conn
+        try:
+            self.ep.register(conn.fd, 0)
+        except OSError:
+            self._close(conn)
+            return None
+        return conn
+
+    def _drive(self, conn: Conn) -> None:
+        """Owner thread: read, answer every complete request, then re-arm or close."""
+        if conn.tls and not self._handshake(conn):
+            return
+        events = conn.events
+        handler = self.handler
+        n = conn.recv_now()
+        while True:
+            if not events:
+                if n == 0:
+                    self._close(conn)
+                    return
+                if n < 0:
+                    break
+                n = conn.recv_now()
+                continue
+            ev = events.popleft()
+            tp = type(ev)
+            if tp is Request:
+                conn.head_start = 0.0
+                try:
+                    keep = handler.serve(conn, ev) and ev.upgrade is None
+                except ClientGone:
+                    keep = False
+                if not keep:
+                    self._close(conn, linger=True)
+                    return
+                if not events:
+                    n = conn.recv_now()
+            elif tp is ProtocolError:
+                try:
+                    conn.sendall(error_response(ev.status, ev.reason))
+                except ClientGone:
+                    pass
+                self._close(conn, linger=True)
+                return
+            elif tp is not EndOfMessage:
+                continue        # body bytes of a request the app already finished with
+        now = time.monotonic()
+        if conn.partial:
+            if not conn.head_start:
+                conn.head_start = now
+            conn.deadline = conn.head_start + self.header_timeout
+        else:
+            conn.deadline = now + self.keep_alive
+        self._rearm(conn)
+
+    def _rearm(self, conn: Conn) -> None:
+        if self.draining and not conn.head_start:
+            self._close(conn)
+            return
+        conn.busy = False
+        try:
+            self.ep.modify(conn.fd, _ARM)
+        except OSError:
+            self._close(conn)
+
+    def _handshake(self, conn: Conn) -> bool:
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        if conn.tls == 2:
+            return True
+        try:
+            sock.do_handshake()
+            conn.tls = 2
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            if not conn.head_start:
+                conn.head_start = time.monotonic()
+                conn.deadline = conn.head_start + self.header_timeout
+            self._rearm(conn)
+            return False
+        except (OSError, ValueError):
+            self._close(conn)
+            return False
+        conn.head_start = 0.0
+        return True
+
+    def _close(self, conn: Conn, linger: bool = False) -> None:
+        with self.lock:
+            if self.conns.get(conn.fd) is conn:
+                del self.conns[conn.fd]
+            if linger:
+                linger_close(conn)
+            else:
+                conn.close()
+        if self.draining:
+            self.wake()
