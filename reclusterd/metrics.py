@@ -51,13 +51,27 @@ class DurationHistogram:
         return out
 
 
+def _states(snap: Mapping[str, Any]) -> dict[str, int]:
+    workers = snap.get("workers")
+    if not isinstance(workers, Mapping):
+        workers = snap.get("states") or {}
+    return {str(k): int(v) for k, v in workers.items()}
+
+
+def _totals(snap: Mapping[str, Any]) -> Mapping[str, float]:
+    totals = snap.get("totals")
+    if not isinstance(totals, Mapping):
+        totals = snap.get("stats")
+    return totals if isinstance(totals, Mapping) else {}
+
+
 def is_ready(snap: Mapping[str, Any]) -> bool:
-    """/readyz: the arbiter's verdict `ready`, else not stopping and >= 1 ready worker."""
+    """/readyz: the arbiter's verdict `ready`; else not shutting down and >= min_ready ready."""
     if "ready" in snap:
         return bool(snap["ready"])
-    if snap.get("stopping"):
+    if snap.get("shutting_down") or snap.get("stopping"):
         return False
-    return int((snap.get("states") or {}).get("ready", 0)) >= 1
+    return _states(snap).get("ready", 0) >= max(1, int(snap.get("min_ready", 1)))
 
 
 def _num(v: float) -> str:
@@ -67,10 +81,11 @@ def _num(v: float) -> str:
 def render(snap: Mapping[str, Any]) -> str:
     """Prometheus text exposition (format 0.0.4) of the arbiter's snapshot.
 
-    Reads `states` (state -> count), `stats` (heartbeat keys summed over live and exited
-    workers), `restarts` (reason -> count), `ready`/`stopping`, `generation`.
+    Reads `workers` (state -> count), `totals` (heartbeat keys summed over live and
+    exited workers), `restarts` (reason -> count), `ready`, `generation`
+    (`states`/`stats` accepted as older names).
     """
-    t: Mapping[str, float] = snap.get("stats") or {}
+    t = _totals(snap)
     lines: list[str] = []
 
     def family(name: str, kind: str, help_: str) -> None:
@@ -78,7 +93,7 @@ def render(snap: Mapping[str, Any]) -> str:
         lines.append(f"# TYPE {name} {kind}")
 
     family("reclusterd_workers", "gauge", "Worker processes by state.")
-    workers = dict(snap.get("states") or {})
+    workers = _states(snap)
     for state in ("booting", "ready", "draining"):
         workers.setdefault(state, 0)
     for state, n in sorted(workers.items()):
@@ -171,6 +186,14 @@ class StatusServer:
             self._close(conn)
 
     handle = handle_io      # the name the arbiter's loop calls
+
+    def close_in_child(self) -> None:
+        """In a forked worker: close every inherited fd, unlink nothing."""
+        for conn in list(self.conns.values()):
+            conn.sock.close()
+        self.conns.clear()
+        self.selector.close()
+        self.listener.sock.close()
 
     def close(self) -> None:
         from reclusterd.sockets import close_listeners

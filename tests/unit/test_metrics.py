@@ -24,8 +24,9 @@ def test_histogram_buckets() -> None:
 
 
 def snap(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"states": {"booting": 0, "ready": 2, "draining": 0},
-                            "stats": {}, "restarts": {}, "ready": True, "stopping": False}
+    base: dict[str, Any] = {"workers": {"booting": 0, "ready": 2, "draining": 0},
+                            "totals": {}, "restarts": {}, "ready": True,
+                            "shutting_down": False}
     base.update(kw)
     return base
 
@@ -35,7 +36,7 @@ def test_render_prometheus() -> None:
     h.observe(0.002)
     h.observe(0.2)
     stats = {"requests": 2, "s2xx": 1, "s4xx": 1, "in_flight": 1, "rss_kb": 2, **h.stats()}
-    text = render(snap(states={"ready": 2, "booting": 1}, stats=stats, generation=3,
+    text = render(snap(workers={"ready": 2, "booting": 1}, totals=stats, generation=3,
                        restarts={"max-requests": 1}))
     assert 'reclusterd_workers{state="ready"} 2' in text
     assert 'reclusterd_workers{state="draining"} 0' in text
@@ -62,11 +63,19 @@ def test_render_empty_snapshot() -> None:
     assert "reclusterd_requests_total 0\n" in text and "reclusterd_ready 0\n" in text
 
 
+def test_older_key_names() -> None:
+    text = render({"states": {"ready": 3}, "stats": {"requests": 7}})
+    assert 'reclusterd_workers{state="ready"} 3' in text
+    assert "reclusterd_requests_total 7\n" in text
+
+
 def test_is_ready() -> None:
+    assert is_ready({"workers": {"ready": 1}})
+    assert not is_ready({"workers": {"ready": 0, "booting": 2}})
+    assert not is_ready({"workers": {"ready": 4}, "shutting_down": True})
+    assert not is_ready({"workers": {"ready": 1}, "min_ready": 2})
     assert is_ready({"states": {"ready": 1}})
-    assert not is_ready({"states": {"ready": 0, "booting": 2}})
-    assert not is_ready({"states": {"ready": 4}, "stopping": True})
-    assert is_ready({"ready": True}) and not is_ready({"ready": False, "states": {"ready": 3}})
+    assert is_ready({"ready": True}) and not is_ready({"ready": False, "workers": {"ready": 3}})
 
 
 class Loop:
@@ -136,6 +145,15 @@ def test_status_server_survives_idle_and_many_clients(
     finally:
         for s in idle:
             s.close()
+
+
+def test_close_in_child_keeps_unix_file(tmp_path: Any) -> None:
+    path = tmp_path / "status.sock"
+    srv = StatusServer(SimpleNamespace(status_bind=f"unix:{path}", umask=None),  # type: ignore[arg-type]
+                       lambda: {})
+    srv.close_in_child()
+    assert path.exists()
+    assert srv.listener.sock.fileno() == -1
 
 
 def test_snapshot_failure_is_500() -> None:
