@@ -285,7 +285,8 @@ SETTINGS: tuple[Setting, ...] = (
        "%(h)s atoms) or 'json'.", "--access-logformat", metavar="FORMAT"),
     _s("error_logfile", "str", None, "Error log file; '-' or unset = stderr.",
        "--error-logfile", "--log-file", metavar="FILE", example="-"),
-    _s("log_level", "str", "info", "Error log level.", "--log-level", choices=_LOGS),
+    _s("log_level", "str", "info", "Error log level: debug, info, warning, error or critical.",
+       "--log-level", choices=_LOGS),
     _s("certfile", "str", None, "TLS certificate (PEM); enables TLS on every bind.",
        "--certfile", reloadable=False, metavar="FILE", example="/etc/ssl/cert.pem"),
     _s("keyfile", "str", None, "TLS private key (PEM).", "--keyfile", reloadable=False,
@@ -315,12 +316,14 @@ SETTINGS: tuple[Setting, ...] = (
        choices=("auto", "on", "off")),
     _s("ws", "str", "auto", "WebSocket for ASGI: auto (wsproto) or none.", "--ws",
        choices=("auto", "wsproto", "none")),
-    _s("post_fork", "str", None, "Hook module:func(cfg) run in each worker after fork, "
-       "before the app is loaded.", "--post-fork", validator=check_spec, metavar="SPEC",
-       example="myapp.hooks:post_fork"),
-    _s("pre_request", "str", None, "Hook module:func called before each request.",
+    _s("post_fork", "str", None, "Hook module:func(worker) run in each worker after fork, "
+       "before the app is loaded; worker has .pid, .generation, .cfg; raising = boot error.",
+       "--post-fork", validator=check_spec, metavar="SPEC", example="myapp.hooks:post_fork"),
+    _s("pre_request", "str", None, "Hook module:func(worker, environ) called before each "
+       "request (ASGI: the scope instead of environ).",
        "--pre-request", validator=check_spec, metavar="SPEC", example="myapp.hooks:pre_request"),
-    _s("post_request", "str", None, "Hook module:func called after each request.",
+    _s("post_request", "str", None, "Hook module:func(worker, environ, status) called after "
+       "each response (ASGI: the scope instead of environ).",
        "--post-request", validator=check_spec, metavar="SPEC",
        example="myapp.hooks:post_request"),
     _s("reuse_port", "bool", False, "Set SO_REUSEPORT on the listeners.", "--reuse-port",

@@ -97,6 +97,18 @@ def test_conf_toml_matches_generator() -> None:
         "> conf/reclusterd.toml`")
 
 
+def test_readme_reference_matches_generator() -> None:
+    """README's CLI reference, between the settings markers, is the generated table."""
+    readme = ROOT / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    start, end = "<!-- settings:start -->", "<!-- settings:end -->"
+    if start not in text or end not in text:
+        pytest.skip("README.md has no generated settings reference yet")
+    block = text.split(start, 1)[1].split(end, 1)[0]
+    assert block.strip() == settings.render_markdown().strip(), (
+        "README's settings reference drifted: paste `python -m reclusterd.settings --markdown`")
+
+
 @pytest.mark.parametrize("arg", ["--markdown", "--toml"])
 def test_module_main(arg: str) -> None:
     out = subprocess.run([sys.executable, "-m", "reclusterd.settings", arg], cwd=ROOT,
