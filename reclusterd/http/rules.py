@@ -7,10 +7,13 @@ for things a parser normalises away (bare LF, obs-fold, spaces) live in `check_h
 
 from __future__ import annotations
 
+import re
+
 from .events import Headers, Limits, Request
 
-__all__ = ["Reject", "build_request", "check_field", "check_head_bytes", "check_trailers",
-           "KNOWN_METHODS", "is_token"]
+__all__ = ["Reject", "build_request", "check_field", "check_field_lines", "check_head_bytes",
+           "check_trailers", "chunk_size", "request_line", "split_fields", "KNOWN_METHODS",
+           "is_token"]
 
 
 class Reject(Exception):
@@ -30,8 +33,8 @@ _TCHAR = _byteset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # field-value octets: VCHAR, obs-text, SP, HTAB (no CTLs, no DEL)
 _VALUE_OK = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
-# request-target octets: visible ASCII (and obs-text, as browsers send raw UTF-8)
-_TARGET_OK = bytes([*range(0x21, 0x7F), *range(0x80, 0x100)])
+# request-target octets: visible ASCII (RFC 3986; raw UTF-8 must be percent-encoded)
+_TARGET_OK = bytes(range(0x21, 0x7F))
 _DIGITS = b"0123456789"
 _HEX = b"0123456789abcdefABCDEF"
 # uri-host [":" port]: unreserved / pct-encoded / sub-delims / IP-literal brackets / ":"
@@ -47,7 +50,6 @@ KNOWN_METHODS = frozenset(
 )
 
 MAX_CONTENT_LENGTH_DIGITS = 18  # < 2**63: no overflow anywhere downstream
-MAX_CHUNK_SIZE_DIGITS = 16
 
 
 def is_token(value: bytes) -> bool:
@@ -138,24 +140,36 @@ def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
-def _version(version: str) -> str:
-    if version == "1.1" or version == "1.0":
-        return version
-    if version[:2] != "1.":
+def request_line(line: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
+    """Split `METHOD SP target SP HTTP/x.y` exactly (RFC 9112 §3); version "1.0" or "1.1"."""
+    if limits.request_line and len(line) > limits.request_line:
+        raise Reject(414, "request line too long")
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        raise Reject(400, "malformed request line")
+    method, target, version = parts
+    if not method or method.translate(None, _TCHAR):
+        raise Reject(400, "invalid method")
+    if version == b"HTTP/1.1":
+        ver = "1.1"
+    elif version == b"HTTP/1.0":
+        ver = "1.0"
+    elif len(version) == 8 and version[:5] == b"HTTP/" and version[6] == 0x2E \
+            and 0x30 <= version[5] <= 0x39 and 0x30 <= version[7] <= 0x39:
         raise Reject(505, "HTTP version not supported")
-    return "1.1"  # 1.x, x > 1: treat as the highest minor we speak (RFC 9110 §2.5)
+    else:
+        raise Reject(400, "malformed HTTP version")
+    if method not in KNOWN_METHODS:
+        raise Reject(501, "method not implemented")
+    return method, target, ver
 
 
 def build_request(method: bytes, target: bytes, version: str, headers: Headers,
                   limits: Limits) -> Request:
-    """Apply every head rule and build the Request event (headers already field-checked)."""
-    version = _version(version)
-    if not is_token(method):
-        raise Reject(400, "invalid method")
-    if method not in KNOWN_METHODS:
-        raise Reject(501, "method not implemented")
-    if limits.request_line and len(method) + len(target) + 10 > limits.request_line:
-        raise Reject(414, "request line too long")
+    """Apply the head rules to a parsed head and build the Request event.
+
+    `method`/`version` come from `request_line`; header fields are already syntax-checked.
+    """
     if limits.fields and len(headers) > limits.fields:
         raise Reject(431, "too many header fields")
     path, query = _split_target(method, target)
@@ -219,32 +233,51 @@ def build_request(method: bytes, target: bytes, version: str, headers: Headers,
                    expect and version == "1.1", content_length, chunked, upgrade)
 
 
-def check_head_bytes(head: bytes, limits: Limits) -> None:
-    """Raw checks on a complete head (request line .. blank line) a parser may not do.
+def check_head_bytes(head: bytes) -> None:
+    """Raw checks on a complete head for a backend that normalises them away (h11).
 
-    Every line must end in CRLF (no bare CR or LF), the request line is exactly
-    `METHOD SP target SP HTTP/x.y`, and no field line starts with whitespace (obs-fold)
-    or has whitespace before its colon.
+    Every line ends in CRLF (no bare CR or LF) and no field line starts with whitespace
+    (obs-fold) or has whitespace before its colon. llhttp enforces these itself.
     """
-    lines = head.split(b"\r\n")
-    if lines[-1] or lines[-2]:
-        raise Reject(400, "head must end with CRLF CRLF")
-    del lines[-2:]
-    if b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+    inner = head[:-4]
+    if b"\r" in inner.replace(b"\r\n", b"") or b"\n" in inner.replace(b"\r\n", b""):
         raise Reject(400, "bare CR or LF in head")
-    line = lines[0]
-    if limits.request_line and len(line) > limits.request_line:
-        raise Reject(414, "request line too long")
-    parts = line.split(b" ")
-    if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise Reject(400, "malformed request line")
-    version = parts[2]
-    if len(version) != 8 or version[:5] != b"HTTP/" or version[6] != 0x2E \
-            or not (0x30 <= version[5] <= 0x39 and 0x30 <= version[7] <= 0x39):
-        raise Reject(400, "malformed HTTP version")
-    for line in lines[1:]:
+    check_field_lines(inner.split(b"\r\n")[1:])
+
+
+def check_field_lines(lines: list[bytes]) -> None:
+    """Field lines: no obs-fold / leading whitespace, token name directly before the colon."""
+    for line in lines:
         if not line or line[0] in (0x20, 0x09):
             raise Reject(400, "obsolete line folding or empty field line")
         name, colon, _ = line.partition(b":")
         if not colon or not name or name.translate(None, _TCHAR):
             raise Reject(400, "invalid header name")
+
+
+def split_fields(head: bytes) -> Headers:
+    """(lower-case name, stripped value) of each field line of a checked head."""
+    out: Headers = []
+    for line in head[:-4].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        out.append((name.lower(), value.strip(b" \t")))
+    return out
+
+
+_QSTR = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN_RE
+    + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN_RE + b"|" + _QSTR + rb"))?)*\r\n")
+MAX_CHUNK_SIZE = 2**63 - 1
+
+
+def chunk_size(line: bytes) -> int:
+    """Size of a chunk from its line (incl. CRLF): hex digits, then RFC 9112 §7.1.1 exts."""
+    m = _CHUNK_LINE.fullmatch(line)
+    if m is None:
+        raise Reject(400, "invalid chunk size line")
+    size = int(m.group(1), 16)
+    if size > MAX_CHUNK_SIZE:
+        raise Reject(400, "chunk size too large")
+    return size

@@ -1,0 +1,270 @@
+"""Byte-level message framing shared by both parser backends.
+
+The framer finds each request head (up to CRLF CRLF) in the byte stream, hands it to a
+backend (httptools or h11) for header parsing, then frames the body itself: Content-Length
+bytes, or chunked coding checked by `rules` (strict sizes, CRLFs, extensions). So both
+backends see exactly the same bytes per message, pipelining is exact, nothing after a
+`Connection: close` request or an upgrade is parsed, and `unprocessed()` is exact.
+"""
+
+from __future__ import annotations
+
+from . import rules
+from .events import Data, EndOfMessage, Event, Headers, Limits, ProtocolError, Request
+from .rules import Reject
+
+# states
+IDLE, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, TRAILERS, DONE = range(7)
+
+MAX_CHUNK_LINE = 4096  # chunk-size + extensions
+
+
+def max_head(limits: Limits) -> int:
+    """Upper bound on the bytes of one request head (or trailer section) under `limits`."""
+    line = limits.request_line or 65536
+    size = limits.field_size or 65536
+    count = limits.fields or 1000
+    return line + 2 + count * (size + 2) + 2
+
+
+class Framer:
+    """Incremental framing state machine; subclasses parse heads and trailers."""
+
+    __slots__ = ("limits", "_state", "_pend", "_scan", "_req", "_remaining", "_body_len",
+                 "_rest", "_max_head", "_line_start")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._state = IDLE
+        self._pend = bytearray()   # unconsumed bytes of an incomplete head/line/section
+        self._scan = 0             # where to resume looking for the terminator in _pend
+        self._line_start = 0       # start of the last incomplete line in _pend
+        self._req: Request | None = None
+        self._remaining = 0
+        self._body_len = 0
+        self._rest = b""
+        self._max_head = max_head(limits)
+
+    # -- backend hooks ---------------------------------------------------------------------
+
+    def _parse_head(self, head: bytes, method: bytes, target: bytes, version: str) -> Headers:
+        """Header fields (lower-case names) of a complete head; raise Reject if invalid."""
+        raise NotImplementedError
+
+    def _body_bytes(self, data: bytes) -> None:
+        """Content-Length body bytes passed through the backend (keeps it in sync)."""
+
+    def _parse_trailers(self, section: bytes) -> Headers:
+        """Trailer fields of a chunked body's trailer section (ends with CRLF)."""
+        raise NotImplementedError
+
+    # -- public ----------------------------------------------------------------------------
+
+    def unprocessed(self) -> bytes:
+        """Bytes received after an upgrade request (the new protocol's first bytes)."""
+        return self._rest
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse `data` from the peer (b"" = EOF); return the events it completes."""
+        events: list[Event] = []
+        state = self._state
+        if state == DONE:
+            req = self._req
+            if req is not None and req.upgrade is not None:
+                self._rest += data
+            return events
+        if not data:
+            if state != IDLE or self._pend:
+                self._fail(events, 400, "connection closed inside a request")
+            return events
+        try:
+            self._run(data, events)
+        except Reject as exc:
+            self._fail(events, exc.status, exc.reason)
+        return events
+
+    def _fail(self, events: list[Event], status: int, reason: str) -> None:
+        events.append(ProtocolError(status, reason))
+        self._state = DONE
+        self._req = None
+        self._pend.clear()
+
+    # -- the machine -----------------------------------------------------------------------
+
+    def _run(self, data: bytes, events: list[Event]) -> None:
+        pend = self._pend
+        if pend:
+            if not self._wait_more(data):
+                return
+            buf = bytes(pend)
+            pend.clear()
+        else:
+            buf = data
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            state = self._state
+            if state == IDLE:
+                pos = self._head(buf, pos, events)
+            elif state == BODY:
+                n = self._remaining
+                if end - pos >= n:
+                    chunk = buf[pos:pos + n] if pos or n != end else buf
+                    pos += n
+                    self._body_bytes(chunk)
+                    events.append(Data(chunk))
+                    self._end_message(events, [])
+                else:
+                    chunk = buf[pos:] if pos else buf
+                    self._remaining = n - len(chunk)
+                    self._body_bytes(chunk)
+                    events.append(Data(chunk))
+                    return
+            elif state == CHUNK_DATA:
+                n = min(self._remaining, end - pos)
+                events.append(Data(buf[pos:pos + n]))
+                pos += n
+                self._remaining -= n
+                if not self._remaining:
+                    self._state = CHUNK_CRLF
+            elif state == CHUNK_CRLF:
+                if end - pos < 2:
+                    if buf[pos] != 0x0D:
+                        raise Reject(400, "chunk data not followed by CRLF")
+                    self._stash(buf, pos)
+                    return
+                if buf[pos:pos + 2] != b"\r\n":
+                    raise Reject(400, "chunk data not followed by CRLF")
+                pos += 2
+                self._state = CHUNK_SIZE
+            elif state == CHUNK_SIZE:
+                pos = self._chunk_size(buf, pos)
+            elif state == TRAILERS:
+                pos = self._trailers(buf, pos, events)
+            else:  # DONE
+                req = self._req
+                if req is not None and req.upgrade is not None:
+                    self._rest = buf[pos:]
+                return
+            if pos < 0:
+                return
+
+    def _stash(self, buf: bytes, pos: int) -> None:
+        """Keep an incomplete head/line for the next feed; scanning resumes where it ended."""
+        self._pend += buf[pos:]
+        self._scan = 0
+        self._line_start = 0
+        self._check_partial(0)
+
+    def _wait_more(self, data: bytes) -> bool:
+        """Append to the pending bytes; True once the awaited terminator is there."""
+        pend = self._pend
+        start = max(len(pend) - 3, 0)
+        pend += data
+        state = self._state
+        if state == CHUNK_CRLF:
+            return len(pend) >= 2
+        term = b"\r\n\r\n" if state in (IDLE, TRAILERS) else b"\n"
+        if state == TRAILERS and pend[:2] == b"\r\n":
+            return True
+        if pend.find(term, start) >= 0:
+            return True
+        self._check_partial(start)
+        return False
+
+    def _check_partial(self, start: int) -> None:
+        """Bound an incomplete head, line or trailer section; catch bare LF early."""
+        pend = self._pend
+        state = self._state
+        if state == CHUNK_SIZE:
+            if len(pend) > MAX_CHUNK_LINE:
+                raise Reject(400, "chunk size line too long")
+            return
+        if state == CHUNK_CRLF:
+            return
+        nl = pend.rfind(b"\n", start)
+        if nl >= 0:
+            if pend.count(b"\n", start) != pend.count(b"\r\n", max(start - 1, 0)):
+                raise Reject(400, "bare LF in head")
+            self._line_start = nl + 1
+        line = len(pend) - self._line_start
+        lim = self.limits
+        if state == IDLE and self._line_start == 0:
+            if lim.request_line and line > lim.request_line + 2:
+                raise Reject(414, "request line too long")
+        elif lim.field_size and line > lim.field_size + 2:
+            raise Reject(431, "header field too large")
+        if len(pend) > self._max_head:
+            raise Reject(431, "request head too large")
+
+    def _head(self, buf: bytes, pos: int, events: list[Event]) -> int:
+        while buf.startswith(b"\r\n", pos):  # empty lines before a request (RFC 9112 §2.2)
+            pos += 2
+        end = buf.find(b"\r\n\r\n", pos)
+        if end < 0:
+            if pos < len(buf):
+                self._stash(buf, pos)
+            return -1
+        nl = buf.find(b"\r\n", pos)
+        method, target, version = rules.request_line(buf[pos:nl], self.limits)
+        head = buf[pos:end + 4]
+        headers = self._parse_head(head, method, target, version)
+        req = rules.build_request(method, target, version, headers, self.limits)
+        self._req = req
+        events.append(req)
+        pos = end + 4
+        if req.chunked:
+            self._state = CHUNK_SIZE
+            self._body_len = 0
+        elif req.content_length:
+            self._state = BODY
+            self._remaining = req.content_length
+        else:
+            self._end_message(events, [])
+            if self._state == DONE and req.upgrade is not None:
+                self._rest = buf[pos:]
+        return pos
+
+    def _chunk_size(self, buf: bytes, pos: int) -> int:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            self._stash(buf, pos)
+            return -1
+        if nl - pos > MAX_CHUNK_LINE:
+            raise Reject(400, "chunk size line too long")
+        size = rules.chunk_size(buf[pos:nl + 1])
+        self._body_len += size
+        lim = self.limits.body
+        if lim and self._body_len > lim:
+            raise Reject(413, "request body too large")
+        self._remaining = size
+        self._state = CHUNK_DATA if size else TRAILERS
+        return nl + 1
+
+    def _trailers(self, buf: bytes, pos: int, events: list[Event]) -> int:
+        if buf.startswith(b"\r\n", pos):
+            end = pos + 2
+        else:
+            i = buf.find(b"\r\n\r\n", pos)
+            if i < 0:
+                self._stash(buf, pos)
+                return -1
+            end = i + 4
+        trailers = self._parse_trailers(buf[pos:end])
+        if trailers:
+            rules.check_trailers(trailers, self.limits)
+        self._end_message(events, trailers)
+        if self._state == DONE:
+            req = self._req
+            if req is not None and req.upgrade is not None:
+                self._rest = buf[end:]
+        return end
+
+    def _end_message(self, events: list[Event], trailers: Headers) -> None:
+        events.append(EndOfMessage(trailers))
+        req = self._req
+        if req is not None and (not req.keep_alive or req.upgrade is not None):
+            self._state = DONE
+        else:
+            self._state = IDLE
+            self._req = None
