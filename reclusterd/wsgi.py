@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reclusterd.error")
 DRAIN_LIMIT = 64 * 1024
 RECV_SIZE = 65536
+LINGER_BYTES = 256 * 1024
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 Environ = dict[str, Any]
@@ -153,10 +154,24 @@ class Conn:
             sent += n
         return sent
 
-    def close(self) -> None:
+    def close(self, linger: bool = False) -> None:
+        """Close; with `linger`, first discard what the client already sent, so the kernel
+        sends FIN, not RST (an RST can destroy the response before the client reads it)."""
         self.closed = True
+        sock = self.sock
         try:
-            self.sock.close()
+            if linger:
+                sock.shutdown(socket.SHUT_WR)
+                got = 0
+                while got < LINGER_BYTES:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    got += len(data)
+        except (OSError, ValueError):
+            pass
+        try:
+            sock.close()
         except OSError:
             pass
 
@@ -387,7 +402,7 @@ class Exchange:
             hb = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         except (UnicodeError, AttributeError, TypeError, ValueError) as e:
             raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
-        keep = not self.h.worker.draining and self._may_keep()
+        keep = self.h.keep_alive and not self.h.worker.draining and self._may_keep()
         resp = Response(self.req, key[0], hb, key[1], keep)
         self.code = key[0]
         self.resp = resp
@@ -461,6 +476,7 @@ class WSGIHandler:
         self.proxy = from_config(cfg.forwarded_allow_ips) if cfg.forwarded_allow_ips else None
         self.keys: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": ""}
         self.multithread = multithread
+        self.keep_alive = float(cfg.keep_alive) > 0   # sync sets False: always close
         self._listener_env: dict[int, Environ] = {}
 
     def listener_environ(self, lsock: socket.socket, secure: bool) -> Environ:

@@ -34,25 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reclusterd.error")
 _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 TICK = 0.25
-LINGER_BYTES = 256 * 1024
 _BUSY = error_response(503, "too many connections")
-
-
-def linger_close(conn: Conn) -> None:
-    """Close after discarding what the client already sent, so the kernel sends FIN, not
-    RST (an RST can destroy the response before the client has read it)."""
-    sock = conn.sock
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        got = 0
-        while got < LINGER_BYTES:
-            data = sock.recv(65536)
-            if not data:
-                break
-            got += len(data)
-    except (OSError, ValueError):
-        pass
-    conn.close()
 
 
 class ThreadWorker(Worker):
@@ -144,7 +126,7 @@ class ThreadWorker(Worker):
         self.conns.pop(conn.fd, None)
         conn.busy = True
         if conn.head_start:
-            linger_close(conn)
+            conn.close(linger=True)
         else:
             conn.close()
 
@@ -303,9 +285,6 @@ class ThreadWorker(Worker):
         with self.lock:
             if self.conns.get(conn.fd) is conn:
                 del self.conns[conn.fd]
-            if linger:
-                linger_close(conn)
-            else:
-                conn.close()
+            conn.close(linger)
         if self.draining:
             self.wake()

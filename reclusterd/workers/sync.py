@@ -1,0 +1,141 @@
+"""Sync worker: one connection at a time, one request per connection, then close.
+
+Meant to sit behind a buffering proxy (nginx): a slow client occupies the whole
+worker for as long as it takes (bounded by --header-timeout for the head and the
+same idle limit for body reads), so many slow clients can starve it. Every
+response carries `Connection: close`.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from reclusterd.http import ProtocolError, Request, error_response
+from reclusterd.workers.base import Worker
+from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, wait_fd
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+    from reclusterd.control import WorkerChannel
+    from reclusterd.sockets import Listener
+
+log = logging.getLogger("reclusterd.error")
+
+
+class SyncWorker(Worker):
+    """Accepts on every listener; serves each connection to the end before the next."""
+
+    app_kinds = ("wsgi",)
+
+    def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
+                 app: Any, kind: str) -> None:
+        super().__init__(cfg, listeners, channel, app, kind)
+        self.handler = WSGIHandler(self, app, multithread=False)
+        self.handler.keep_alive = False
+        self.header_timeout = float(cfg.header_timeout or 0) or 1e9
+        from reclusterd.sockets import ssl_context
+        self.ssl = ssl_context(cfg)
+
+    def run(self) -> None:
+        self.install_signals()
+        poller = select.poll()
+        lsocks: dict[int, tuple[socket.socket, Environ]] = {}
+        for lst in self.listeners:
+            sock = lst.sock
+            sock.setblocking(False)
+            env = self.handler.listener_environ(sock, self.ssl is not None)
+            lsocks[sock.fileno()] = (sock, env)
+            poller.register(sock.fileno(), select.POLLIN)
+        poller.register(self.wake_fd, select.POLLIN)
+        self.channel.ready()
+        while not self.draining:
+            self.maybe_heartbeat()
+            try:
+                ready = poller.poll(self.hb_interval * 1000)
+            except InterruptedError:
+                continue
+            for fd, _ in ready:
+                if fd == self.wake_fd:
+                    self.clear_wake()
+                    continue
+                if self.draining:
+                    break
+                self._accept(*lsocks[fd])
+                self.maybe_heartbeat()
+        self.alive = False
+
+    def _accept(self, lsock: socket.socket, env: Environ) -> None:
+        try:
+            sock, addr = lsock.accept()
+        except OSError:
+            return       # another worker won the race, or a transient accept error
+        if self.ssl is not None:
+            try:
+                sock = self.ssl.wrap_socket(sock, server_side=True,
+                                            do_handshake_on_connect=False)
+            except (OSError, ValueError):
+                sock.close()
+                return
+        conn = self.handler.new_conn(sock, addr, env)
+        try:
+            self._serve(conn)
+        except Exception:  # noqa: BLE001 - the worker survives anything a client does
+            log.exception("unexpected error on a connection")
+        finally:
+            conn.close(linger=True)
+
+    def _serve(self, conn: Conn) -> None:
+        deadline = time.monotonic() + self.header_timeout
+        if conn.tls and not self._handshake(conn, deadline):
+            return
+        while True:
+            while conn.events:
+                ev = conn.events.popleft()
+                if type(ev) is Request:
+                    try:
+                        self.handler.serve(conn, ev)
+                    except ClientGone:
+                        pass
+                    return
+                if type(ev) is ProtocolError:
+                    self._send(conn, error_response(ev.status, ev.reason))
+                    return
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise ClientGone("header deadline")
+                conn.read_more(remaining)
+            except ClientGone:
+                if time.monotonic() >= deadline and conn.partial:
+                    self._send(conn, error_response(408, "request head timed out"))
+                return
+
+    def _handshake(self, conn: Conn, deadline: float) -> bool:
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        while True:
+            try:
+                sock.do_handshake()
+                conn.tls = 2
+                return True
+            except ssl.SSLWantReadError:
+                events = select.POLLIN
+            except ssl.SSLWantWriteError:
+                events = select.POLLOUT
+            except (OSError, ValueError):
+                return False
+            if not wait_fd(conn.fd, events, deadline - time.monotonic()):
+                return False
+
+    @staticmethod
+    def _send(conn: Conn, data: bytes) -> None:
+        try:
+            conn.sendall(data)
+        except ClientGone:
+            pass
