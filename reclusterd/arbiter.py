@@ -196,7 +196,8 @@ class Arbiter(Lifecycle):
     def _on_signal(self, sig: int) -> None:
         if sig == signal.SIGCHLD:
             return  # reaped every tick
-        log.info("master %d got %s", self.pid, signame(sig))
+        if sig != signal.SIGUSR1:
+            log.info("master %d got %s", self.pid, signame(sig))
         if sig == signal.SIGTERM:
             self.stop_graceful()
         elif sig in (signal.SIGINT, signal.SIGQUIT):
@@ -216,6 +217,7 @@ class Arbiter(Lifecycle):
             from reclusterd import logging as rlogging
 
             rlogging.reopen_logs()
+            log.info("master %d got SIGUSR1: log files reopened", self.pid)
             for w in list(self.workers.values()):
                 self._signal(w, signal.SIGUSR1)
         elif sig == signal.SIGUSR2:

@@ -191,3 +191,296 @@ def http_get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float
         elif ev is h11.NEED_DATA or isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
             break
     return status, rh, body
+
+
+# ARBITER: helpers for the arbiter lifecycle tests (load generator, logs, process titles)
+
+import http.client  # noqa: E402
+import threading  # noqa: E402
+
+
+def proc_title(pid: int) -> str:
+    """The process title as ps shows it (setproctitle rewrites /proc/PID/cmdline)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def wait_log(server: Server, text: str, timeout: float = 15.0, count: int = 1) -> str:
+    """Wait until `text` appears `count` times in the server's stderr; return the stderr."""
+    def found() -> str | None:
+        err = server.stderr()
+        return err if err.count(text) >= count else None
+    try:
+        return wait_for(found, timeout, what=f"log line {text!r}")
+    except AssertionError:
+        raise AssertionError(f"no {text!r} in log:\n{server.stderr()[-4000:]}") from None
+
+
+def get_body(port: int, path: str = "/", timeout: float = 5.0) -> str:
+    """GET with a fresh connection; the body as text ('' unless status 200)."""
+    try:
+        status, _, body = http_get(port, path, timeout=timeout)
+    except Exception:  # connection refused/reset, or h11 seeing a truncated response
+        return ""
+    return body.decode(errors="replace") if status == 200 else ""
+
+
+class LoadGen:
+    """Threads hammering GET `path`: half with keep-alive connections, half with a new
+    connection per request. Every response must be 200; bodies are recorded.
+
+    A request on a reused keep-alive connection that the server closed before sending
+    a single byte is retried once on a new connection, as HTTP clients may for idempotent
+    requests (RFC 9112 9.3.1); those are counted in `retried`, not in `failures`.
+    """
+
+    def __init__(self, port: int, path: str = "/", keepalive: int = 2, fresh: int = 2) -> None:
+        self.port = port
+        self.path = path
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.retried = 0
+        self.failures: list[str] = []
+        self.bodies: set[str] = set()
+        self.threads = [threading.Thread(target=self._run, args=(True,), daemon=True)
+                        for _ in range(keepalive)]
+        self.threads += [threading.Thread(target=self._run, args=(False,), daemon=True)
+                         for _ in range(fresh)]
+
+    def __enter__(self) -> LoadGen:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(10)
+
+    def wait_requests(self, n: int, timeout: float = 10.0) -> None:
+        start = self.ok
+        wait_for(lambda: self.ok - start >= n, timeout, what=f"{n} more requests")
+
+    def _record(self, status: int, body: bytes, mode: str) -> None:
+        with self.lock:
+            if status == 200:
+                self.ok += 1
+                self.bodies.add(body.decode(errors="replace").split()[0] if body else "")
+            else:
+                self.failures.append(f"{mode}: status {status}")
+
+    def _run(self, keepalive: bool) -> None:
+        conn: http.client.HTTPConnection | None = None
+        reused = False
+        while not self.stop_event.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                reused = False
+            try:
+                headers = {} if keepalive else {"Connection": "close"}
+                conn.request("GET", self.path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                self._record(resp.status, body, "keep-alive" if keepalive else "new-conn")
+                if not keepalive or resp.will_close:
+                    conn.close()
+                    conn = None
+                else:
+                    reused = True
+            except (http.client.RemoteDisconnected, ConnectionResetError,
+                    BrokenPipeError) as e:
+                conn.close()
+                conn = None
+                if keepalive and reused:
+                    with self.lock:
+                        self.retried += 1
+                    continue
+                with self.lock:
+                    self.failures.append(f"{'keep-alive' if keepalive else 'new-conn'}: {e!r}")
+            except OSError as e:
+                conn.close()
+                conn = None
+                with self.lock:
+                    self.failures.append(f"{'keep-alive' if keepalive else 'new-conn'}: {e!r}")
+        if conn is not None:
+            conn.close()
+
+
+def wait_worker_pids(server: Server, n: int, timeout: float = 15.0,
+                     exclude: set[int] | frozenset[int] = frozenset()) -> set[int]:
+    """Wait for exactly n live workers (children of the arbiter), none of them in `exclude`."""
+    def check() -> set[int] | None:
+        w = server.workers()
+        return w if len(w) == n and not (w & exclude) else None
+    return wait_for(check, timeout, what=f"{n} workers (excluding {sorted(exclude)})")
+
+
+ARBITER_APP = '''
+import os, time
+VERSION = {version!r}
+{extra}
+_hog = []
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    qs = environ.get("QUERY_STRING", "")
+    if path == "/slow":
+        open("slow-started", "w").close()
+        time.sleep(float(qs or 1))
+    elif path == "/hang":
+        open("hang-started", "w").close()
+        while True:
+            time.sleep(1)
+    elif path == "/hog":
+        _hog.append(bytearray(int(qs or 1) * 1024 * 1024))
+    body = ("%s %d\\n" % (VERSION, os.getpid())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def write_app(directory: Path, version: str = "v1", extra: str = "",
+              name: str = "app") -> Path:
+    """A WSGI app module `name:app` answering 'VERSION PID'; /slow?S, /hang, /hog?MB.
+
+    /slow and /hang create `slow-started` / `hang-started` in the cwd when they begin.
+
+    `extra` is module-level code run at import (e.g. `raise RuntimeError(...)`).
+    """
+    path = directory / f"{name}.py"
+    path.write_text(ARBITER_APP.format(version=version, extra=extra))
+    return path
+
+
+def arbiter_server(directory: Path, *opts: str, app: str = "app:app",
+                   env: dict[str, str] | None = None) -> Server:
+    """reclusterd on a fresh port, cwd = directory (the app's home), no stale .pyc."""
+    full_env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    full_env.update(env or {})
+    return reclusterd(app, *opts, cwd=directory, env=full_env)
+
+
+# OPS ---------------------------------------------------------------------------------
+# Helpers for tests/e2e/test_ops_*.py: inherited fds, unix sockets, TLS, a probe app.
+
+OPS_ECHO_APP = '''
+import json, os
+
+def app(environ, start_response):
+    body = json.dumps({"pid": os.getpid(), "remote_addr": environ.get("REMOTE_ADDR"),
+                       "scheme": environ.get("wsgi.url_scheme"),
+                       "path": environ.get("PATH_INFO")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def ops_write_echo_app(directory: Path) -> str:
+    """A WSGI app `opsapp:app` answering JSON: pid, REMOTE_ADDR, wsgi.url_scheme, path."""
+    (directory / "opsapp.py").write_text(OPS_ECHO_APP)
+    return "opsapp:app"
+
+
+def ops_server_with_fds(args: Sequence[str], fds: Sequence[int], **kw: object) -> Server:
+    """A Server whose process inherits `fds` under the same numbers (fd://N, LISTEN_FDS)."""
+    real = subprocess.Popen
+
+    def popen(*a: object, **k: object) -> subprocess.Popen[bytes]:
+        k["pass_fds"] = tuple(fds)
+        return real(*a, **k)  # type: ignore[call-overload, no-any-return]
+
+    subprocess.Popen = popen  # type: ignore[assignment, misc]
+    try:
+        return Server(args, **kw)  # type: ignore[arg-type]
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
+
+
+def ops_parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Minimal parse of a Content-Length or close-delimited response (status, headers, body)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = body[:int(headers["content-length"])]
+    return status, headers, body
+
+
+def ops_unix_get(path: str | Path, target: str = "/", timeout: float = 5.0,
+                 ) -> tuple[int, dict[str, str], bytes]:
+    """GET over a unix stream socket with Connection: close."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                  .encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return ops_parse_response(b"".join(chunks))
+
+
+def ops_unix_answers(path: str | Path) -> bool:
+    try:
+        return ops_unix_get(path, timeout=1.0)[0] == 200
+    except OSError:
+        return False
+
+
+def ops_make_cert(directory: Path) -> tuple[str, str] | None:
+    """A self-signed cert/key for localhost via the openssl CLI; None when it is missing."""
+    import shutil
+
+    if not shutil.which("openssl"):
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    r = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        return None
+    return str(cert), str(key)
+
+
+def ops_https_get(port: int, target: str = "/", cafile: str | None = None,
+                  timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """GET over TLS to 127.0.0.1 (verifying against `cafile` when given)."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cafile)
+    if cafile is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                  .encode())
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except ssl.SSLError:
+            pass
+    return ops_parse_response(b"".join(chunks))
+
+
+def ops_http_ok(port: int, target: str = "/", host: str = "127.0.0.1") -> bool:
+    try:
+        return http_get(port, target, host=host, timeout=2.0)[0] == 200
+    except OSError:
+        return False
