@@ -161,3 +161,23 @@ def test_check_config_on_every_conf_file(path: Path) -> None:
     r = run(*args)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "config OK" in r.stdout
+
+
+def test_keyboard_interrupt_is_quiet(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from reclusterd import cli, config
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config, "load", interrupted)
+    assert cli.main(["examples.hello:app"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_in_process_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from reclusterd import cli
+
+    assert cli.main(["examples.hello:app", "--backlog", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "reclusterd: error: --backlog: must be a positive integer, got 0\n")
