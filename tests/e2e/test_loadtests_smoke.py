@@ -39,17 +39,10 @@ def test_bench_quick_prints_table(tmp_path: Path) -> None:
     assert "cores" in text and "Python" in text
     assert "reclusterd-wsgi" in text
 
-
-def test_bench_stops_its_servers(tmp_path: Path) -> None:
-    """No server the bench started outlives it (they run in their own sessions)."""
+    # every server the bench started is gone (they run in their own sessions)
     psutil = pytest.importorskip("psutil")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--no-venv", "--no-results",
-         "--servers", "reclusterd-asgi"],
-        cwd=str(ROOT), capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ports = re.findall(r"up on :(\d+)", proc.stdout)
-    assert ports, proc.stdout
+    ports = {int(p) for p in re.findall(r"up on :(\d+)", proc.stdout)}
+    assert ports, out
     listening = {c.laddr.port for c in psutil.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN}
-    assert not listening & {int(p) for p in ports}
+    assert not listening & ports, out
