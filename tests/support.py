@@ -484,3 +484,203 @@ def ops_http_ok(port: int, target: str = "/", host: str = "127.0.0.1") -> bool:
         return http_get(port, target, host=host, timeout=2.0)[0] == 200
     except OSError:
         return False
+
+
+# OPS ---------------------------------------------------------------------------------
+# Helpers for tests/e2e/test_ops_*.py: inherited fds, unix sockets, TLS, a probe app.
+
+OPS_ECHO_APP = '''
+import json, os
+
+def app(environ, start_response):
+    body = json.dumps({"pid": os.getpid(), "remote_addr": environ.get("REMOTE_ADDR"),
+                       "scheme": environ.get("wsgi.url_scheme"),
+                       "path": environ.get("PATH_INFO")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def ops_write_echo_app(directory: Path) -> str:
+    """A WSGI app `opsapp:app` answering JSON: pid, REMOTE_ADDR, wsgi.url_scheme, path."""
+    (directory / "opsapp.py").write_text(OPS_ECHO_APP)
+    return "opsapp:app"
+
+
+def ops_server_with_fds(args: Sequence[str], fds: Sequence[int], **kw: object) -> Server:
+    """A Server whose process inherits `fds` under the same numbers (fd://N, LISTEN_FDS)."""
+    real = subprocess.Popen
+
+    def popen(*a: object, **k: object) -> subprocess.Popen[bytes]:
+        k["pass_fds"] = tuple(fds)
+        return real(*a, **k)  # type: ignore[call-overload, no-any-return]
+
+    subprocess.Popen = popen  # type: ignore[assignment, misc]
+    try:
+        return Server(args, **kw)  # type: ignore[arg-type]
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
+
+
+def ops_parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Minimal parse of a Content-Length or close-delimited response (status, headers, body)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = body[:int(headers["content-length"])]
+    return status, headers, body
+
+
+def ops_unix_get(path: str | Path, target: str = "/", timeout: float = 5.0,
+                 ) -> tuple[int, dict[str, str], bytes]:
+    """GET over a unix stream socket with Connection: close."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                  .encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return ops_parse_response(b"".join(chunks))
+
+
+def ops_unix_answers(path: str | Path) -> bool:
+    try:
+        return ops_unix_get(path, timeout=1.0)[0] == 200
+    except OSError:
+        return False
+
+
+def ops_make_cert(directory: Path) -> tuple[str, str] | None:
+    """A self-signed cert/key for localhost via the openssl CLI; None when it is missing."""
+    import shutil
+
+    if not shutil.which("openssl"):
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    r = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        return None
+    return str(cert), str(key)
+
+
+def ops_https_get(port: int, target: str = "/", cafile: str | None = None,
+                  timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """GET over TLS to 127.0.0.1 (verifying against `cafile` when given)."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cafile)
+    if cafile is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                  .encode())
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except ssl.SSLError:
+            pass
+    return ops_parse_response(b"".join(chunks))
+
+
+def ops_http_ok(port: int, target: str = "/", host: str = "127.0.0.1") -> bool:
+    try:
+        return http_get(port, target, host=host, timeout=2.0)[0] == 200
+    except OSError:
+        return False
+
+
+# WORKERS: read several responses on one connection (keep-alive, pipelining), parsed by h11.
+
+class Resp:
+    """One parsed response: status, lower-case header dict (repeats joined by ','), body."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 complete: bool) -> None:
+        self.status = status
+        self.header_list = [(k.decode().lower(), v.decode("latin-1")) for k, v in headers]
+        self.headers: dict[str, str] = {}
+        for k, v in self.header_list:
+            self.headers[k] = self.headers[k] + "," + v if k in self.headers else v
+        self.body = body
+        self.complete = complete
+
+    def __repr__(self) -> str:
+        return f"Resp({self.status}, {self.headers}, {self.body[:80]!r})"
+
+
+def read_responses(sock: socket.socket, methods: Sequence[str], timeout: float = 10.0,
+                   informational: list[int] | None = None) -> tuple[list[Resp], bool]:
+    """Read one response per entry of `methods` (HEAD matters for framing) from `sock`.
+
+    Returns (responses, closed): stops early if the server closes. Raw bytes after the
+    last response are kept in the h11 buffer (callers check `closed` for "nothing more").
+    Informational (1xx) status codes seen are appended to `informational`.
+    """
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    out: list[Resp] = []
+    closed = False
+    sock.settimeout(timeout)
+    for method in methods:
+        conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        conn.send(h11.EndOfMessage())
+        status, headers, body = 0, [], b""
+        while True:
+            try:
+                ev = conn.next_event()
+            except h11.RemoteProtocolError:
+                return out + [Resp(status, headers, body, False)], True
+            if ev is h11.NEED_DATA:
+                if closed:
+                    if status:
+                        out.append(Resp(status, headers, body, False))
+                    return out, True
+                try:
+                    data = sock.recv(65536)
+                except (TimeoutError, ConnectionResetError):
+                    data = b""
+                closed = not data
+                conn.receive_data(data)
+                continue
+            if isinstance(ev, h11.InformationalResponse):
+                if informational is not None:
+                    informational.append(ev.status_code)
+            elif isinstance(ev, h11.Response):
+                status, headers = ev.status_code, list(ev.headers)
+            elif isinstance(ev, h11.Data):
+                body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                out.append(Resp(status, headers, body, True))
+                break
+            elif isinstance(ev, h11.ConnectionClosed):
+                return out, True
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            return out, True
+        conn.start_next_cycle()
+    return out, closed
+
+
+def server_closes(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True if the server closes `sock` (EOF or reset) within `timeout`, sending nothing more."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False

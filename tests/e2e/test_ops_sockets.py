@@ -1,0 +1,189 @@
+"""OPS e2e: unix sockets, fd://, systemd socket activation, IPv6, TLS, trusted proxies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    Server,
+    free_port,
+    http_get,
+    ops_http_ok,
+    ops_https_get,
+    ops_make_cert,
+    ops_server_with_fds,
+    ops_unix_answers,
+    ops_unix_get,
+    ops_write_echo_app,
+    reclusterd,
+    wait_for,
+)
+
+PY = sys.executable
+
+
+def base_args(app: str, *opts: str) -> list[str]:
+    return [PY, "-m", "reclusterd", app, "--workers", "2", *opts]
+
+
+def test_unix_socket_serves_and_is_removed_on_exit(tmp_path: Path) -> None:
+    app = ops_write_echo_app(tmp_path)
+    path = tmp_path / "app.sock"
+    with Server(base_args(app, "--bind", f"unix:{path}"), cwd=tmp_path) as srv:
+        wait_for(lambda: srv.proc.poll() is None and ops_unix_answers(path),
+                 15, what="unix socket to answer")
+        status, _, body = ops_unix_get(path)
+        assert status == 200 and json.loads(body)["path"] == "/"
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        assert not path.exists(), "unix socket file left behind"
+
+
+def test_unix_socket_stale_file_replaced(tmp_path: Path) -> None:
+    app = ops_write_echo_app(tmp_path)
+    path = tmp_path / "stale.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()
+    with Server(base_args(app, "--bind", f"unix:{path}", "--workers", "1"), cwd=tmp_path):
+        wait_for(lambda: ops_unix_answers(path), 15, what="unix socket to answer")
+
+
+def test_fd_bind(tmp_path: Path) -> None:
+    app = ops_write_echo_app(tmp_path)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    fd = lsock.fileno()
+    try:
+        with ops_server_with_fds(base_args(app, "--bind", f"fd://{fd}"), [fd], cwd=tmp_path,
+                                 port=port) as srv:
+            lsock.close()     # only the server holds it now
+            srv.wait_ready()
+            wait_for(lambda: ops_http_ok(port), 15, what="fd:// listener to serve")
+            srv.signal(signal.SIGTERM)
+            assert srv.wait_exit(20) == 0
+    finally:
+        lsock.close()
+
+
+SD_WRAPPER = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.close(int(sys.argv[1])); "
+              "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid()); "
+              "os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
+
+
+def test_systemd_socket_activation(tmp_path: Path) -> None:
+    """Like systemd: socket on fd 3, LISTEN_PID = the exec'd server's pid; --bind ignored."""
+    app = ops_write_echo_app(tmp_path)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    fd = lsock.fileno()
+    unused = free_port()
+    args = [PY, "-c", SD_WRAPPER, str(fd), "-m", "reclusterd", app, "--workers", "2",
+            "--bind", f"127.0.0.1:{unused}"]
+    try:
+        with ops_server_with_fds(args, [fd], cwd=tmp_path, port=port) as srv:
+            lsock.close()
+            wait_for(lambda: srv.proc.poll() is None and ops_http_ok(port), 15,
+                     what="socket-activated listener to serve")
+            assert not ops_http_ok(unused), "--bind should be ignored under socket activation"
+            srv.signal(signal.SIGTERM)
+            assert srv.wait_exit(20) == 0
+    finally:
+        lsock.close()
+
+
+def test_ipv6_loopback(tmp_path: Path) -> None:
+    try:
+        port = free_port("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    app = ops_write_echo_app(tmp_path)
+    args = base_args(app, "--bind", f"[::1]:{port}", "--workers", "1")
+    with Server(args, cwd=tmp_path, port=port, host="::1") as srv:
+        srv.wait_ready()
+        status, _, body = http_get(port, host="::1")
+        assert status == 200 and json.loads(body)["remote_addr"] == "::1"
+
+
+def test_tls_serves_https_scheme(tmp_path: Path) -> None:
+    cert = ops_make_cert(tmp_path)
+    if cert is None:
+        pytest.skip("openssl CLI not available")
+    app = ops_write_echo_app(tmp_path)
+    with reclusterd(app, "--workers", "1", "--certfile", cert[0], "--keyfile", cert[1],
+                    cwd=tmp_path) as srv:
+        srv.wait_ready()
+        status, _, body = wait_for(lambda: _try_https(srv.port, cert[0]), 15,
+                                   what="TLS answer")
+        assert status == 200
+        assert json.loads(body)["scheme"] == "https"
+
+
+def _try_https(port: int, cafile: str) -> tuple[int, dict[str, str], bytes] | None:
+    try:
+        r = ops_https_get(port, cafile=cafile)
+        return r if r[0] else None
+    except OSError:
+        return None
+
+
+def test_tls_bad_cert_path_is_one_line_error(tmp_path: Path) -> None:
+    app = ops_write_echo_app(tmp_path)
+    with reclusterd(app, "--certfile", str(tmp_path / "missing.pem"), cwd=tmp_path) as srv:
+        code = srv.wait_exit(20)
+        err = srv.stderr()
+        assert code != 0
+        assert "certfile" in err and "missing.pem" in err
+        assert "Traceback" not in err
+
+
+def test_forwarded_headers_only_from_trusted_peers(tmp_path: Path) -> None:
+    app = ops_write_echo_app(tmp_path)
+    fwd = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    with reclusterd(app, "--workers", "1", cwd=tmp_path) as srv:   # default: trust 127.0.0.1
+        srv.wait_ready()
+        body = json.loads(http_get(srv.port, headers=fwd)[2])
+        assert (body["remote_addr"], body["scheme"]) == ("203.0.113.7", "https")
+        body = json.loads(http_get(srv.port, headers={
+            "Forwarded": 'for="[2001:db8::1]:4711";proto=https'})[2])
+        assert (body["remote_addr"], body["scheme"]) == ("2001:db8::1", "https")
+    with reclusterd(app, "--workers", "1", "--forwarded-allow-ips", "10.0.0.0/8",
+                    cwd=tmp_path) as srv:
+        srv.wait_ready()
+        body = json.loads(http_get(srv.port, headers=fwd)[2])
+        assert (body["remote_addr"], body["scheme"]) == ("127.0.0.1", "http")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch user")
+def test_user_drop_after_bind(tmp_path: Path) -> None:
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user")
+    app = ops_write_echo_app(tmp_path)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path / "opsapp.py", 0o644)
+    with reclusterd(app, "--workers", "1", "--user", "nobody", cwd=tmp_path,
+                    env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
+        srv.wait_ready()
+        wait_for(lambda: ops_http_ok(srv.port), 15, what="serving as nobody")
+        import psutil
+
+        procs = [psutil.Process(srv.pid), *psutil.Process(srv.pid).children()]
+        assert all(p.uids().real == nobody.pw_uid for p in procs)
