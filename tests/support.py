@@ -108,7 +108,7 @@ class Server:
         return out
 
     def wait_workers(self, n: int, timeout: float = 15.0) -> set[int]:
-        return wait_for(lambda: (w := self.workers()) if len(w) == n else None, timeout,
+        return wait_for(lambda: w if len(w := self.workers()) == n else None, timeout,
                         what=f"{n} workers")
 
     def signal(self, sig: int) -> None:
