@@ -484,3 +484,86 @@ def ops_http_ok(port: int, target: str = "/", host: str = "127.0.0.1") -> bool:
         return http_get(port, target, host=host, timeout=2.0)[0] == 200
     except OSError:
         return False
+
+
+# WORKERS: read several responses on one connection (keep-alive, pipelining), parsed by h11.
+
+class Resp:
+    """One parsed response: status, lower-case header dict (repeats joined by ','), body."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 complete: bool) -> None:
+        self.status = status
+        self.header_list = [(k.decode().lower(), v.decode("latin-1")) for k, v in headers]
+        self.headers: dict[str, str] = {}
+        for k, v in self.header_list:
+            self.headers[k] = self.headers[k] + "," + v if k in self.headers else v
+        self.body = body
+        self.complete = complete
+
+    def __repr__(self) -> str:
+        return f"Resp({self.status}, {self.headers}, {self.body[:80]!r})"
+
+
+def read_responses(sock: socket.socket, methods: Sequence[str], timeout: float = 10.0,
+                   informational: list[int] | None = None) -> tuple[list[Resp], bool]:
+    """Read one response per entry of `methods` (HEAD matters for framing) from `sock`.
+
+    Returns (responses, closed): stops early if the server closes. Raw bytes after the
+    last response are kept in the h11 buffer (callers check `closed` for "nothing more").
+    Informational (1xx) status codes seen are appended to `informational`.
+    """
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    out: list[Resp] = []
+    closed = False
+    sock.settimeout(timeout)
+    for method in methods:
+        conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        conn.send(h11.EndOfMessage())
+        status, headers, body = 0, [], b""
+        while True:
+            try:
+                ev = conn.next_event()
+            except h11.RemoteProtocolError:
+                return out + [Resp(status, headers, body, False)], True
+            if ev is h11.NEED_DATA:
+                if closed:
+                    if status:
+                        out.append(Resp(status, headers, body, False))
+                    return out, True
+                try:
+                    data = sock.recv(65536)
+                except (TimeoutError, ConnectionResetError):
+                    data = b""
+                closed = not data
+                conn.receive_data(data)
+                continue
+            if isinstance(ev, h11.InformationalResponse):
+                if informational is not None:
+                    informational.append(ev.status_code)
+            elif isinstance(ev, h11.Response):
+                status, headers = ev.status_code, list(ev.headers)
+            elif isinstance(ev, h11.Data):
+                body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                out.append(Resp(status, headers, body, True))
+                break
+            elif isinstance(ev, h11.ConnectionClosed):
+                return out, True
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            return out, True
+        conn.start_next_cycle()
+    return out, closed
+
+
+def server_closes(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True if the server closes `sock` (EOF or reset) within `timeout`, sending nothing more."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
