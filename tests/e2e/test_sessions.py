@@ -118,7 +118,7 @@ def serve(app: str, redis_url: str, *opts: str, workers: int = WORKERS) -> Serve
         srv = reclusterd(app, "--workers", str(workers), *opts, env=env)
     try:
         srv.wait_ready(timeout=20)
-        wait_workers(srv, workers)
+        srv.wait_workers(workers, timeout=20)
     except BaseException:
         srv.stop()
         raise
@@ -197,12 +197,6 @@ class Probe:
                 self.problems.append(
                     f"pid {pid} answered {status} {body}, want hit {self.hits + 1}")
             self.hits = max(self.hits, int(body.get("hits", 0)))
-
-
-def wait_workers(srv: Server, count: int, timeout: float = 20.0) -> set[int]:
-    """`count` live workers (support.Server.wait_workers had a bug; see requests/lead.md)."""
-    return wait_for(lambda: w if len(w := srv.workers()) == count else None, timeout=timeout,
-                    what=f"{count} workers")
 
 
 def all_of(pids: set[int]) -> Callable[[set[int]], bool]:
@@ -293,6 +287,7 @@ def test_state_survives_hup_reload(clean_redis: str) -> None:
         finally:
             stop.set()
             reader.join(20)
+        assert traffic, "no request ran during the reload"
         assert [s for s, _ in traffic if s != 200] == [], traffic
         assert [h for _, h in traffic] == list(range(probe.hits + 1, probe.hits + 1 + len(traffic)))
         probe.hits += len(traffic)
@@ -327,12 +322,12 @@ def test_state_survives_ttou_then_ttin(clean_redis: str) -> None:
         increments(srv.port, 20)
 
         srv.signal(signal.SIGTTOU)
-        three = wait_workers(srv, WORKERS - 1)
+        three = srv.wait_workers(WORKERS - 1, timeout=20)
         probe.run(all_of(three))
         assert counter(srv.port, "POST") == 21
 
         srv.signal(signal.SIGTTIN)
-        four = wait_workers(srv, WORKERS)
+        four = srv.wait_workers(WORKERS, timeout=20)
         probe.run(all_of(four - three))
         assert not probe.problems, probe.problems
         assert counter(srv.port, "POST") == 22
