@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: reclusterd vs Gunicorn, Uvicorn and Granian, with wrk.
 
-    python loadtests/bench.py                 # full run (~10 min), writes loadtests/RESULTS.md
+    python loadtests/bench.py                 # full run (~8 min), writes loadtests/RESULTS.md
     python loadtests/bench.py --quick         # reclusterd + one peer, hello, 1 round of 1 s
     python loadtests/bench.py --servers reclusterd-asgi,uvicorn --scenarios hello,json
 
@@ -62,8 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"smoke run: {', '.join(QUICK_SERVERS)}; hello keep-alive c64; "
                          "1 round of 1 s")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    ap.add_argument("--duration", type=float, default=1.5,
-                    help="seconds per wrk run (default 1.5)")
+    ap.add_argument("--duration", type=int, default=1,
+                    help="whole seconds per wrk run (default 1; wrk takes no fractions)")
     ap.add_argument("--scenarios", default=",".join(wrkrun.DEFAULT_SCENARIOS),
                     help=f"comma list of {', '.join(wrkrun.SCENARIOS)}")
     ap.add_argument("--modes", default="ka,close", help="ka (keep-alive), close")
@@ -79,7 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-results", action="store_true", help="do not write a results file")
     args = ap.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration = 1, 1.0
+        args.rounds, args.duration = 1, 1
         args.scenarios, args.modes, args.conns = "hello", "ka", "64"
         args.servers = args.servers or ",".join(QUICK_SERVERS)
     return args
@@ -146,6 +146,8 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
                     else:
                         res = wrkrun.run_wrk(case, run.port, args.duration)
                     table.setdefault((case, run.spec.name), []).append(res)
+                    if res.failed:
+                        print(f"  {case.label} {run.spec.name}: {res.failed}", flush=True)
                     time.sleep(0.2)  # let the last connections drain before the next run
             print(f"round {rnd}/{args.rounds} done in {time.monotonic() - t0:.0f}s", flush=True)
     finally:

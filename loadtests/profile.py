@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="hello", choices=list(wrkrun.SCENARIOS))
     ap.add_argument("--mode", default="ka", choices=wrkrun.MODES)
     ap.add_argument("--conns", type=int, default=64)
-    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", default=None, help="keep the raw py-spy output here")

@@ -84,7 +84,7 @@ def wrk_version() -> str:
 def wrk_argv(case: Case, port: int, duration: float, threads: int = 2) -> list[str]:
     """The wrk command for `case` against 127.0.0.1:port."""
     path, extra = SCENARIOS[case.scenario]
-    argv = [wrk_path() or "wrk", f"-t{threads}", f"-c{case.conns}", f"-d{duration:g}s",
+    argv = [wrk_path() or "wrk", f"-t{threads}", f"-c{case.conns}", f"-d{max(1, round(duration))}s",
             "--latency", "--timeout", "2s"]
     if case.mode == "close":
         argv += ["-H", "Connection: close"]
@@ -103,7 +103,8 @@ def parse(text: str) -> Result:
     res = Result()
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if not m:
-        res.failed = text.strip().splitlines()[-1] if text.strip() else "no output"
+        lines = text.strip().splitlines()
+        res.failed = lines[0][:120] if lines else "no output"
         return res
     res.rps = float(m.group(1))
     m = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
