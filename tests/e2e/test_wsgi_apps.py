@@ -163,6 +163,32 @@ def hello(environ: Env, start: Start) -> list[bytes]:
     return _reply(start, b"Hello, world!\n", ctype="text/plain")
 
 
+_HOARD: list[bytearray] = []
+
+
+def grow(environ: Env, start: Start) -> list[bytes]:
+    """Allocate (and touch) N MB that stay allocated: drives --max-worker-memory."""
+    _HOARD.append(bytearray(b"x" * (int(environ["QUERY_STRING"] or "10") << 20)))
+    return _reply(start, b"%d" % rss_kb(), ctype="text/plain")
+
+
+def post_fork(info: Any) -> None:
+    print(f"HOOK post_fork pid={info.pid} gen={info.generation} app={info.cfg.app}",
+          file=sys.stderr, flush=True)
+
+
+def pre_request(worker: Any, environ: Env) -> None:
+    print(f"HOOK pre_request {environ['PATH_INFO']}", file=sys.stderr, flush=True)
+
+
+def post_request(worker: Any, environ: Env, status: int) -> None:
+    print(f"HOOK post_request {environ['PATH_INFO']} {status}", file=sys.stderr, flush=True)
+
+
+async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app, to check that sync/thread refuse it with a clear boot error."""
+
+
 def _validated(environ: Env, start: Start) -> Iterable[bytes]:
     inner = environ["PATH_INFO"][len("/validate"):] or "/"
     environ["PATH_INFO"] = inner
@@ -175,7 +201,7 @@ ROUTES: dict[str, Callable[[Env, Start], Iterable[bytes]]] = {
     "echo": echo, "environ": environ_dump, "upload": upload, "lines": lines,
     "stream": stream, "write": writer, "boom": boom, "boom_late": boom_late,
     "bad_header": bad_header, "exc_info": exc_info_app, "closing": closing, "file": file,
-    "sleep": sleep, "pid": pid, "hello": hello, "validate": validated,
+    "sleep": sleep, "pid": pid, "grow": grow, "hello": hello, "validate": validated,
 }
 
 
