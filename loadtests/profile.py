@@ -4,7 +4,8 @@
     loadtests/.venv/bin/python loadtests/profile.py wsgi     # or: asgi
     loadtests/.venv/bin/python loadtests/profile.py asgi --scenario json --seconds 8
 
-Starts reclusterd (2 workers, bench apps) under `py-spy record --subprocesses` (py-spy
+Starts reclusterd (2 workers, bench apps) under `py-spy record --subprocesses --gil`
+(only the thread holding the GIL is sampled: Python CPU time, not waits; py-spy
 cannot attach to a running process here, so it launches the server), drives it with
 wrk, then prints the functions with the most samples (self and inclusive) in the
 worker processes, grouped by file. Needs py-spy (`pip install py-spy`, in the bench
@@ -70,7 +71,8 @@ def report(path: Path, top: int, keep: str) -> str:
     self_c, incl, total = parse_collapsed(path, keep)
     if not total:
         return "no samples"
-    lines = [f"{total} samples (non-idle, worker processes)", "", "self time by file:"]
+    lines = [f"{total} samples (threads holding the GIL, worker processes)", "",
+             "self time by file:"]
     lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in by_file(self_c).most_common(top)]
     lines += ["", "self time by function:"]
     lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in self_c.most_common(top)]
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mktemp(prefix="reclusterd-prof-", suffix=".txt"))
     port = servers.free_port()
     python = os.path.realpath(sys.executable)
-    cmd = [pyspy, "record", "--subprocesses", "-r", str(args.rate), "-f", "raw", "-o", str(out),
+    cmd = [pyspy, "record", "--subprocesses", "--gil", "-r", str(args.rate), "-f", "raw",
+           "-o", str(out),
            "--", python, "-m", "reclusterd", f"apps:{args.interface}_app", "-w", "2",
            "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args.extra.split()]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
