@@ -1,0 +1,339 @@
+"""ASGI 3 HTTP over the sans-IO http/ package: one asyncio.Protocol per connection.
+
+`HttpProtocol` feeds socket bytes to the parser in data_received, runs one
+`Cycle` (scope + receive/send) per request as a task, answers pipelined
+requests in order and hands upgraded connections to `websocket.py`. Timeouts
+(keep-alive idle, header deadline) are checked by the worker's periodic sweep
+(`ServerState.sweep`) instead of a timer per request: cheaper on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from reclusterd.asgi_cycle import (
+    ASGI_VERSION,
+    HIGH_WATER,
+    ASGIApp,
+    ClientDisconnected,
+    Cycle,
+    Message,
+)
+from reclusterd.http import (
+    Data,
+    EndOfMessage,
+    Event,
+    Limits,
+    ProtocolError,
+    Request,
+    error_response,
+    make_parser,
+)
+
+if TYPE_CHECKING:
+    from reclusterd.logging import AccessLog
+    from reclusterd.proxy import ProxyResolver
+    from reclusterd.websocket import WebSocketSession
+    from reclusterd.workers.base import Worker
+
+__all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtocol", "Message",
+           "ServerState"]
+
+log = logging.getLogger("reclusterd.error")
+MAX_QUEUED = 256              # queued pipelined events before pause_reading
+_METHODS: dict[bytes, str] = {}
+_FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
+_EMPTY_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+class ServerState:
+    """What every connection of one worker shares: app, settings, counters, open connections."""
+
+    def __init__(self, app: ASGIApp, cfg: Any, worker: Worker, loop: asyncio.AbstractEventLoop,
+                 secure: bool, resolver: ProxyResolver | None, access: AccessLog | None,
+                 ws: bool) -> None:
+        self.app = app
+        self.worker = worker
+        self.loop = loop
+        self.http = str(cfg.http)
+        self.limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
+                             cfg.limit_request_field_size, cfg.limit_request_body)
+        self.keep_alive = float(cfg.keep_alive)
+        self.header_timeout = float(cfg.header_timeout)
+        self.max_connections = int(cfg.worker_connections)
+        self.scheme = "https" if secure else "http"
+        self.resolver = resolver
+        self.access = access if access is not None and access.enabled else None
+        self.hooks = worker.pre_request is not None or worker.post_request is not None
+        self.ws = ws
+        self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
+        self.connections: set[HttpProtocol] = set()
+        self.draining = False
+        self.now = loop.time()
+        self.empty: asyncio.Event | None = None     # set when draining and no connection left
+
+    def sweep(self) -> None:
+        """Periodic: close idle keep-alive connections, 408 heads past the header deadline."""
+        now = self.now = self.loop.time()
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+
+    def drain(self) -> None:
+        """Stop reusing connections: close the idle ones now, the busy ones after their response."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.shutdown()
+        self.empty = asyncio.Event()
+        if not self.connections:
+            self.empty.set()
+
+    def forget(self, conn: HttpProtocol) -> None:
+        self.connections.discard(conn)
+        if self.empty is not None and not self.connections:
+            self.empty.set()
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: parser, the current request cycle, queued pipelined events."""
+
+    __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "peer_ip", "peer",
+                 "trusted", "idle_since", "head_start", "read_paused", "write_paused",
+                 "drain_waiters", "closed", "ws")
+
+    def __init__(self, state: ServerState) -> None:
+        self.s = state
+        self.cycle: Cycle | None = None
+        self.queue: deque[Event] = deque()
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.closed = False
+        self.ws: WebSocketSession | None = None
+        self.head_start = 0.0
+        self.trusted = False
+
+    # -- asyncio callbacks ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        s = self.s
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        if len(s.connections) >= s.max_connections or s.draining:
+            self.closed = True
+            self.transport.write(error_response(503, "too many connections"))
+            transport.close()
+            return
+        s.connections.add(self)
+        self.parser = make_parser(s.http, s.limits)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.peer_ip: str | None = str(peer[0])
+            self.peer: tuple[str, int] | None = (str(peer[0]), int(peer[1]))
+        else:
+            self.peer_ip = self.peer = None
+        server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else \
+            (str(sock), None) if sock else None
+        if s.resolver is not None:
+            self.trusted = s.resolver.trusted(self.peer_ip)
+        self.base: dict[str, Any] = {
+            "type": "http", "asgi": ASGI_VERSION, "http_version": "1.1", "server": server,
+            "client": self.peer, "scheme": s.scheme, "root_path": "",
+        }
+        self.idle_since = s.now
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is not None:
+            ws.feed(data)
+            return
+        events = self.parser.feed(data)
+        if events:
+            self.head_start = 0.0
+            self.handle(events)
+        elif self.cycle is None and not self.head_start:
+            self.head_start = self.s.now
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            return None
+        events = self.parser.feed(b"")
+        if self.cycle is None and not self.queue:
+            if events:
+                self.handle(events)
+            return None          # nothing in flight: close
+        # half-closed with a request in flight: keep the write side open to answer it
+        if events:
+            self.handle(events)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.s.forget(self)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.wake()
+        if self.ws is not None:
+            self.ws.connection_lost()
+        for fut in self.drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self.drain_waiters.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for fut in self.drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self.drain_waiters.clear()
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self.write_paused and not self.closed:
+            fut = self.s.loop.create_future()
+            self.drain_waiters.append(fut)
+            await fut
+
+    # -- events ---------------------------------------------------------------------
+    def handle(self, events: list[Event]) -> None:
+        """Dispatch parser events; those of later pipelined requests wait in the queue."""
+        queue = self.queue
+        for ev in events:
+            cycle = self.cycle
+            if queue or (cycle is not None and cycle.request_done):
+                queue.append(ev)
+                continue
+            self.dispatch(ev)
+            if self.closed:
+                return
+        if len(queue) > MAX_QUEUED and not self.read_paused:
+            self.pause_reading()
+
+    def dispatch(self, ev: Event) -> None:
+        t = type(ev)
+        cycle = self.cycle
+        if t is Request:
+            self.start(ev)  # type: ignore[arg-type]
+        elif cycle is None:
+            if t is ProtocolError:
+                self.fail(ev)  # type: ignore[arg-type]
+        elif t is Data:
+            cycle.on_data(ev.data)  # type: ignore[union-attr]
+        elif t is EndOfMessage:
+            cycle.on_end()
+        else:
+            self.fail(ev)  # type: ignore[arg-type]
+
+    def start(self, req: Request) -> None:
+        s = self.s
+        if req.upgrade is not None and s.ws and req.upgrade.lower() == b"websocket" \
+                and req.method == b"GET":
+            from reclusterd.websocket import WebSocketSession
+            self.ws = WebSocketSession(self, req)
+            self.ws.start()
+            return
+        scope = self.base.copy()
+        scope["http_version"] = req.http_version
+        method = _METHODS.get(req.method)
+        if method is None:
+            method = _METHODS.setdefault(req.method, req.method.decode("ascii"))
+        scope["method"] = method
+        raw = req.path
+        scope["path"] = (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8",
+                                                                                 "replace")
+        scope["raw_path"] = raw
+        scope["query_string"] = req.query
+        headers = req.headers
+        scope["headers"] = headers
+        if self.trusted:
+            for name, _ in headers:
+                if name in _FORWARD_NAMES:
+                    self.forwarded(scope, headers)
+                    break
+        if s.state is not None:
+            scope["state"] = s.state.copy()
+        cycle = self.cycle = Cycle(self, req, scope)
+        if s.hooks:
+            s.worker.call_pre_request(scope)
+        cycle.task = s.loop.create_task(cycle.run())
+
+    def forwarded(self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+        """Client address and scheme from trusted proxy headers."""
+        assert self.s.resolver is not None
+        ip, scheme = self.s.resolver.resolve(self.peer_ip, headers)
+        scope["client"] = (ip, self.peer[1] if self.peer else 0)
+        scope["scheme"] = scheme
+
+    def fail(self, err: ProtocolError) -> None:
+        """A framing error: answer it (unless a response is under way) and close."""
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.wake()
+            if cycle.started:
+                self.close()
+                return
+        if not self.closed:
+            self.transport.write(error_response(err.status, err.reason))
+            self.close()
+
+    def cycle_done(self, cycle: Cycle, keep: bool) -> None:
+        """The response is complete: close, or go on with the next pipelined request."""
+        if not keep or self.s.draining:
+            self.close()
+            return
+        if not cycle.request_done:
+            return               # unread body still arriving: on_end() calls next_request
+        self.next_request()
+
+    def next_request(self) -> None:
+        self.cycle = None
+        self.idle_since = self.s.now
+        queue = self.queue
+        while queue and not self.closed:
+            cycle = self.cycle
+            if cycle is not None and cycle.request_done:
+                break
+            self.dispatch(queue.popleft())
+        if self.read_paused and len(queue) <= MAX_QUEUED // 2 and (
+                self.cycle is None or self.cycle.buffered < HIGH_WATER):
+            self.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # -- timeouts / drain (called by ServerState) ------------------------------------
+    def check_timeouts(self, now: float) -> None:
+        if self.closed or self.ws is not None or self.cycle is not None or self.queue:
+            return
+        if self.head_start:
+            if now - self.head_start > self.s.header_timeout:
+                self.transport.write(error_response(408, "request head not received in time"))
+                self.close()
+        elif now - self.idle_since > self.s.keep_alive:
+            self.close()
+
+    def shutdown(self) -> None:
+        """Draining: close now when idle; a busy connection closes after its response."""
+        if self.ws is not None:
+            self.ws.shutdown()
+        elif self.cycle is None:
+            self.close()

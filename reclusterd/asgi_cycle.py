@@ -1,0 +1,232 @@
+"""The ASGI HTTP request/response cycle: scope, receive() and send() for one request.
+
+Split from asgi.py (the connection protocol). send() writes straight to the
+transport through http.Response framing; the head is held back until the
+first body message so hello world is one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from reclusterd.http import CONTINUE_100, InvalidResponse, Request, Response, error_response
+
+if TYPE_CHECKING:
+    from reclusterd.asgi import HttpProtocol
+    from reclusterd.logging import AccessLog
+
+__all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HIGH_WATER", "Message"]
+
+log = logging.getLogger("reclusterd.error")
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+HIGH_WATER = 256 * 1024       # buffered request body before pause_reading
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away (ASGI spec 2.4: an OSError subclass)."""
+
+
+class Cycle:
+    """One request/response: the ASGI scope and the receive/send callables."""
+
+    __slots__ = ("conn", "request", "scope", "body", "buffered", "request_done",
+                 "body_delivered", "waiter", "response", "started", "complete", "disconnected",
+                 "continue_sent", "status", "length", "token", "t0", "task")
+
+    def __init__(self, conn: HttpProtocol, request: Request, scope: dict[str, Any]) -> None:
+        self.conn = conn
+        self.request = request
+        self.scope = scope
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.request_done = False
+        self.body_delivered = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.response: Response | None = None
+        self.started = False
+        self.complete = False
+        self.disconnected = False
+        self.continue_sent = False
+        self.status = 0
+        self.length = 0
+        self.token = conn.s.worker.request_started()
+        self.t0 = time.monotonic() if conn.s.access is not None else 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # -- from the connection ------------------------------------------------------------
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def on_data(self, data: bytes) -> None:
+        if self.complete:
+            return               # response sent already: discard the unread body
+        self.body.append(data)
+        self.buffered += len(data)
+        if self.buffered > HIGH_WATER:
+            self.conn.pause_reading()
+        self.wake()
+
+    def on_end(self) -> None:
+        self.request_done = True
+        if self.complete:
+            self.conn.next_request()
+        else:
+            self.wake()
+
+    # -- the app's side -----------------------------------------------------------------
+    async def run(self) -> None:
+        """Run the app for this request; turn its failures into 500 or a closed connection."""
+        try:
+            await self.conn.s.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("exception in ASGI application (%s %s)", self.scope["method"],
+                              self.scope["path"])
+            self.abort(500)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self.complete:
+                log.error("ASGI application returned without %s the response (%s %s)",
+                          "completing" if self.started else "starting",
+                          self.scope["method"], self.scope["path"])
+                self.abort(500)
+
+    def abort(self, status: int) -> None:
+        """The app failed: 500 if nothing was sent, else cut the connection."""
+        conn = self.conn
+        if self.complete:
+            return
+        self.complete = True
+        if not self.started and not self.disconnected and not conn.closed:
+            conn.transport.write(error_response(status))
+            self.status = status
+        self.finished()
+        conn.close()
+
+    async def receive(self) -> Message:
+        """http.request (body pieces, more_body) then http.disconnect."""
+        while True:
+            if self.body:
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.body = []
+                self.buffered = 0
+                conn = self.conn
+                if conn.read_paused and conn.cycle is self:
+                    conn.resume_reading()
+                more = not self.request_done
+                self.body_delivered = not more
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.disconnected or self.complete:
+                return {"type": "http.disconnect"}
+            if self.request_done and not self.body_delivered:
+                self.body_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if not self.request_done and not self.continue_sent and not self.started:
+                self.continue_sent = True
+                if self.request.expect_continue:
+                    self.conn.transport.write(CONTINUE_100)
+            fut = self.waiter = self.conn.s.loop.create_future()
+            await fut
+
+    async def send(self, message: Message) -> None:
+        """http.response.start, then http.response.body pieces (more_body streams)."""
+        if self.disconnected or self.conn.closed:
+            if self.complete:
+                raise RuntimeError("ASGI send() after the response was complete")
+            raise ClientDisconnected("client disconnected")
+        mtype = message["type"]
+        if not self.started:
+            if mtype != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {mtype!r}")
+            self.start_response(message)
+            return
+        if mtype != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {mtype!r}")
+        if self.complete:
+            raise RuntimeError("ASGI send() after the response was complete")
+        body: bytes = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, (bytearray, memoryview)):
+                raise TypeError(f"http.response.body 'body' must be bytes, not {type(body)!r}")
+            body = bytes(body)
+        more = message.get("more_body", False)
+        r = self.response
+        assert r is not None
+        transport = self.conn.transport
+        if body:
+            self.length += len(body)
+            data = r.body(body)
+        else:
+            data = b""
+        if r.head:
+            head = r.head
+            r.head = b""
+            if len(data) > 16384:
+                transport.writelines((head, data))
+                data = b""
+            else:
+                data = head + data
+        if not more:
+            end = r.end()
+            if end:
+                data += end
+            if data:
+                transport.write(data)
+            self.complete = True
+            self.finished()
+            self.conn.cycle_done(self, r.keep_alive and r.complete and (
+                self.request_done or not self.request.expect_continue or self.continue_sent))
+            self.wake()
+            return
+        if data:
+            transport.write(data)
+        if self.conn.write_paused:
+            await self.conn.drain()
+
+    def start_response(self, message: Message) -> None:
+        status = message["status"]
+        if type(status) is not int:
+            raise TypeError(f"http.response.start 'status' must be int, not {type(status)!r}")
+        headers = message.get("headers", ())
+        req = self.request
+        try:
+            self.response = Response(req, status, headers if type(headers) is list
+                                     else list(headers),
+                                     keep_alive=req.upgrade is None and not self.conn.s.draining)
+        except (InvalidResponse, TypeError, ValueError) as exc:
+            raise RuntimeError(f"invalid ASGI response: {exc}") from exc
+        self.started = True
+        self.status = status
+
+    def finished(self) -> None:
+        """Accounting, access log, post_request hook: once per request."""
+        s = self.conn.s
+        s.worker.request_finished(self.token, self.status)
+        if s.access is not None:
+            self.log_access(s.access)
+        if s.hooks:
+            s.worker.call_post_request(self.scope, self.status)
+
+    def log_access(self, access: AccessLog) -> None:
+        from reclusterd.logging import AccessInfo
+        req = self.request
+        client = self.scope.get("client")
+        access.log(AccessInfo(client[0] if client else "-", req.method, req.target,
+                              req.http_version, self.status, self.length,
+                              time.monotonic() - self.t0, req.headers))

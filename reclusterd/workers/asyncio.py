@@ -1,0 +1,175 @@
+"""The asyncio worker: one event loop per process (uvloop when available) serving ASGI apps.
+
+Boot order: loop -> lifespan startup -> servers on the inherited listeners ->
+channel.ready(). One periodic timer does the housekeeping: heartbeat, keep-alive
+and header deadlines. A blocked loop stops that timer, so the arbiter sees a
+silent worker and replaces it. TERM drains (stop listening, finish in-flight
+requests, lifespan shutdown, exit 0); QUIT/INT exit at once (base class).
+
+WSGI apps are refused with a boot error naming the thread worker: running a
+blocking app on an event loop would only add a thread hop to the thread worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from reclusterd.workers.base import BootError, Worker
+
+if TYPE_CHECKING:
+    from reclusterd.asgi import ServerState
+    from reclusterd.config import Config
+    from reclusterd.control import WorkerChannel
+    from reclusterd.sockets import Listener
+
+__all__ = ["AsyncioWorker", "loop_factory"]
+
+log = logging.getLogger("reclusterd.error")
+EXIT_BOOT_ERROR = 3
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """--loop auto|asyncio|uvloop -> a new-loop function; BootError if uvloop is missing."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError as e:
+            if choice == "uvloop":
+                raise BootError(f"--loop uvloop: uvloop is not installed ({e})") from e
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def websocket_enabled(choice: str) -> bool:
+    """--ws auto|wsproto|none -> serve WebSocket upgrades? BootError if wsproto is missing."""
+    if choice == "none":
+        return False
+    try:
+        import wsproto  # noqa: F401
+    except ImportError as e:
+        if choice == "wsproto":
+            raise BootError(f"--ws wsproto: wsproto is not installed ({e})") from e
+        return False
+    return True
+
+
+class AsyncioWorker(Worker):
+    """ASGI worker on one event loop; see the module docstring."""
+
+    app_kinds: ClassVar[tuple[str, ...]] = ("asgi",)
+
+    def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
+                 app: Any, kind: str) -> None:
+        super().__init__(cfg, listeners, channel, app, kind)
+        self.new_loop = loop_factory(cfg.loop)
+        self.ws = websocket_enabled(cfg.ws)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.state: ServerState | None = None
+        self._tick: asyncio.TimerHandle | None = None
+
+    def run(self) -> None:
+        loop = self.new_loop()
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        self.install_signals()
+        loop.add_signal_handler(signal.SIGTERM, self.begin_drain)
+        try:
+            code = loop.run_until_complete(self.serve())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+            loop.close()
+        if code:
+            raise SystemExit(code)
+
+    def begin_drain(self) -> None:
+        super().begin_drain()
+        if self.loop is not None and self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+
+    async def serve(self) -> int:
+        """Lifespan startup, listen, report ready, serve until TERM, drain; the exit code."""
+        from reclusterd.asgi import HttpProtocol, ServerState
+        from reclusterd.lifespan import Lifespan, LifespanFailed
+        from reclusterd.logging import AccessLog
+        from reclusterd.proxy import from_config
+        from reclusterd.sockets import ssl_context
+
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        self.stop_event = asyncio.Event()
+        if self.draining:
+            self.stop_event.set()
+        ctx = ssl_context(cfg)
+        state = self.state = ServerState(
+            self.app, cfg, self, loop, ctx is not None,
+            from_config(cfg.forwarded_allow_ips, secure=ctx is not None), AccessLog(cfg),
+            self.ws)
+        lifespan = Lifespan(self.app, cfg.lifespan, loop)
+        try:
+            await lifespan.startup()
+        except LifespanFailed as e:
+            log.error("%s", e)
+            self.channel.boot_error(str(e))
+            return EXIT_BOOT_ERROR
+        if lifespan.supported:
+            state.state = lifespan.state
+        servers = []
+        for lst in self.listeners:
+            servers.append(await loop.create_server(
+                lambda: HttpProtocol(state), sock=lst.sock, ssl=ctx, backlog=cfg.backlog))
+        self.channel.ready()
+        self._start_ticker(loop, state)
+        await self.stop_event.wait()
+        deadline = loop.time() + float(cfg.graceful_timeout)
+        for srv in servers:
+            srv.close()
+        await self._drain(state, deadline)
+        await lifespan.shutdown(deadline - loop.time())
+        self._stop_ticker()
+        return 0
+
+    def _start_ticker(self, loop: asyncio.AbstractEventLoop, state: ServerState) -> None:
+        """Heartbeat + sweep every `interval` s from the loop itself (until _stop_ticker)."""
+        interval = max(0.05, min(self.hb_interval, 0.5, state.keep_alive / 2 or 0.5))
+        hb_every = self.hb_interval
+        channel = self.channel
+        next_hb = 0.0
+
+        def tick() -> None:
+            nonlocal next_hb
+            state.sweep()
+            now = state.now
+            if now >= next_hb:
+                next_hb = now + hb_every
+                channel.heartbeat(self.stats())
+            self._tick = loop.call_later(interval, tick)
+
+        self._tick = loop.call_later(0, tick)
+
+    def _stop_ticker(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+
+    async def _drain(self, state: ServerState, deadline: float) -> None:
+        """Finish in-flight requests until the deadline, then cut what is left."""
+        loop = asyncio.get_running_loop()
+        state.drain()
+        assert state.empty is not None
+        try:
+            await asyncio.wait_for(state.empty.wait(), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            log.warning("worker %d: %d connection(s) still open after the graceful timeout",
+                        self.pid, len(state.connections))
+            for conn in list(state.connections):
+                if conn.cycle is not None and conn.cycle.task is not None:
+                    conn.cycle.task.cancel()
+                conn.close()
