@@ -279,36 +279,38 @@ class LoadGen:
     def _run(self, keepalive: bool) -> None:
         conn: http.client.HTTPConnection | None = None
         reused = False
+        mode = "keep-alive" if keepalive else "new-conn"
         while not self.stop_event.is_set():
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
                 reused = False
+            c = conn
             try:
                 headers = {} if keepalive else {"Connection": "close"}
-                conn.request("GET", self.path, headers=headers)
-                resp = conn.getresponse()
+                c.request("GET", self.path, headers=headers)
+                resp = c.getresponse()
                 body = resp.read()
-                self._record(resp.status, body, "keep-alive" if keepalive else "new-conn")
+                self._record(resp.status, body, mode)
                 if not keepalive or resp.will_close:
-                    conn.close()
+                    c.close()
                     conn = None
                 else:
                     reused = True
             except (http.client.RemoteDisconnected, ConnectionResetError,
                     BrokenPipeError) as e:
-                conn.close()
+                c.close()
                 conn = None
                 if keepalive and reused:
                     with self.lock:
                         self.retried += 1
                     continue
                 with self.lock:
-                    self.failures.append(f"{'keep-alive' if keepalive else 'new-conn'}: {e!r}")
+                    self.failures.append(f"{mode}: {e!r}")
             except OSError as e:
-                conn.close()
+                c.close()
                 conn = None
                 with self.lock:
-                    self.failures.append(f"{'keep-alive' if keepalive else 'new-conn'}: {e!r}")
+                    self.failures.append(f"{mode}: {e!r}")
         if conn is not None:
             conn.close()
 
@@ -340,7 +342,7 @@ def app(environ, start_response):
         while True:
             time.sleep(1)
     elif path == "/hog":
-        _hog.append(bytearray(int(qs or 1) * 1024 * 1024))
+        _hog.append(b"x" * (int(qs or 1) * 1024 * 1024))
     body = ("%s %d\\n" % (VERSION, os.getpid())).encode()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
