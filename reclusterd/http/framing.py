@@ -207,7 +207,7 @@ class Framer:
             return -1
         nl = buf.find(b"\r\n", pos)
         method, target, version = rules.request_line(buf[pos:nl], self.limits)
-        head = buf[pos:end + 4]
+        head = buf if pos == 0 and end + 4 == len(buf) else buf[pos:end + 4]
         headers = self._parse_head(head, method, target, version)
         req = rules.build_request(method, target, version, headers, self.limits)
         self._req = req

@@ -51,12 +51,17 @@ class HttptoolsParser(Framer):
         self._field_size = limits.field_size or 1 << 62
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """llhttp callback: one complete field line (names/values already strict-checked)."""
-        if len(name) + len(value) + 2 > self._field_size:
-            raise Reject(431, "header field too large")
-        if value and value[-1] in (0x20, 0x09):
-            value = value.rstrip(b" \t")
-        self._fields.append((name.lower(), value))
+        """llhttp callback: one field line; llhttp checked token name and value octets."""
+        self._fields.append((name.lower(), value.rstrip(b" \t")))
+
+    def _check_sizes(self, fields: Headers, size: int) -> Headers:
+        """Only when the head/section is longer than the field limit: check each field."""
+        limit = self._field_size
+        if size > limit:
+            for name, value in fields:
+                if len(name) + len(value) + 2 > limit:
+                    raise Reject(431, "header field too large")
+        return fields
 
     def _feed_llhttp(self, data: bytes) -> None:
         try:
@@ -77,7 +82,7 @@ class HttptoolsParser(Framer):
         fields: Headers = []
         self._fields = fields
         self._feed_llhttp(head)
-        return fields
+        return self._check_sizes(fields, len(head))
 
     def _body_bytes(self, data: bytes) -> None:
         self._feed_llhttp(data)
@@ -86,7 +91,7 @@ class HttptoolsParser(Framer):
         fields: Headers = []
         self._fields = fields
         self._feed_llhttp(b"0\r\n" + section)
-        return fields
+        return self._check_sizes(fields, len(section))
 
 
 class H11Parser(Framer):
@@ -111,15 +116,14 @@ class H11Parser(Framer):
         if not isinstance(ev, h11.Request):
             raise Reject(400, "incomplete request head")
         self._conn = conn
-        return self._fields(ev.headers)
+        # h11 folds duplicate Content-Length lines; the rules must see every line as sent.
+        return self._fields(rules.split_fields(head))
 
-    def _fields(self, items: h11._headers.Headers) -> Headers:
+    def _fields(self, items: Headers) -> Headers:
         lim = self.limits
-        out: Headers = []
         for name, value in items:
             check_field(name, value, lim)
-            out.append((name, value))
-        return out
+        return items
 
     def _parse_trailers(self, section: bytes) -> Headers:
         conn = self._conn
@@ -134,4 +138,4 @@ class H11Parser(Framer):
             raise Reject(exc.error_status_hint, str(exc) or "bad trailers") from None
         if not isinstance(ev, h11.EndOfMessage):
             raise Reject(400, "bad trailers")
-        return self._fields(ev.headers)
+        return self._fields(rules.split_fields(b"X\r\n" + section))

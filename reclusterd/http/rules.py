@@ -49,6 +49,10 @@ KNOWN_METHODS = frozenset(
     .split()
 )
 
+_HOST, _CONNECTION, _CL, _TE, _EXPECT, _UPGRADE = range(6)
+_FIELD_KINDS = {b"host": _HOST, b"connection": _CONNECTION, b"content-length": _CL,
+                b"transfer-encoding": _TE, b"expect": _EXPECT, b"upgrade": _UPGRADE}
+
 MAX_CONTENT_LENGTH_DIGITS = 18  # < 2**63: no overflow anywhere downstream
 
 
@@ -101,12 +105,14 @@ def _transfer_encoding(values: list[bytes], version: str) -> None:
         raise Reject(501, "transfer coding not implemented")
 
 
+_BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
+
+
 def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes]:
     """(path, query) from the request-target, checking its form (RFC 9112 §3.2)."""
-    if not target or target.translate(None, _TARGET_OK):
+    if not target or _BAD_TARGET.search(target) is not None:
         raise Reject(400, "invalid request target")
-    first = target[0]
-    if first == 0x2F:  # "/": origin-form
+    if target[0] == 0x2F:  # "/": origin-form, the common case
         if method == b"CONNECT":
             raise Reject(400, "CONNECT needs authority-form")
         rest = target
@@ -117,27 +123,38 @@ def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes]:
     elif method == b"CONNECT":
         host, sep, port = target.rpartition(b":")
         if not sep or not host or not port or port.translate(None, _DIGITS) \
-                or host.translate(None, _HOST_OK) or b"@" in target:
+                or host.translate(None, _HOST_OK):
             raise Reject(400, "invalid authority-form target")
         return b"", b""
     else:
-        scheme, sep, rest = target.partition(b"://")
-        if not sep or not scheme.isalpha() or scheme.lower() not in (b"http", b"https"):
-            raise Reject(400, "invalid request target")
-        slash = rest.find(b"/")
-        qmark = rest.find(b"?")
-        if slash < 0 or (0 <= qmark < slash):
-            authority, rest = (rest[:qmark], b"/" + rest[qmark:]) if qmark >= 0 else (rest, b"/")
+        rest = _absolute_form(target)
+    q = rest.find(b"?")
+    if q < 0:
+        path, query = rest, b""
+    else:
+        path, query = rest[:q], rest[q + 1:]
+    if b"#" in rest:
+        if b"#" in query:
+            query = query[:query.index(b"#")]
         else:
-            authority, rest = rest[:slash], rest[slash:]
-        if not authority or authority.translate(None, _HOST_OK):
-            raise Reject(400, "invalid authority in absolute-form target")
-    path, _, query = rest.partition(b"?")
-    if b"#" in query:
-        query = query.partition(b"#")[0]
-    elif b"#" in path:
-        path = path.partition(b"#")[0]
+            path = path[:path.index(b"#")]
     return path, query
+
+
+def _absolute_form(target: bytes) -> bytes:
+    """The path-and-query part of an absolute-form target (RFC 9112 §3.2.2)."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        raise Reject(400, "invalid request target")
+    slash = rest.find(b"/")
+    qmark = rest.find(b"?")
+    if slash < 0 or (0 <= qmark < slash):
+        authority, rest = (rest[:qmark], b"/" + rest[qmark:]) if qmark >= 0 else (rest, b"/")
+    else:
+        authority, rest = rest[:slash], rest[slash:]
+    if not authority or authority.translate(None, _HOST_OK):
+        raise Reject(400, "invalid authority in absolute-form target")
+    return rest
 
 
 def request_line(line: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
@@ -148,7 +165,7 @@ def request_line(line: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
     if len(parts) != 3:
         raise Reject(400, "malformed request line")
     method, target, version = parts
-    if not method or method.translate(None, _TCHAR):
+    if method not in KNOWN_METHODS and (not method or method.translate(None, _TCHAR)):
         raise Reject(400, "invalid method")
     if version == b"HTTP/1.1":
         ver = "1.1"
@@ -179,30 +196,33 @@ def build_request(method: bytes, target: bytes, version: str, headers: Headers,
     hosts = 0
     conn_close = conn_keep = conn_upgrade = expect = False
     upgrade: bytes | None = None
+    kinds = _FIELD_KINDS
     for name, value in headers:
-        c = name[0]
-        if c == 0x63:  # c
-            if name == b"content-length":
-                cl_values = [value] if cl_values is None else [*cl_values, value]
-            elif name == b"connection":
-                for tok in value.lower().split(b","):
-                    tok = tok.strip(b" \t")
-                    if tok == b"close":
-                        conn_close = True
-                    elif tok == b"keep-alive":
-                        conn_keep = True
-                    elif tok == b"upgrade":
-                        conn_upgrade = True
-        elif c == 0x68 and name == b"host":
+        kind = kinds.get(name)
+        if kind is None:
+            continue
+        if kind == _HOST:
             hosts += 1
-            if value.translate(None, _HOST_OK):
+            if value and value.translate(None, _HOST_OK):
                 raise Reject(400, "invalid Host")
-        elif c == 0x74 and name == b"transfer-encoding":
+        elif kind == _CONNECTION:
+            low = value.lower()
+            if low == b"keep-alive":
+                conn_keep = True
+            elif low == b"close":
+                conn_close = True
+            else:
+                toks = [t.strip(b" \t") for t in low.split(b",")]
+                conn_close = conn_close or b"close" in toks
+                conn_keep = conn_keep or b"keep-alive" in toks
+                conn_upgrade = conn_upgrade or b"upgrade" in toks
+        elif kind == _CL:
+            cl_values = [value] if cl_values is None else [*cl_values, value]
+        elif kind == _TE:
             te_values = [value] if te_values is None else [*te_values, value]
-        elif c == 0x65 and name == b"expect":
-            if value.lower() == b"100-continue":
-                expect = True
-        elif c == 0x75 and name == b"upgrade":
+        elif kind == _EXPECT:
+            expect = expect or value.lower() == b"100-continue"
+        else:
             upgrade = value
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         raise Reject(400, "exactly one Host header required")
