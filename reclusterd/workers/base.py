@@ -122,9 +122,9 @@ def _flush_logs() -> None:
 _fault_file: IO[str] | None = None
 
 
-def install_fault_handler(cfg: Config) -> None:
-    """SIGABRT dumps every thread's stack to the error log (from C, so even a worker
-    stuck in a C call dumps), then chains to the Python-level ABRT handler, if any."""
+def install_fault_handler(cfg: Config, on_abort: Callable[[int, Any], Any]) -> None:
+    """SIGABRT (and fatal signals) dump every thread's stack to the error log from C, so
+    even a worker stuck in a C call dumps; then the previous handler, `on_abort`, runs."""
     global _fault_file
     path = getattr(cfg, "error_logfile", None)
     target: IO[str] = sys.stderr
@@ -137,8 +137,11 @@ def install_fault_handler(cfg: Config) -> None:
             if _fault_file is not None:
                 _fault_file.close()
             _fault_file = target = new
+    # faulthandler chains to the handler that was installed when enable() ran.
+    faulthandler.disable()
+    signal.signal(signal.SIGABRT, on_abort)
     try:
-        faulthandler.register(signal.SIGABRT, file=target, all_threads=True, chain=True)
+        faulthandler.enable(file=target, all_threads=True)
     except (ValueError, OSError, RuntimeError):
         pass
 
@@ -171,9 +174,8 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
         os.chdir(cfg.chdir)
     from reclusterd.logging import setup_logging
     setup_logging(cfg)
-    install_fault_handler(cfg)
-    # Python handler behind the C dump: exit promptly if ABRT arrives while booting.
-    signal.signal(signal.SIGABRT, lambda s, f: os._exit(1))
+    # Behind the C stack dump: exit promptly if ABRT arrives while booting.
+    install_fault_handler(cfg, lambda s, f: os._exit(1))
     try:
         if cfg.post_fork:
             hook = import_object(cfg.post_fork, "post_fork hook")
@@ -276,11 +278,10 @@ class Worker:
         signal.signal(signal.SIGQUIT, self.handle_quit)
         signal.signal(signal.SIGINT, self.handle_quit)
         signal.signal(signal.SIGUSR1, self.handle_usr1)
-        signal.signal(signal.SIGABRT, self.handle_abrt)
         for name in ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGUSR2"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
-        install_fault_handler(self.cfg)
+        install_fault_handler(self.cfg, self.handle_abrt)
         signal.siginterrupt(signal.SIGTERM, False)
 
     def handle_term(self, signum: int, frame: object) -> None:
@@ -308,7 +309,7 @@ class Worker:
     def handle_usr1(self, signum: int, frame: object) -> None:
         from reclusterd.logging import reopen_logs
         reopen_logs()
-        install_fault_handler(self.cfg)
+        install_fault_handler(self.cfg, self.handle_abrt)
 
     def wake(self) -> None:
         """Interrupt a selector that watches wake_fd (signal handlers, other threads)."""
