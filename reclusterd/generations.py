@@ -134,7 +134,7 @@ class Lifecycle:
         if w.reason is not None and w.reason not in ("timeout",):
             return  # expected (retired) or already accounted for (boot-timeout)
         if not was_ready and not self.ever_ready and w.generation == self.generation:
-            self._fail_first_start(w, what)
+            self._fail_first_start(w, f"{what} before it was ready")
             return
         if not was_ready:
             self._log_boot_error(w, what)
@@ -152,7 +152,8 @@ class Lifecycle:
             self.rollback(f"{w.label} not ready within --boot-timeout {w.cfg.boot_timeout:g}s",
                           None)
         elif not self.ever_ready and w.generation == self.generation:
-            self._fail_first_start(w, f"not ready within --boot-timeout {w.cfg.boot_timeout:g}s")
+            self._fail_first_start(w, f"was not ready within --boot-timeout "
+                                      f"{w.cfg.boot_timeout:g}s")
         elif w.generation == self.generation:
             delay = self.backoff.failure()
             log.info("respawning in %.1fs (backoff cap %gs)", delay, self.backoff.cap)
@@ -162,7 +163,7 @@ class Lifecycle:
         if text:
             log.error("%s failed to boot (%s); cannot start:\n%s", w.label, what, text.rstrip())
         else:
-            log.error("%s %s before it was ready; cannot start", w.label, what)
+            log.error("%s %s; cannot start", w.label, what)
         self.stop_fast(1)
 
     def _log_boot_error(self, w: Worker, what: str) -> None:
