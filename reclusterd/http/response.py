@@ -66,6 +66,22 @@ _CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 _CLOSE_LINE = b"connection: close\r\n"
 _KEEP_LINE = b"connection: keep-alive\r\n"
 
+_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date",
+                      b"server"))
+# validated header name -> lower-case name; bounded so odd apps cannot grow it forever
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 512
+
+
+def _check_name(name: bytes) -> bytes:
+    if not isinstance(name, bytes) or not _TOKEN.match(name):
+        raise InvalidResponse(f"invalid header name {name!r}")
+    lname = name.lower()
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = lname
+    return lname
+
+
 # framing modes
 _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 
@@ -81,30 +97,34 @@ class Response:
         parts = [_status_line(status, reason)]
         length: int | None = None
         has_date = has_server = app_close = False
-        for name, value in headers or ():
-            lname = name.lower()
-            if not _TOKEN.match(name):
-                raise InvalidResponse(f"invalid header name {name!r}")
-            if _BAD_VALUE.search(value):
-                raise InvalidResponse(f"header {name!r} value contains CR, LF or NUL")
-            if lname == b"content-length":
-                value = value.strip(b" \t")
-                if not _DIGITS.match(value) or (length is not None and int(value) != length):
-                    raise InvalidResponse(f"invalid content-length {value!r}")
-                if length is not None:
-                    continue
-                length = int(value)
-            elif lname == b"transfer-encoding":
-                continue  # framing is ours to decide
-            elif lname == b"connection" and status != 101:
-                if b"close" in value.lower():
-                    app_close = True
-                continue
-            elif lname == b"date":
-                has_date = True
-            elif lname == b"server":
-                has_server = True
-            parts.append(b"%s: %s\r\n" % (name, value))
+        names = _NAMES
+        try:
+            for name, value in headers or ():
+                lname = names.get(name)
+                if lname is None:
+                    lname = _check_name(name)
+                if _BAD_VALUE.search(value) is not None:
+                    raise InvalidResponse(f"header {name!r} value contains CR, LF or NUL")
+                if lname in _SPECIAL:
+                    if lname == b"content-length":
+                        value = value.strip(b" \t")
+                        if not _DIGITS.match(value) or length not in (None, int(value)):
+                            raise InvalidResponse(f"invalid content-length {value!r}")
+                        length = int(value)
+                        continue  # written below, once, if the status allows a length
+                    if lname == b"transfer-encoding":
+                        continue  # framing is ours to decide (chunked on 1.1 when no length)
+                    if lname == b"connection":
+                        if status != 101:
+                            app_close = app_close or b"close" in value.lower()
+                            continue
+                    elif lname == b"date":
+                        has_date = True
+                    else:
+                        has_server = True
+                parts.append(name + b": " + value + b"\r\n")
+        except TypeError:
+            raise InvalidResponse("header names and values must be bytes") from None
         if not has_date:
             parts.append(http_date())
         if not has_server:
@@ -112,18 +132,17 @@ class Response:
 
         http10 = request.http_version == "1.0"
         keep = keep_alive and request.keep_alive and not app_close and status != 101
-        no_body = status < 200 or status == 204 or status == 304 or request.method == b"HEAD"
-        if no_body:
-            mode = _NONE
-            if length is not None and (status < 200 or status == 204):
-                parts = [p for p in parts if not p.lower().startswith(b"content-length:")]
-            elif length is not None:
+        if status < 200 or status == 204:
+            mode = _NONE  # never a body, never a length (RFC 9110 §8.6)
+        elif status == 304 or request.method == b"HEAD":
+            mode = _NONE  # no body, but the length a GET would have is allowed
+            if length is not None:
                 parts.append(b"content-length: %d\r\n" % length)
         elif length is not None:
             mode = _LENGTH
             parts.append(b"content-length: %d\r\n" % length)
         elif http10:
-            mode = _CLOSE
+            mode = _CLOSE  # body delimited by closing the connection
             keep = False
         else:
             mode = _CHUNKED
