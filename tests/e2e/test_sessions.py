@@ -273,10 +273,15 @@ def test_state_survives_hup_reload(clean_redis: str) -> None:
 
         stop = threading.Event()
         traffic: list[tuple[int, int]] = []  # (status, hits) seen while the reload runs
+        errors: list[str] = []
 
         def keep_reading() -> None:
             while not stop.is_set():
-                status, body, _ = call(srv.port, "GET", "/session", probe.sid)
+                try:
+                    status, body, _ = call(srv.port, "GET", "/session", probe.sid)
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(f"request {len(traffic) + 1}: {exc!r}")
+                    return
                 traffic.append((status, int(body.get("hits", 0))))
 
         reader = threading.Thread(target=keep_reading)
@@ -287,6 +292,7 @@ def test_state_survives_hup_reload(clean_redis: str) -> None:
         finally:
             stop.set()
             reader.join(20)
+        assert not errors, f"a request failed during the HUP reload: {errors}"
         assert traffic, "no request ran during the reload"
         assert [s for s, _ in traffic if s != 200] == [], traffic
         assert [h for _, h in traffic] == list(range(probe.hits + 1, probe.hits + 1 + len(traffic)))
