@@ -144,7 +144,12 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
                     if not run.alive():
                         res = wrkrun.Result(failed="server died")
                     else:
+                        u0, s0 = servers.cpu_seconds(run)
                         res = wrkrun.run_wrk(case, run.port, args.duration)
+                        u1, s1 = servers.cpu_seconds(run)
+                        if res.requests:
+                            res.user_us = (u1 - u0) * 1e6 / res.requests
+                            res.sys_us = (s1 - s0) * 1e6 / res.requests
                     table.setdefault((case, run.spec.name), []).append(res)
                     if res.failed:
                         print(f"  {case.label} {run.spec.name}: {res.failed}", flush=True)
@@ -160,6 +165,8 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
         if any(s.interface == interface for s in shown):
             print(f"{interface.upper()}: req/s median (p99 median)")
             print(report.wide_table(summary, cases, shown, interface), "\n")
+            print(f"{interface.upper()}: server CPU per request, user+system µs (median)")
+            print(report.cpu_table(summary, cases, shown, interface), "\n")
     print(report.long_table(summary, cases, shown), "\n")
     print(report.boot_table(runs), "\n")
     if not args.no_results:

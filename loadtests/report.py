@@ -28,6 +28,8 @@ class Summary:
     non2xx: int
     rounds: int
     failed: int
+    user_us: float = 0.0
+    sys_us: float = 0.0
 
     @property
     def clean(self) -> bool:
@@ -41,7 +43,9 @@ def summarize(results: list[Result]) -> Summary:
         p99_ms=statistics.median([r.p99_ms for r in ok]) if ok else 0.0,
         socket_errors=sum(r.socket_errors for r in results),
         non2xx=sum(r.non2xx for r in results),
-        rounds=len(results), failed=len(results) - len(ok))
+        rounds=len(results), failed=len(results) - len(ok),
+        user_us=statistics.median([r.user_us for r in ok]) if ok else 0.0,
+        sys_us=statistics.median([r.sys_us for r in ok]) if ok else 0.0)
 
 
 Table = dict[tuple[Case, str], Summary]
@@ -93,6 +97,21 @@ def wide_table(table: Table, cases: list[Case], specs: list[Spec], interface: st
     return _md(header, rows)
 
 
+def cpu_table(table: Table, cases: list[Case], specs: list[Spec], interface: str) -> str:
+    """Server CPU time per request (user + system µs): efficiency that machine load
+    does not skew the way req/s is skewed on a shared or busy machine."""
+    cols = [s for s in specs if s.interface == interface]
+    rows = []
+    for case in cases:
+        row = [case.label]
+        for s in cols:
+            sm = table.get((case, s.name))
+            row.append(f"{sm.user_us + sm.sys_us:.0f} ({sm.user_us:.0f}+{sm.sys_us:.0f})"
+                       if sm and sm.rps else "-")
+        rows.append(row)
+    return _md(["case"] + [s.name for s in cols], rows)
+
+
 def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
     """Every (case, server): median req/s, median p99, errors, ratio."""
     rows = []
@@ -103,9 +122,9 @@ def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
                 continue
             rows.append([case.label, s.name, f"{sm.rps:,.0f}", f"{sm.p99_ms:.2f}",
                          str(sm.socket_errors), str(sm.non2xx), str(sm.failed),
-                         ratio(table, case, s, specs)])
+                         f"{sm.user_us:.0f}+{sm.sys_us:.0f}", ratio(table, case, s, specs)])
     return _md(["case", "server", "req/s (median)", "p99 ms (median)", "socket errors",
-                "non-2xx", "failed runs", "ratio to best peer"], rows)
+                "non-2xx", "failed runs", "CPU µs/req user+sys", "ratio to best peer"], rows)
 
 
 def boot_table(runs: list[Running]) -> str:
@@ -175,7 +194,9 @@ def results_md(table: Table, cases: list[Case], specs: list[Spec], runs: list[Ru
     for interface in ("wsgi", "asgi"):
         if any(s.interface == interface for s in specs):
             parts += [f"## {interface.upper()}: req/s (p99 latency)", "",
-                      wide_table(table, cases, specs, interface), ""]
+                      wide_table(table, cases, specs, interface), "",
+                      f"### {interface.upper()}: server CPU per request, µs total (user+system)",
+                      "", cpu_table(table, cases, specs, interface), ""]
     parts += ["## Startup and idle memory", "", boot_table(runs), "",
               "## Every run (medians)", "", long_table(table, cases, specs), ""]
     return "\n".join(parts)

@@ -220,6 +220,26 @@ def measure_memory(run: Running, settle: float = 5.0) -> None:
         run.idle_uss_mb = sum(uss) / len(uss)
 
 
+def cpu_seconds(run: Running) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the server's live processes."""
+    import psutil
+
+    user = system = 0.0
+    try:
+        root = psutil.Process(run.proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0, 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        user += t.user
+        system += t.system
+    return user, system
+
+
 def stop_all(runs: list[Running]) -> None:
     """Stop every server started; never raises."""
     for run in runs:

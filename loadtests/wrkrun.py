@@ -56,6 +56,8 @@ class Result:
     socket_errors: int = 0
     non2xx: int = 0
     failed: str = ""
+    user_us: float = 0.0  # server CPU per request (all its processes), user mode
+    sys_us: float = 0.0  # ... and kernel mode
 
 
 def build_cases(scenarios: list[str], modes: list[str], conns: list[int] | None,
