@@ -45,6 +45,7 @@ __all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtoc
 
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
+LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 _EMPTY_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
@@ -102,7 +103,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "peer_ip", "peer",
                  "trusted", "idle_since", "head_start", "read_paused", "write_paused",
-                 "drain_waiters", "closed", "ws")
+                 "drain_waiters", "closed", "eof", "ws")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -112,6 +113,7 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
+        self.eof = False
         self.ws: WebSocketSession | None = None
         self.head_start = 0.0
         self.trusted = False
@@ -121,9 +123,8 @@ class HttpProtocol(asyncio.Protocol):
         s = self.s
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         if len(s.connections) >= s.max_connections or s.draining:
-            self.closed = True
             self.transport.write(error_response(503, "too many connections"))
-            transport.close()
+            self.linger()
             return
         s.connections.add(self)
         self.parser = make_parser(s.http, s.limits)
@@ -145,6 +146,8 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = s.now
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return               # lingering after an error response: discard
         ws = self.ws
         if ws is not None:
             ws.feed(data)
@@ -157,8 +160,9 @@ class HttpProtocol(asyncio.Protocol):
             self.head_start = self.s.now
 
     def eof_received(self) -> bool | None:
-        if self.ws is not None:
+        if self.closed or self.ws is not None:
             return None
+        self.eof = True
         events = self.parser.feed(b"")
         if self.cycle is None and not self.queue:
             if events:
@@ -281,12 +285,15 @@ class HttpProtocol(asyncio.Protocol):
                 return
         if not self.closed:
             self.transport.write(error_response(err.status, err.reason))
-            self.close()
+            self.linger()
 
     def cycle_done(self, cycle: Cycle, keep: bool) -> None:
         """The response is complete: close, or go on with the next pipelined request."""
-        if not keep or self.s.draining:
-            self.close()
+        if not keep or self.s.draining or self.eof:
+            if cycle.request_done and not self.queue:
+                self.close()
+            else:
+                self.linger()
             return
         if not cycle.request_done:
             return               # unread body still arriving: on_end() calls next_request
@@ -320,6 +327,23 @@ class HttpProtocol(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
+    def linger(self) -> None:
+        """Close after a response while the client may still be sending: FIN first, read
+        and discard for up to LINGER s, then close, so unread data cannot turn the close
+        into a reset that destroys the response before the client reads it."""
+        if self.closed:
+            return
+        self.closed = True
+        t = self.transport
+        if not t.can_write_eof():
+            t.close()
+            return
+        t.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            t.resume_reading()
+        self.s.loop.call_later(LINGER, t.close)
+
     # -- timeouts / drain (called by ServerState) ------------------------------------
     def check_timeouts(self, now: float) -> None:
         if self.closed or self.ws is not None or self.cycle is not None or self.queue:
@@ -327,7 +351,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.head_start:
             if now - self.head_start > self.s.header_timeout:
                 self.transport.write(error_response(408, "request head not received in time"))
-                self.close()
+                self.linger()
         elif now - self.idle_since > self.s.keep_alive:
             self.close()
 

@@ -117,7 +117,10 @@ class Cycle:
             conn.transport.write(error_response(status))
             self.status = status
         self.finished()
-        conn.close()
+        if self.started or self.request_done:
+            conn.close()
+        else:
+            conn.linger()
 
     async def receive(self) -> Message:
         """http.request (body pieces, more_body) then http.disconnect."""

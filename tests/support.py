@@ -624,3 +624,109 @@ class WSClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ASGI: the test app for tests/e2e/test_asgi_*.py (HTTP routes, lifespan markers, websocket).
+ASGI_APP = r'''
+import asyncio, json, os
+MARK = os.environ.get("ASGI_MARKERS")
+
+def mark(s):
+    if MARK:
+        with open(MARK, "a") as f:
+            f.write(f"{s} {os.getpid()}\n")
+
+async def lifespan(scope, receive, send):
+    while True:
+        m = await receive()
+        if m["type"] == "lifespan.startup":
+            if os.environ.get("ASGI_FAIL_STARTUP"):
+                await send({"type": "lifespan.startup.failed", "message": "db unreachable"})
+                return
+            scope["state"]["started_by"] = os.getpid()
+            mark("startup")
+            await send({"type": "lifespan.startup.complete"})
+        elif m["type"] == "lifespan.shutdown":
+            mark("shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+async def ws(scope, receive, send):
+    await receive()
+    if scope["path"] == "/reject":
+        await send({"type": "websocket.close"})
+        return
+    subs = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": subs[0] if subs else None})
+    while True:
+        m = await receive()
+        if m["type"] == "websocket.disconnect":
+            mark(f"wsdisconnect {m['code']}")
+            return
+        if m.get("text") == "close":
+            await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+            return
+        if m.get("text") is not None:
+            await send({"type": "websocket.send", "text": m["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": m["bytes"]})
+
+async def body_of(receive):
+    chunks = []
+    while True:
+        m = await receive()
+        assert m["type"] == "http.request", m
+        chunks.append(m["body"])
+        if not m.get("more_body"):
+            return b"".join(chunks), len(chunks)
+
+async def app(scope, receive, send):
+    t = scope["type"]
+    if t == "lifespan":
+        return await lifespan(scope, receive, send)
+    if t == "websocket":
+        return await ws(scope, receive, send)
+    path = scope["path"]
+    headers = [(b"content-type", b"text/plain")]
+    if path.startswith("/scope"):
+        s = {k: v for k, v in scope.items() if k != "headers"}
+        s["headers"] = [[k.decode(), v.decode()] for k, v in scope["headers"]]
+        s = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in s.items()}
+        body = json.dumps(s).encode()
+    elif path == "/echo":
+        data, n = await body_of(receive)
+        headers.append((b"x-chunks", str(n).encode()))
+        body = data
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i in range(5):
+            await send({"type": "http.response.body", "body": b"part%d\n" % i, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    elif path == "/sleep":
+        mark("sleeping")
+        await asyncio.sleep(0.5)
+        body = b"slept"
+    elif path == "/error":
+        raise RuntimeError("boom")
+    elif path == "/error-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("boom after start")
+    elif path == "/noresponse":
+        return
+    elif path == "/badmsg":
+        await send({"type": "http.response.body", "body": b"x"})
+        return
+    else:
+        body = b"Hello, world!"
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+
+def asgi_write_app(directory: Path) -> Path:
+    """Write the ASGI test app as `tapp.py` into `directory` (serve it as tapp:app)."""
+    (directory / "tapp.py").write_text(ASGI_APP)
+    return directory / "tapp.py"

@@ -1,0 +1,183 @@
+"""ASGI worker lifecycle: lifespan, boot failure, TERM drain, concurrency, timeouts, limits."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    asgi_write_app,
+    http_get,
+    read_responses,
+    reclusterd,
+    server_closes,
+    wait_for,
+)
+
+PARSERS = ["httptools", "h11"]
+
+
+def markers(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        *words, pid = line.split()
+        out.append((" ".join(words), int(pid)))
+    return out
+
+
+@pytest.mark.parametrize("http", PARSERS)
+def test_lifespan_once_per_worker_and_term_exits_0(tmp_path: Path, http: str) -> None:
+    asgi_write_app(tmp_path)
+    marks = tmp_path / "marks"
+    with reclusterd("tapp:app", "--workers", "2", "--http", http, "--chdir", str(tmp_path),
+                    env={"ASGI_MARKERS": str(marks)}) as srv:
+        srv.wait_ready()
+        workers = srv.wait_workers(2)
+        wait_for(lambda: len(markers(marks)) == 2, what="2 startups")
+        for _ in range(10):
+            assert http_get(srv.port, "/")[0] == 200
+        assert sorted(markers(marks)) == sorted(("startup", p) for p in workers)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        got = markers(marks)
+        assert sorted(p for m, p in got if m == "shutdown") == sorted(workers)
+        assert len(got) == 4
+
+
+def test_failing_startup_fails_boot(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    with reclusterd("tapp:app", "--workers", "2", "--chdir", str(tmp_path),
+                    env={"ASGI_FAIL_STARTUP": "1"}) as srv:
+        code = srv.wait_exit(30)
+        assert code == 1
+        assert "db unreachable" in srv.stderr()
+
+
+def test_lifespan_auto_ignores_apps_without_it(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    assert scope['type'] == 'http'\n"
+        "    body = repr(sorted(scope)).encode()\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n")
+    with reclusterd("plain:app", "--workers", "1", "--chdir", str(tmp_path)) as srv:
+        srv.wait_ready()
+        status, _, body = http_get(srv.port, "/")
+        assert status == 200 and b"'state'" not in body
+    with reclusterd("plain:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--lifespan", "on") as srv:
+        assert srv.wait_exit(30) == 1
+        assert "lifespan" in srv.stderr()
+
+
+def test_lifespan_off(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    marks = tmp_path / "marks"
+    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path), "--lifespan", "off",
+                    env={"ASGI_MARKERS": str(marks)}) as srv:
+        srv.wait_ready()
+        assert http_get(srv.port, "/")[0] == 200
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+    assert markers(marks) == []
+
+
+@pytest.mark.parametrize("http", PARSERS)
+def test_40_concurrent_sleeps_overlap(tmp_path: Path, http: str) -> None:
+    asgi_write_app(tmp_path)
+    with reclusterd("tapp:app", "--workers", "2", "--http", http,
+                    "--chdir", str(tmp_path)) as srv:
+        srv.wait_ready()
+        srv.wait_workers(2)
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(40) as pool:
+            results = list(pool.map(lambda _: http_get(srv.port, "/sleep", timeout=20),
+                                    range(40)))
+        elapsed = time.monotonic() - t0
+        assert all(r[0] == 200 and r[2] == b"slept" for r in results)
+        assert elapsed < 4.0, elapsed       # serial would be 20 s (10 s per worker)
+
+
+def test_term_finishes_in_flight_then_exits_0(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    marks = tmp_path / "marks"
+    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+                    env={"ASGI_MARKERS": str(marks)}) as srv:
+        srv.wait_ready()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET /sleep HTTP/1.1\r\nHost: h\r\n\r\n")
+            wait_for(lambda: any(m == "sleeping" for m, _ in markers(marks)),
+                     what="request in flight")
+            srv.signal(signal.SIGTERM)
+            (r,), closed = read_responses(s, ["GET"])
+            assert r.status == 200 and r.body == b"slept"
+            assert r.headers.get("connection") == "close" or closed
+        assert srv.wait_exit(20) == 0
+
+
+def test_keep_alive_timeout_closes_idle(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--keep-alive", "1") as srv:
+        srv.wait_ready()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            (r,), closed = read_responses(s, ["GET"])
+            assert r.status == 200 and not closed
+            t0 = time.monotonic()
+            assert server_closes(s, 5)
+            assert 0.8 < time.monotonic() - t0 < 3.5
+
+
+def test_header_deadline_408_and_others_served(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--header-timeout", "1") as srv:
+        srv.wait_ready()
+        slow = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                for _ in range(20)]
+        try:
+            for s in slow:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")
+            assert http_get(srv.port, "/")[0] == 200       # not starved
+            for s in slow:
+                s.settimeout(5)
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+                assert data.startswith(b"HTTP/1.1 408")
+        finally:
+            for s in slow:
+                s.close()
+
+
+def test_worker_connections_cap_503(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--worker-connections", "2") as srv:
+        srv.wait_ready()
+        held = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(2)]
+        try:
+            for s in held:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                assert read_responses(s, ["GET"])[0][0].status == 200
+            status, headers, _ = http_get(srv.port, "/")
+            assert status == 503 and headers["connection"] == "close"
+        finally:
+            for s in held:
+                s.close()
+        wait_for(lambda: http_get(srv.port, "/")[0] == 200, what="cap freed")
+
+
+def test_wsgi_app_on_asyncio_worker_is_a_boot_error(tmp_path: Path) -> None:
+    (tmp_path / "w.py").write_text("def app(environ, start_response):\n    return []\n")
+    with reclusterd("w:app", "--workers", "1", "-k", "asyncio", "--chdir", str(tmp_path)) as srv:
+        assert srv.wait_exit(30) != 0
+        assert "--worker-class thread" in srv.stderr()
