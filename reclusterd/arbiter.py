@@ -70,6 +70,7 @@ class Arbiter(Lifecycle):
         self.pidfile: str | None = None
         self.reexec_pid: int | None = None
         self.status: StatusServerLike | None = None
+        self.status_retry_at: float | None = None
         self.notified_ready = False
         self.watchdog: float | None = systemd.watchdog_interval(self.environ)
         self.watchdog_at = 0.0
@@ -138,6 +139,8 @@ class Arbiter(Lifecycle):
                                + (f"\n{tb}" if tb else "")) from None
 
     def _start_status_server(self) -> None:
+        """Bind --status-bind; a re-exec'd master (USR2) retries until the old one lets go."""
+        self.status_retry_at = None
         if not getattr(self.cfg, "status_bind", None):
             return
         try:
@@ -148,7 +151,12 @@ class Arbiter(Lifecycle):
             log.warning("--status-bind: status server unavailable: %s", e)
             return
         except (OSError, sockets.BindError) as e:
-            raise StartupError(f"status-bind {self.cfg.status_bind}: {e}") from None
+            if sockets.FDS_ENV not in self.environ:
+                raise StartupError(f"status-bind {self.cfg.status_bind}: {e}") from None
+            log.warning("status-bind %s: %s; retrying (old master still holds it?)",
+                        self.cfg.status_bind, e)
+            self.status_retry_at = time.monotonic() + 1.0
+            return
         self.status = server
         self.selector.register(server.fileno(), selectors.EVENT_READ, server)
 
@@ -185,6 +193,8 @@ class Arbiter(Lifecycle):
                 deadlines.append(w.last_hb + w.cfg.timeout)
         if self.drain_at is not None:
             deadlines.append(self.drain_at)
+        if self.status_retry_at is not None:
+            deadlines.append(self.status_retry_at)
         if self.stopping is None and self._missing() > 0:
             deadlines.append(now + self.backoff.wait())
         if self.watchdog:
@@ -393,6 +403,8 @@ class Arbiter(Lifecycle):
             self.watchdog_at = now + self.watchdog
         if self.drain_at is not None and now >= self.drain_at:
             self._begin_drain()
+        if self.status_retry_at is not None and now >= self.status_retry_at:
+            self._start_status_server()
         for w in list(self.workers.values()):
             if w.kill_at is not None and now >= w.kill_at:
                 log.warning("%s still alive %.1fs after %s: SIGKILL", w.label,

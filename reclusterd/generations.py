@@ -244,6 +244,9 @@ class Lifecycle:
             log.error("reload aborted: configuration error: %s; generation %d keeps serving",
                       e, self.generation)
             return
+        if getattr(new_cfg, "preload", False):
+            log.warning("reload with --preload: workers reuse the app the master loaded at "
+                        "start; code changes need a restart (or USR2)")
         if tuple(new_cfg.bind) != tuple(self.cfg.bind):
             log.warning("reload: --bind changes need a restart (USR2); keeping %s",
                         ", ".join(self.cfg.bind))

@@ -27,6 +27,13 @@ from tests.support import (
 )
 
 
+def status_of(port: int, path: str) -> int:
+    try:
+        return http_get(port, path, timeout=2)[0]
+    except Exception:
+        return 0
+
+
 def test_stuck_request_is_killed_after_timeout_with_its_stack_logged(tmp_path: Path) -> None:
     write_app(tmp_path)
     with arbiter_server(tmp_path, "--workers", "2", "--timeout", "1.5") as srv:
@@ -78,7 +85,9 @@ def test_recycling_replaces_workers_without_losing_a_request(
 def test_usr2_then_term_old_master_leaves_the_new_one_serving(tmp_path: Path) -> None:
     write_app(tmp_path)
     pidfile = tmp_path / "r.pid"
-    with arbiter_server(tmp_path, "--workers", "2", "--pid", str(pidfile)) as srv:
+    sport = free_port()
+    with arbiter_server(tmp_path, "--workers", "2", "--pid", str(pidfile),
+                        "--status-bind", f"127.0.0.1:{sport}") as srv:
         srv.wait_ready()
         wait_log(srv, "workers of generation 1 ready")
         old_workers = wait_worker_pids(srv, 2)
@@ -100,6 +109,8 @@ def test_usr2_then_term_old_master_leaves_the_new_one_serving(tmp_path: Path) ->
             body = get_body(srv.port)
             assert body.startswith("v1 ")
             assert int(body.split()[1]) not in old_workers
+        # the new master takes over the status endpoint once the old one let go of it
+        wait_for(lambda: status_of(sport, "/livez") == 200, 10, what="the new master's /livez")
         assert psutil.pid_exists(new_master)
         os.kill(new_master, signal.SIGTERM)
         wait_for(lambda: not psutil.pid_exists(new_master) or psutil.Process(
