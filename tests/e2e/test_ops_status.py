@@ -26,7 +26,11 @@ def metric(text: str, name: str) -> float:
 
 
 def status(port: int, path: str) -> tuple[int, str]:
-    code, _, body = http_get(port, path, timeout=3)
+    """(code, body) from the status server; (0, "") while it is not listening yet."""
+    try:
+        code, _, body = http_get(port, path, timeout=3)
+    except OSError:
+        return 0, ""
     return code, body.decode()
 
 
