@@ -7,12 +7,31 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from reclusterd import logging as rlog
 from reclusterd.logging import AccessInfo, AccessLog, format_line
+
+
+@pytest.fixture(autouse=True)
+def restore_error_logger() -> Iterator[None]:
+    """setup_logging changes a process-wide logger: put it back for other tests (caplog)."""
+    logger = logging.getLogger("reclusterd.error")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for h in list(logger.handlers):
+        if h not in saved[0]:
+            logger.removeHandler(h)
+            h.close()
+    rlog._handlers.clear()
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 def info(**kw: Any) -> AccessInfo:
