@@ -141,6 +141,8 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
             t0 = time.monotonic()
             for case in cases:
                 for run in live:
+                    if not run.spec.serves(case.scenario):
+                        continue
                     if not run.alive():
                         res = wrkrun.Result(failed="server died")
                     else:
@@ -161,7 +163,7 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     summary = {k: report.summarize(v) for k, v in table.items()}
     shown = [s for s in specs if any(r.spec is s and not r.error for r in runs)]
     print()
-    for interface in ("wsgi", "asgi"):
+    for interface in ("wsgi", "asgi", "raw"):
         if any(s.interface == interface for s in shown):
             print(f"{interface.upper()}: req/s median (p99 median)")
             print(report.wide_table(summary, cases, shown, interface), "\n")

@@ -62,7 +62,7 @@ def best_peer(table: Table, case: Case, specs: list[Spec], interface: str
 
 def ratio(table: Table, case: Case, spec: Spec, specs: list[Spec]) -> str:
     """`x1.23 vs NAME` for a reclusterd server, '' for peers or without data."""
-    if spec.peer or (case, spec.name) not in table:
+    if spec.peer or spec.reference or (case, spec.name) not in table:
         return ""
     best = best_peer(table, case, specs, spec.interface)
     if best is None:
@@ -84,7 +84,7 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
 def wide_table(table: Table, cases: list[Case], specs: list[Spec], interface: str) -> str:
     """One row per case, one column per server of `interface`: req/s (p99 ms)."""
     cols = [s for s in specs if s.interface == interface]
-    mine = [s for s in cols if not s.peer]
+    mine = [s for s in cols if not s.peer and not s.reference]
     header = ["case"] + [s.name for s in cols] + [f"{s.name} vs best peer" for s in mine]
     rows = []
     for case in cases:
@@ -93,7 +93,8 @@ def wide_table(table: Table, cases: list[Case], specs: list[Spec], interface: st
             sm = table.get((case, s.name))
             row.append(f"{_fmt_rps(sm)} ({sm.p99_ms:.1f} ms)" if sm else "-")
         row += [ratio(table, case, s, specs) or "-" for s in mine]
-        rows.append(row)
+        if any((case, s.name) in table for s in cols):
+            rows.append(row)
     return _md(header, rows)
 
 
@@ -101,6 +102,7 @@ def cpu_table(table: Table, cases: list[Case], specs: list[Spec], interface: str
     """Server CPU time per request (user + system µs): efficiency that machine load
     does not skew the way req/s is skewed on a shared or busy machine."""
     cols = [s for s in specs if s.interface == interface]
+    mine = [s for s in cols if not s.peer and not s.reference]
     rows = []
     for case in cases:
         row = [case.label]
@@ -108,8 +110,20 @@ def cpu_table(table: Table, cases: list[Case], specs: list[Spec], interface: str
             sm = table.get((case, s.name))
             row.append(f"{sm.user_us + sm.sys_us:.0f} ({sm.user_us:.0f}+{sm.sys_us:.0f})"
                        if sm and sm.rps else "-")
-        rows.append(row)
-    return _md(["case"] + [s.name for s in cols], rows)
+        for s in mine:
+            sm = table.get((case, s.name))
+            peers = [(p.name, table[(case, p.name)]) for p in cols
+                     if p.peer and (case, p.name) in table and table[(case, p.name)].rps]
+            if sm and sm.rps and peers:
+                name, best = min(peers, key=lambda p: p[1].user_us + p[1].sys_us)
+                row.append(f"x{(best.user_us + best.sys_us) / (sm.user_us + sm.sys_us):.2f}"
+                           f" vs {name}")
+            else:
+                row.append("-")
+        if any((case, s.name) in table for s in cols):
+            rows.append(row)
+    return _md(["case"] + [s.name for s in cols]
+               + [f"{s.name} efficiency vs leanest peer" for s in mine], rows)
 
 
 def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
@@ -191,11 +205,13 @@ def results_md(table: Table, cases: list[Case], specs: list[Spec], runs: list[Ru
         "`cN` = N connections. `!` marks a server with socket errors or non-2xx answers "
         "(see the full table).", "",
     ]
-    for interface in ("wsgi", "asgi"):
+    for interface in ("wsgi", "asgi", "raw"):
         if any(s.interface == interface for s in specs):
-            parts += [f"## {interface.upper()}: req/s (p99 latency)", "",
+            title = "ceiling (uvloop + httptools, canned answer, no app)" \
+                if interface == "raw" else interface.upper()
+            parts += [f"## {title}: req/s (p99 latency)", "",
                       wide_table(table, cases, specs, interface), "",
-                      f"### {interface.upper()}: server CPU per request, µs total (user+system)",
+                      f"### {title}: server CPU per request, µs (user+system)",
                       "", cpu_table(table, cases, specs, interface), ""]
     parts += ["## Startup and idle memory", "", boot_table(runs), "",
               "## Every run (medians)", "", long_table(table, cases, specs), ""]

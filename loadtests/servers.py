@@ -33,6 +33,11 @@ class Spec:
     needs: str  # importable module that must exist in the bench interpreter
     argv: Callable[[str, int], list[str]]  # (python, port) -> command line
     peer: bool = True
+    reference: bool = False  # shown for scale (the ceiling), never ranked
+    only: tuple[str, ...] = ()  # scenarios it can serve; () = all
+
+    def serves(self, scenario: str) -> bool:
+        return not self.only or scenario in self.only
 
     def available(self) -> bool:
         """True if the module this server needs is importable here."""
@@ -74,6 +79,9 @@ SPECS: list[Spec] = [
     Spec("gunicorn-uvicorn", "asgi", "uvicorn_worker",
          _gunicorn("uvicorn_worker.UvicornWorker")),
     Spec("granian-asgi", "asgi", "granian", _granian("asgi")),
+    Spec("ceiling", "raw", "uvloop",
+         lambda py, port: [py, str(HERE / "ceiling.py"), str(port), str(WORKERS)],
+         peer=False, reference=True, only=("hello", "pipeline")),
 ]
 BY_NAME = {s.name: s for s in SPECS}
 

@@ -64,10 +64,12 @@ def build_cases(scenarios: list[str], modes: list[str], conns: list[int] | None,
                 c256_for: tuple[str, ...] = ("hello", "sleep")) -> list[Case]:
     """Every scenario x mode at c=64, plus c=256 for `c256_for`; or the full product."""
     if conns is not None:
-        return [Case(s, m, c) for c in conns for s in scenarios for m in modes]
-    cases = [Case(s, m, 64) for s in scenarios for m in modes]
-    cases += [Case(s, m, 256) for s in scenarios if s in c256_for for m in modes]
-    return cases
+        cases = [Case(s, m, c) for c in conns for s in scenarios for m in modes]
+    else:
+        cases = [Case(s, m, 64) for s in scenarios for m in modes]
+        cases += [Case(s, m, 256) for s in scenarios if s in c256_for for m in modes]
+    # pipelining needs a connection that stays open
+    return [c for c in cases if not (c.scenario == "pipeline" and c.mode == "close")]
 
 
 def wrk_path() -> str | None:
