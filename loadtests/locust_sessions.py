@@ -6,13 +6,29 @@
 
 Each simulated user keeps its own cookie jar, so every user has its own session. A
 GET /session that answers anything but the next hit number for that user counts as a
-failure: with state kept per worker (examples.sessions.naive:app) this scenario
-fails loudly, which is the point of the example.
+failure.
+
+By default each user keeps one keep-alive connection, which pins it to one worker:
+the naive per-worker dict app (examples.sessions.naive:app) then looks correct, as it
+does in production until a connection is closed (keep-alive timeout, reload, recycle,
+a browser's second connection). `--new-connections` sends `Connection: close` on
+every request, so each request may land on any worker; the naive app then fails on
+most reads, the Redis app on none.
 """
 
 from __future__ import annotations
 
-from locust import HttpUser, between, task
+from typing import Any
+
+from locust import HttpUser, between, events, task
+
+
+def _options(parser: Any) -> None:
+    parser.add_argument("--new-connections", action="store_true", default=False,
+                        help="send Connection: close on every request (no worker affinity)")
+
+
+events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
 
 
 class SessionUser(HttpUser):
@@ -22,6 +38,8 @@ class SessionUser(HttpUser):
 
     def on_start(self) -> None:
         self.hits = 0
+        if getattr(self.environment.parsed_options, "new_connections", False):
+            self.client.headers["Connection"] = "close"
         with self.client.post("/session", name="POST /session (login)",
                               catch_response=True) as resp:
             if resp.status_code != 200 or "sid" not in self.client.cookies:
