@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reclusterd.error")
 _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 TICK = 0.25
+PROMOTE_AFTER = 0.004
 _BUSY = error_response(503, "too many connections")
 
 
@@ -56,6 +57,12 @@ class ThreadWorker(Worker):
         from reclusterd.sockets import ssl_context
         self.ssl = ssl_context(cfg)
         self.threads: list[threading.Thread] = []
+        # Pollers wait in epoll and serve what they get; spares are parked (see _spare_duty).
+        # Start "starved" so the first spare is promoted at once.
+        self.pollers = 0
+        self.idle_pollers = 0
+        self.starved_since = 1.0
+        self.duty = threading.Lock()
 
     # -- main thread: lifecycle, heartbeats, deadlines ----------------------
     def run(self) -> None:
@@ -67,7 +74,7 @@ class ThreadWorker(Worker):
             self.lsocks[sock.fileno()] = (sock, env)
             self.ep.register(sock.fileno(), _ARM)
         for i in range(max(1, self.cfg.threads)):
-            t = threading.Thread(target=self._serve_forever, name=f"reclusterd-{i}",
+            t = threading.Thread(target=self._pool_thread, name=f"reclusterd-{i}",
                                  daemon=True)
             t.start()
             self.threads.append(t)
@@ -131,7 +138,31 @@ class ThreadWorker(Worker):
             conn.close()
 
     # -- pool threads ---------------------------------------------------------
-    def _serve_forever(self) -> None:
+    def _pool_thread(self) -> None:
+        while self.alive:
+            self._spare_duty()
+            self._poll_loop()
+
+    def _spare_duty(self) -> None:
+        """Parked thread: becomes a poller when every poller has been busy PROMOTE_AFTER s.
+
+        One spare at a time watches (the others wait on `duty`), so an idle worker costs a
+        few hundred cheap wake-ups a second, and fast requests run without GIL contention.
+        """
+        with self.duty:
+            while self.alive:
+                since = self.starved_since
+                if since and time.monotonic() - since >= PROMOTE_AFTER:
+                    with self.lock:
+                        if self.starved_since:
+                            self.pollers += 1
+                            self.idle_pollers += 1
+                            self.starved_since = 0.0
+                            return
+                time.sleep(PROMOTE_AFTER / 2)
+
+    def _poll_loop(self) -> None:
+        """Poller: wait for one ready fd, serve it inline, repeat; step down when redundant."""
         poll = self.ep.poll
         lsocks = self.lsocks
         conns = self.conns
@@ -143,23 +174,41 @@ class ThreadWorker(Worker):
                 continue
             except OSError:
                 return
-            for fd, _ in events:
-                lsock = lsocks.get(fd)
+            if not events:
+                continue
+            fd = events[0][0]
+            lsock = lsocks.get(fd)
+            with lock:
+                self.idle_pollers -= 1
+                if not self.idle_pollers:
+                    self.starved_since = time.monotonic()
+                conn = None
+                if lsock is None:
+                    conn = conns.get(fd)
+                    if conn is not None:
+                        if conn.busy:
+                            conn = None
+                        else:
+                            conn.busy = True
+            try:
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
-                    if conn is None:
-                        continue
-                else:
-                    with lock:
-                        conn = conns.get(fd)
-                        if conn is None or conn.busy:
-                            continue
-                        conn.busy = True
-                try:
+                if conn is not None:
                     self._drive(conn)
-                except Exception:  # noqa: BLE001 - a thread must survive anything
-                    log.exception("unexpected error on a connection")
+            except Exception:  # noqa: BLE001 - a thread must survive anything
+                log.exception("unexpected error on a connection")
+                if conn is not None:
                     self._close(conn)
+            finally:
+                with lock:
+                    redundant = self.idle_pollers > 0 and self.pollers > 1
+                    if redundant:
+                        self.pollers -= 1
+                    else:
+                        self.idle_pollers += 1
+                        self.starved_since = 0.0
+            if redundant:
+                return
 
     def _accept(self, fd: int, lsock: socket.socket, env: Environ) -> Conn | None:
         try:

@@ -146,3 +146,22 @@ def test_sync_header_deadline() -> None:
             s.settimeout(5)
             assert s.recv(65536).startswith(b"HTTP/1.1 408 ")
         assert quick_get(srv.port)[0] == 200
+
+
+def test_slow_requests_run_concurrently_on_the_pool() -> None:
+    """4 threads: 4 blocking requests overlap, and a fast one is not stuck behind them."""
+    with reclusterd(APP, "--workers", "1", "--worker-class", "thread", "--threads", "5") as srv:
+        srv.wait_ready()
+        t0 = time.monotonic()
+        results: list[int] = []
+        ts = [threading.Thread(target=lambda: results.append(quick_get(srv.port, "/sleep?1")[0]))
+              for _ in range(4)]
+        for t in ts:
+            t.start()
+        time.sleep(0.2)
+        status, took = quick_get(srv.port)
+        assert status == 200 and took < 0.5
+        for t in ts:
+            t.join(10)
+        assert results == [200] * 4
+        assert time.monotonic() - t0 < 1.8
