@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from reclusterd import control, sockets, systemd
+from reclusterd import control, masterutil, sockets, systemd
 from reclusterd.backoff import Backoff
 from reclusterd.generations import Lifecycle
 from reclusterd.signals import SignalQueue, signame
@@ -104,7 +104,7 @@ class Arbiter(Lifecycle):
         from reclusterd import logging as rlogging
 
         rlogging.setup_logging(self.cfg)
-        self._set_title()
+        masterutil.set_title(self.cfg.name or self.cfg.app)
         try:
             self.listeners = sockets.bind_listeners(self.cfg, self.environ)
             sockets.ssl_context(self.cfg)
@@ -313,7 +313,9 @@ class Arbiter(Lifecycle):
             for other in self.workers.values():
                 other.sock.close()
             arb.close()
-            self._close_status_in_child()
+            if self.status is not None:
+                masterutil.close_status_in_child(self.status)
+                self.status = None
             from reclusterd.workers.base import run_worker
 
             run_worker(cfg, self.listeners, chan, generation, self.app)
@@ -434,34 +436,16 @@ class Arbiter(Lifecycle):
     def _notify(self, state: str) -> None:
         systemd.notify(state, self.environ)
 
-    def _set_title(self) -> None:
-        try:
-            import setproctitle
-
-            setproctitle.setproctitle(f"reclusterd: master [{self.cfg.name or self.cfg.app}]")
-        except ImportError:
-            pass
-
     def _write_pidfile(self, path: str) -> None:
-        tmp = f"{path}.{self.pid}.tmp"
         try:
-            with open(tmp, "w") as f:
-                f.write(f"{self.pid}\n")
-            os.replace(tmp, path)
+            masterutil.write_pidfile(path, self.pid)
         except OSError as e:
             raise StartupError(f"pid: cannot write pidfile {path}: {e.strerror or e}") from None
         self.pidfile = path
 
     def _remove_pidfile(self) -> None:
-        if not self.pidfile:
-            return
-        try:
-            with open(self.pidfile) as f:
-                mine = f.read().strip() == str(self.pid)
-            if mine:
-                os.unlink(self.pidfile)
-        except OSError:
-            pass
+        if self.pidfile:
+            masterutil.remove_pidfile(self.pidfile, self.pid)
         self.pidfile = None
 
     def _close_status(self) -> None:
@@ -471,25 +455,6 @@ class Arbiter(Lifecycle):
             except Exception:
                 pass
         self.status = None
-
-    def _close_status_in_child(self) -> None:
-        """Close the status server's fds in a forked child (no unix socket unlink)."""
-        st = self.status
-        self.status = None
-        if st is None:
-            return
-        closer = getattr(st, "close_in_child", None)
-        if closer is not None:
-            closer()
-            return
-        lis = getattr(st, "listener", None)
-        for sock in [getattr(lis, "sock", None)] + [
-                getattr(c, "sock", None) for c in getattr(st, "conns", {}).values()]:
-            if sock is not None:
-                sock.close()
-        sel = getattr(st, "selector", None)
-        if sel is not None:
-            sel.close()
 
     def _cleanup(self) -> None:
         self._close_listeners()
