@@ -218,10 +218,11 @@ def test_readline_and_iteration(srv: Server) -> None:
 
 
 def test_validator_finds_nothing(srv: Server) -> None:
-    for path, method, body in (("/validate/echo", "POST", b"data"), ("/validate/stream", "GET", b""),
-                               ("/validate/write", "GET", b""), ("/validate/hello", "HEAD", b""),
-                               ("/validate/file", "GET", b""), ("/validate/lines", "POST", b"a\nb"),
-                               ("/validate/environ", "GET", b"")):
+    cases = (("/validate/echo", "POST", b"data"), ("/validate/stream", "GET", b""),
+             ("/validate/write", "GET", b""), ("/validate/hello", "HEAD", b""),
+             ("/validate/file", "GET", b""), ("/validate/lines", "POST", b"a\nb"),
+             ("/validate/environ", "GET", b""))
+    for path, method, body in cases:
         raw = (f"{method} {path} HTTP/1.1\r\nHost: h\r\nContent-Length: {len(body)}\r\n\r\n"
                .encode() + body)
         rs, _ = exchange(srv, raw, (method,))

@@ -1,0 +1,195 @@
+"""wsgi.py without a server: a socketpair for the connection, a stand-in worker."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from reclusterd import config
+from reclusterd.workers.base import Worker
+from reclusterd.wsgi import Conn, Input, WSGIHandler
+
+
+class FakeChannel:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def ready(self) -> None:
+        self.sent.append(("ready", None))
+
+    def heartbeat(self, stats: object = None) -> None:
+        self.sent.append(("hb", stats))
+
+    def recycle(self, reason: str) -> None:
+        self.sent.append(("recycle", reason))
+
+
+def make(app: Any, *opts: str) -> tuple[WSGIHandler, Worker]:
+    cfg = config.load(["x:app", "--workers", "2", *opts], {})
+    worker = Worker(cfg, [], FakeChannel(), app, "wsgi")  # type: ignore[arg-type]
+    return WSGIHandler(worker, app, multithread=True), worker
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def run(app: Any, raw: bytes, pair: tuple[socket.socket, socket.socket],
+        *opts: str) -> tuple[bytes, bool]:
+    """Feed `raw` as the client, serve one request, return (what the client got, keep)."""
+    handler, _ = make(app, *opts)
+    server, client = pair
+    env = {"SERVER_NAME": "s", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+           "SCRIPT_NAME": "", "wsgi.version": (1, 0)}
+    conn = handler.new_conn(server, ("10.0.0.1", 1234), env)
+    client.sendall(raw)
+    conn.read_more(2)
+    while not conn.events:
+        conn.read_more(2)
+    req = conn.events.popleft()
+    keep = handler.serve(conn, req)
+    client.settimeout(0.5)
+    out = b""
+    try:
+        while chunk := client.recv(65536):
+            out += chunk
+    except TimeoutError:
+        pass
+    return out, keep
+
+
+def test_environ_keys(pair: tuple[socket.socket, socket.socket]) -> None:
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        seen.update(environ)
+        start("200 OK", [("Content-Length", "0")])
+        return []
+
+    run(app, b"GET /a%2Fb%20c?x=%41 HTTP/1.1\r\nHost: h.example:8080\r\nA-B: 1\r\n"
+             b"a-b: 2\r\nX_Y: no\r\nContent-Type: t/x\r\n\r\n", pair)
+    assert seen["PATH_INFO"] == "/a/b c" and seen["QUERY_STRING"] == "x=%41"
+    assert seen["HTTP_A_B"] == "1,2" and "HTTP_X_Y" not in seen
+    assert seen["CONTENT_TYPE"] == "t/x" and "CONTENT_LENGTH" not in seen
+    assert (seen["SERVER_NAME"], seen["SERVER_PORT"]) == ("h.example", "8080")
+    assert (seen["REMOTE_ADDR"], seen["REMOTE_PORT"]) == ("10.0.0.1", "1234")
+
+
+def test_input_streaming_reads(pair: tuple[socket.socket, socket.socket]) -> None:
+    got: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        inp: Input = environ["wsgi.input"]
+        got["a"] = inp.read(3)
+        got["line"] = inp.readline()
+        got["lines"] = inp.readlines()
+        got["end"] = inp.read()
+        start("200 OK", [])
+        return [b"ok"]
+
+    body = b"abcdef\nline2\nline3"
+    out, keep = run(app, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body), pair)
+    assert got == {"a": b"abc", "line": b"def\n", "lines": [b"line2\n", b"line3"], "end": b""}
+    assert b"transfer-encoding: chunked" in out.lower() and out.endswith(b"2\r\nok\r\n0\r\n\r\n")
+    assert keep
+
+
+def test_exc_info_replaces_headers_before_sending(pair: tuple[socket.socket, socket.socket]
+                                                  ) -> None:
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start("200 OK", [("X-A", "1")])
+        try:
+            raise KeyError("x")
+        except KeyError:
+            start("500 Oops", [("X-B", "2")], sys.exc_info())
+        return [b"err"]
+
+    out, _ = run(app, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", pair)
+    assert out.startswith(b"HTTP/1.1 500 Oops\r\n") and b"X-B: 2" in out and b"X-A" not in out
+
+
+def test_second_start_response_without_exc_info_is_an_error(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start("200 OK", [])
+        start("201 Created", [])
+        return [b""]
+
+    out, keep = run(app, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", pair)
+    assert out.startswith(b"HTTP/1.1 500 ") and not keep
+
+
+@pytest.mark.parametrize("status", ["200", "OK 200", "2000 x", 200])
+def test_bad_status_gives_500(pair: tuple[socket.socket, socket.socket], status: Any) -> None:
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start(status, [])
+        return [b"x"]
+
+    out, _ = run(app, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", pair)
+    assert out.startswith(b"HTTP/1.1 500 ")
+
+
+def test_non_bytes_body_gives_500(pair: tuple[socket.socket, socket.socket]) -> None:
+    def app(environ: dict[str, Any], start: Any) -> list[str]:
+        start("200 OK", [])
+        return ["text"]
+
+    out, _ = run(app, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", pair)
+    assert out.startswith(b"HTTP/1.1 500 ")
+
+
+def test_unread_small_body_is_drained_large_closes(pair: tuple[socket.socket, socket.socket]
+                                                   ) -> None:
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    _, keep = run(app, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789",
+                  pair)
+    assert keep
+    a, b = socket.socketpair()
+    try:
+        out, keep = run(app, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10000000\r\n\r\n"
+                        + b"x" * 1000, (a, b))
+        assert not keep and b"connection: close" in out.lower()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_keep_alive_zero_closes(pair: tuple[socket.socket, socket.socket]) -> None:
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    out, keep = run(app, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", pair, "--keep-alive", "0")
+    assert not keep and b"connection: close" in out.lower()
+
+
+def test_accounting_and_max_requests() -> None:
+    _, worker = make(lambda e, s: [], "--max-requests", "3")
+    for _ in range(5):
+        worker.request_finished(worker.request_started(), 200)
+    assert worker.requests == 5 and worker.stats()["s2xx"] == 5
+    assert [m for m in worker.channel.sent if m[0] == "recycle"] == [  # type: ignore[attr-defined]
+        ("recycle", "max-requests")]
+    t = worker.request_started()
+    worker.in_flight[t] -= 1000
+    assert worker.stuck(worker.in_flight[t] + 1000)
+    worker.maybe_heartbeat()
+    assert not [m for m in worker.channel.sent if m[0] == "hb"]  # type: ignore[attr-defined]
+
+
+def test_conn_is_conn_type(pair: tuple[socket.socket, socket.socket]) -> None:
+    handler, _ = make(lambda e, s: [])
+    conn = handler.new_conn(pair[0], ("1.2.3.4", 5), {})
+    assert isinstance(conn, Conn) and conn.recv_now() == -1
