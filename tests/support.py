@@ -524,7 +524,8 @@ def read_responses(sock: socket.socket, methods: Sequence[str], timeout: float =
     for method in methods:
         conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
         conn.send(h11.EndOfMessage())
-        status, headers, body = 0, [], b""
+        status, body = 0, b""
+        headers: list[tuple[bytes, bytes]] = []
         while True:
             try:
                 ev = conn.next_event()

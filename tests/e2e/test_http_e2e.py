@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Server, read_responses, reclusterd, server_closes, wait_for
+from tests.support import Resp, Server, read_responses, reclusterd, server_closes, wait_for
 
 APP = "tests.e2e.test_wsgi_apps:app"
 MATRIX = [(k, p) for k in ("thread", "sync") for p in ("httptools", "h11")]
@@ -36,13 +36,13 @@ def kind(srv: Server) -> str:
 
 
 def exchange(srv: Server, data: bytes, methods: tuple[str, ...] = ("GET",),
-             info: list[int] | None = None) -> tuple[list, bool]:  # type: ignore[type-arg]
+             info: list[int] | None = None) -> tuple[list[Resp], bool]:
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         s.sendall(data)
         return read_responses(s, methods, informational=info)
 
 
-def get(srv: Server, target: str, extra: bytes = b"", method: str = "GET") -> object:
+def get(srv: Server, target: str, extra: bytes = b"", method: str = "GET") -> Resp:
     raw = f"{method} {target} HTTP/1.1\r\nHost: example.com:8080\r\n".encode() + extra + b"\r\n"
     rs, _ = exchange(srv, raw, (method,))
     assert len(rs) == 1, rs
@@ -52,8 +52,8 @@ def get(srv: Server, target: str, extra: bytes = b"", method: str = "GET") -> ob
 def test_get_and_environ(srv: Server) -> None:
     r = get(srv, "/environ/a%20b/%C3%A9?x=1%202&y",
             b"X-A: 1\r\nX-A: 2\r\nX_Bad: smuggled\r\nContent-Type: text/x\r\n")
-    assert r.status == 200  # type: ignore[attr-defined]
-    env = json.loads(r.body)  # type: ignore[attr-defined]
+    assert r.status == 200
+    env = json.loads(r.body)
     assert env["PATH_INFO"] == "/environ/a b/\u00c3\u00a9"        # percent-decoded, latin-1
     assert env["QUERY_STRING"] == "x=1%202&y"
     assert env["SCRIPT_NAME"] == ""
@@ -172,8 +172,8 @@ def test_large_streaming_upload(srv: Server) -> None:
 def test_app_exceptions(srv: Server) -> None:
     workers = srv.workers()
     r = get(srv, "/boom")
-    assert r.status == 500  # type: ignore[attr-defined]
-    assert b"boom" not in r.body  # type: ignore[attr-defined]  (no traceback to the client)
+    assert r.status == 500
+    assert b"boom" not in r.body  # no traceback to the client
     rs, closed = exchange(srv, b"GET /boom_late HTTP/1.1\r\nHost: h\r\n\r\n")
     assert closed and (not rs or not rs[0].complete)
     raw = b"GET /bad_header HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -184,8 +184,8 @@ def test_app_exceptions(srv: Server) -> None:
             data += chunk
     assert data.startswith(b"HTTP/1.1 500 ") and b"pwned" not in data
     r = get(srv, "/exc_info")
-    assert r.status == 503 and r.body == b"sorry\n"  # type: ignore[attr-defined]
-    assert get(srv, "/hello").status == 200  # type: ignore[attr-defined]
+    assert r.status == 503 and r.body == b"sorry\n"
+    assert get(srv, "/hello").status == 200
     assert srv.workers() == workers
     log = srv.stderr()
     assert "boom in the app" in log and "Traceback" in log
@@ -193,7 +193,7 @@ def test_app_exceptions(srv: Server) -> None:
 
 def test_close_always_called(srv: Server) -> None:
     tag = os.urandom(4).hex()
-    assert get(srv, f"/closing?{tag}a").status == 200  # type: ignore[attr-defined]
+    assert get(srv, f"/closing?{tag}a").status == 200
     rs, closed = exchange(srv, f"GET /closing?{tag}b&fail HTTP/1.1\r\nHost: h\r\n\r\n".encode())
     assert closed and not rs[0].complete
     wait_for(lambda: f"CLOSED {tag}a" in srv.stderr() and f"CLOSED {tag}b" in srv.stderr(),
@@ -237,7 +237,7 @@ def test_load_spreads_across_workers(srv: Server) -> None:
 
     def hit() -> None:
         for _ in range(30):
-            pids.add(get(srv, "/pid").body.split()[0].decode())  # type: ignore[attr-defined]
+            pids.add(get(srv, "/pid").body.split()[0].decode())
 
     def spread() -> bool:
         ts = [threading.Thread(target=hit) for _ in range(8)]

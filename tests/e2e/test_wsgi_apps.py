@@ -41,7 +41,8 @@ def echo(environ: Env, start: Start) -> list[bytes]:
 
 
 def environ_dump(environ: Env, start: Start) -> list[bytes]:
-    out = {k: (v if isinstance(v, (str, bool, int)) else repr(v)) for k, v in environ.items()}
+    out: dict[str, Any] = {k: (v if isinstance(v, (str, bool, int)) else repr(v))
+                           for k, v in environ.items()}
     out["wsgi.version"] = list(environ["wsgi.version"])
     return _reply(start, json.dumps(out).encode())
 
@@ -140,8 +141,8 @@ _FILE = os.path.join(tempfile.gettempdir(), f"reclusterd-test-file-{os.getpid()}
 def file(environ: Env, start: Start) -> Iterable[bytes]:
     data = bytes(range(256)) * 4096            # 1 MiB
     if not os.path.exists(_FILE):
-        with open(_FILE, "wb") as f:
-            f.write(data)
+        with open(_FILE, "wb") as out:
+            out.write(data)
     f = open(_FILE, "rb")  # noqa: SIM115 - closed by the server via close()
     headers = [("Content-Type", "application/octet-stream")]
     if environ["QUERY_STRING"] != "nolength":
