@@ -57,7 +57,7 @@ class Conn:
     """A client connection: non-blocking socket, parser, parsed-but-unhandled events."""
 
     __slots__ = ("sock", "fd", "parser", "events", "base_environ", "remote_addr", "timeout",
-                 "busy", "closed", "deadline", "head_start", "partial", "tls")
+                 "busy", "closed", "deadline", "head_start", "partial", "tls", "served")
 
     def __init__(self, sock: socket.socket, parser: Any, base_environ: Environ,
                  remote_addr: str, timeout: float) -> None:
@@ -73,6 +73,7 @@ class Conn:
         self.deadline = 0.0
         self.head_start = 0.0
         self.partial = False            # bytes fed that did not complete an event yet
+        self.served = 0                 # requests answered on this connection
         self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
 
     def recv_now(self) -> int:
@@ -452,8 +453,12 @@ class Exchange:
         return resp.keep_alive
 
     def progress(self) -> None:
-        """Client I/O happened: the request is not stuck (heartbeats continue)."""
-        self.h.worker.in_flight[self.token] = time.monotonic()
+        """Client I/O happened: the request is not stuck; heartbeats may go out (from the
+        serving thread, which is what the sync worker needs during a long upload)."""
+        worker = self.h.worker
+        now = worker.in_flight[self.token] = time.monotonic()
+        if worker.heartbeat_due(now):
+            worker.maybe_heartbeat(now)
 
 
 class WSGIHandler:
@@ -473,7 +478,10 @@ class WSGIHandler:
         kind = cfg.http
         self.new_parser: Callable[[], Any] = lambda: make_parser(kind, limits)
         self.access = AccessLog(cfg)
-        self.proxy = from_config(cfg.forwarded_allow_ips) if cfg.forwarded_allow_ips else None
+        from reclusterd.sockets import ssl_context
+        secure = ssl_context(cfg) is not None
+        self.proxy = (from_config(cfg.forwarded_allow_ips, secure=secure)
+                      if cfg.forwarded_allow_ips else None)
         self.keys: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": ""}
         self.multithread = multithread
         self.keep_alive = float(cfg.keep_alive) > 0   # sync sets False: always close
@@ -567,7 +575,7 @@ class WSGIHandler:
         if worker.pre_request is not None:
             worker.call_pre_request(env)
         ex.token = token = worker.request_started()
-        t0 = time.monotonic() if self.access.enabled else 0.0
+        t0 = time.monotonic()
         keep = False
         result: Any = None
         try:
@@ -603,11 +611,12 @@ class WSGIHandler:
         if keep and not inp.done:
             keep = inp.drain()
         code = ex.code or 500
-        worker.request_finished(token, code)
+        dt = time.monotonic() - t0
+        worker.request_finished(token, code, dt)
         if worker.post_request is not None:
             worker.call_post_request(env, code)
-        if t0:
-            self._access(conn, req, code, ex.length, time.monotonic() - t0)
+        if self.access.enabled:
+            self._access(env, req, code, ex.length, dt)
         return keep and not worker.draining
 
     def _failed(self, ex: Exchange, e: Exception) -> None:
@@ -656,7 +665,7 @@ class WSGIHandler:
         ex.length = sent
         return resp.keep_alive and sent == length
 
-    def _access(self, conn: Conn, req: Request, status: int, length: int, dt: float) -> None:
+    def _access(self, env: Environ, req: Request, status: int, length: int, dt: float) -> None:
         from reclusterd.logging import AccessInfo
-        self.access.log(AccessInfo(conn.remote_addr or "-", req.method, req.target,
+        self.access.log(AccessInfo(env.get("REMOTE_ADDR") or "-", req.method, req.target,
                                    req.http_version, status, length, dt, req.headers))

@@ -187,12 +187,10 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
         app, kind = _load(cfg, app)
         cls = resolve_worker_class(cfg.worker_class, kind)
         worker = cls(cfg, listeners, channel, app, kind)
-    except BootError as e:
-        log.error("%s", e)
+    except BootError as e:          # the arbiter logs the text (once), not us
         channel.boot_error(str(e))
         return EXIT_BOOT_ERROR
     except _AppLoadFailed as e:
-        log.error("%s", e.text)
         channel.boot_error(e.text)
         return EXIT_BOOT_ERROR
     worker.generation = generation
@@ -244,7 +242,9 @@ class Worker:
         self.requests = 0
         self.status_counts = [0] * 6
         self._tokens = itertools.count(1)
-        self.in_flight: dict[int, float] = {}
+        self.in_flight: dict[int, float] = {}     # token -> last progress (monotonic)
+        from reclusterd.metrics import DurationHistogram
+        self.durations = DurationHistogram()
         timeout = float(cfg.timeout or 0)
         self.timeout = timeout
         self.hb_interval = min(1.0, timeout / 4) if timeout > 0 else 1.0
@@ -332,9 +332,11 @@ class Worker:
         self.in_flight[token] = time.monotonic()
         return token
 
-    def request_finished(self, token: int, status: int) -> None:
-        """Count a finished request; may ask the arbiter for a recycle."""
+    def request_finished(self, token: int, status: int, duration: float = 0.0) -> None:
+        """Count a finished request (`duration` in s, for the histogram); may ask the
+        arbiter for a recycle."""
         self.in_flight.pop(token, None)
+        self.durations.observe(duration)
         self.requests += 1
         self.status_counts[min(status // 100, 5)] += 1
         if self.max_requests and self.requests >= self.max_requests:
@@ -389,7 +391,11 @@ class Worker:
             self.read_rss_kb()
         return {"requests": self.requests, "in_flight": len(self.in_flight),
                 "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
-                "rss_kb": self.rss_kb}
+                "rss_kb": self.rss_kb, **self.durations.stats()}
+
+    def final_heartbeat(self) -> None:
+        """One last beat when leaving run(), so counts since the previous one are not lost."""
+        self.channel.heartbeat(self.stats())
 
     def call_pre_request(self, info: object) -> None:
         """pre_request(worker, environ_or_scope); a failing hook is logged, not fatal."""

@@ -69,6 +69,7 @@ class SyncWorker(Worker):
                 self._accept(*lsocks[fd])
                 self.maybe_heartbeat()
         self.alive = False
+        self.final_heartbeat()
 
     def _accept(self, lsock: socket.socket, env: Environ) -> None:
         try:

@@ -102,6 +102,7 @@ class ThreadWorker(Worker):
                 pass
             self.clear_wake()
         self.alive = False
+        self.final_heartbeat()
 
     def _stop_accepting(self) -> None:
         for fd in list(self.lsocks):
@@ -110,17 +111,24 @@ class ThreadWorker(Worker):
             except OSError:
                 pass
         self.lsocks.clear()
+        # A connection that has not had its first request yet is a client about to send
+        # one: it gets a short grace; idle keep-alive connections close now.
+        grace = time.monotonic() + min(max(self.keep_alive, 1.0), self.cfg.graceful_timeout)
         with self.lock:
             for conn in list(self.conns.values()):
-                if not conn.busy:
+                if conn.busy:
+                    continue
+                if conn.served and not conn.head_start:
                     self._drop(conn)
+                else:
+                    conn.deadline = min(conn.deadline, grace)
 
     def _expire(self, now: float) -> None:
         """Close idle keep-alive connections and answer 408 to overdue request heads."""
         with self.lock:
             drain = self.draining
             for conn in [c for c in self.conns.values() if not c.busy and (
-                    c.deadline <= now or (drain and not c.head_start))]:
+                    c.deadline <= now or (drain and c.served and not c.head_start))]:
                 if conn.head_start:
                     try:
                         conn.sock.send(error_response(408, "request head timed out"))
@@ -226,7 +234,7 @@ class ThreadWorker(Worker):
                 pass
         if sock is None:
             return None
-        if len(self.conns) >= self.max_conns or self.draining:
+        if len(self.conns) >= self.max_conns:
             try:
                 sock.setblocking(False)
                 sock.send(_BUSY)
@@ -277,6 +285,7 @@ class ThreadWorker(Worker):
                     keep = handler.serve(conn, ev) and ev.upgrade is None
                 except ClientGone:
                     keep = False
+                conn.served += 1
                 if not keep:
                     self._close(conn, linger=True)
                     return
@@ -301,7 +310,7 @@ class ThreadWorker(Worker):
         self._rearm(conn)
 
     def _rearm(self, conn: Conn) -> None:
-        if self.draining and not conn.head_start:
+        if self.draining and conn.served and not conn.head_start:
             self._close(conn)
             return
         conn.busy = False
