@@ -58,6 +58,9 @@ def test_metrics_count_across_workers_and_probes(tmp_path: Path) -> None:
         assert metric(text, 'reclusterd_workers{state="ready"}') == 2
         assert metric(text, "reclusterd_requests_in_flight") == 0
         assert "# TYPE reclusterd_request_duration_seconds histogram" in text
+        assert metric(text, "reclusterd_request_duration_seconds_count") == n
+        assert metric(text, 'reclusterd_request_duration_seconds_bucket{le="+Inf"}') == n
+        assert metric(text, "reclusterd_request_duration_seconds_sum") > 0
         if len(pids) < 2:   # the kernel chose one worker for every connection: still summed
             print("note: all requests landed on one worker")
         code, _ = status(sport, "/nope")
