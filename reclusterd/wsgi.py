@@ -297,6 +297,34 @@ class Input:
         return True
 
 
+class NoBody:
+    """wsgi.input of a request without a body: stateless, so one instance serves all."""
+
+    __slots__ = ()
+    done = True
+    error: ProtocolError | None = None
+    expect_pending = False
+    nread = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def drain(self, limit: int = DRAIN_LIMIT) -> bool:
+        return True
+
+
+NO_BODY = NoBody()
+
+
 class ErrorStream:
     """wsgi.errors: text written by the app goes to the error log."""
 
@@ -368,7 +396,7 @@ class Exchange:
         self.sent = False
         self.token = 0
         self.length = 0
-        self.input: Input
+        self.input: Input | NoBody
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], None]:
@@ -570,8 +598,11 @@ class WSGIHandler:
         worker = self.worker
         ex = Exchange(self, conn, req)
         env = self.environ(conn, req)
-        inp = ex.input = Input(conn, req, ex)
-        env["wsgi.input"] = inp
+        if req.content_length or req.chunked:
+            inp: Input | NoBody = Input(conn, req, ex)
+        else:
+            inp = NO_BODY
+        env["wsgi.input"] = ex.input = inp
         if worker.pre_request is not None:
             worker.call_pre_request(env)
         ex.token = token = worker.request_started()
