@@ -198,7 +198,10 @@ def results_md(table: Table, cases: list[Case], specs: list[Spec], runs: list[Ru
         f"Written by `{command}`. Each server runs `loadtests/apps.py` with 2 workers on "
         f"127.0.0.1; wrk (`-t2 --latency`, {duration:g} s per run) shares the same cores. "
         f"Numbers are medians of {rounds} interleaved rounds (every server once per round). "
-        "Absolute numbers drift between machines and runs; compare ratios.", "",
+        "Absolute numbers drift between machines and runs; compare ratios. req/s needs a "
+        "quiet machine (see the load average below); the server CPU µs per request tables "
+        "(CPU time of all the server's processes / requests answered) hold up far better "
+        "when other work shares the cores.", "",
         facts, "",
         "Scenarios: " + "; ".join(f"`{s}` {SCENARIO_TEXT[s]}" for s in used)
         + ". `ka` = keep-alive, `close` = `Connection: close` on every request; "
