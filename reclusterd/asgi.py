@@ -213,9 +213,18 @@ class HttpProtocol(asyncio.Protocol):
             if queue or (cycle is not None and cycle.request_done):
                 queue.append(ev)
                 continue
-            self.dispatch(ev)
-            if self.closed:
-                return
+            t = type(ev)
+            if cycle is not None and t is EndOfMessage:     # the common case, inlined
+                cycle.on_end()
+            elif cycle is not None and t is Data:
+                cycle.on_data(ev.data)  # type: ignore[union-attr]
+            else:
+                self.dispatch(ev)
+                if self.closed:
+                    return
+        cycle = self.cycle
+        if cycle is not None and cycle.task is None:
+            self.launch(cycle)      # after this batch's body events: a GET runs to the end
         if len(queue) > MAX_QUEUED and not self.read_paused:
             self.pause_reading()
 
@@ -262,9 +271,14 @@ class HttpProtocol(asyncio.Protocol):
                     break
         if s.state is not None:
             scope["state"] = s.state.copy()
-        cycle = self.cycle = Cycle(self, req, scope)
+        self.cycle = Cycle(self, req, scope)
+
+    def launch(self, cycle: Cycle) -> None:
+        """Run the app for `cycle` in its own task."""
+        s = self.s
+        cycle.token = s.worker.request_started()
         if s.hooks:
-            s.worker.call_pre_request(scope)
+            s.worker.call_pre_request(cycle.scope)
         cycle.task = s.loop.create_task(cycle.run())
 
     def forwarded(self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
@@ -308,6 +322,9 @@ class HttpProtocol(asyncio.Protocol):
             if cycle is not None and cycle.request_done:
                 break
             self.dispatch(queue.popleft())
+        cycle = self.cycle
+        if cycle is not None and cycle.task is None and not self.closed:
+            self.launch(cycle)
         if self.read_paused and len(queue) <= MAX_QUEUED // 2 and (
                 self.cycle is None or self.cycle.buffered < HIGH_WATER):
             self.resume_reading()

@@ -58,7 +58,7 @@ class Cycle:
         self.continue_sent = False
         self.status = 0
         self.length = 0
-        self.token = conn.s.worker.request_started()
+        self.token = 0                  # set by HttpProtocol.launch()
         self.t0 = time.monotonic() if conn.s.access is not None else 0.0
         self.task: asyncio.Task[None] | None = None
 
