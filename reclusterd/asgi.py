@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -45,6 +46,7 @@ __all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtoc
 
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
+DRAIN_GRACE = 1.0             # seconds a fresh connection may still send its request on TERM
 LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
@@ -103,7 +105,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "peer_ip", "peer",
                  "trusted", "idle_since", "head_start", "read_paused", "write_paused",
-                 "drain_waiters", "closed", "eof", "ws")
+                 "drain_waiters", "closed", "eof", "fresh", "ws")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -114,6 +116,7 @@ class HttpProtocol(asyncio.Protocol):
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.eof = False
+        self.fresh = True
         self.ws: WebSocketSession | None = None
         self.head_start = 0.0
         self.trusted = False
@@ -122,11 +125,13 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         s = self.s
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        if len(s.connections) >= s.max_connections or s.draining:
+        if len(s.connections) >= s.max_connections:
             self.transport.write(error_response(503, "too many connections"))
             self.linger()
             return
-        s.connections.add(self)
+        s.connections.add(self)     # also while draining: answered with Connection: close
+        if s.empty is not None:
+            s.empty.clear()
         self.parser = make_parser(s.http, s.limits)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -277,6 +282,8 @@ class HttpProtocol(asyncio.Protocol):
         """Run the app for `cycle` in its own task."""
         s = self.s
         cycle.token = s.worker.request_started()
+        cycle.t0 = time.monotonic()
+        self.fresh = False
         if s.hooks:
             s.worker.call_pre_request(cycle.scope)
         cycle.task = s.loop.create_task(cycle.run())
@@ -365,7 +372,9 @@ class HttpProtocol(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         if self.closed or self.ws is not None or self.cycle is not None or self.queue:
             return
-        if self.head_start:
+        if self.s.draining and (not self.fresh or now - self.idle_since > DRAIN_GRACE):
+            self.close()
+        elif self.head_start:
             if now - self.head_start > self.s.header_timeout:
                 self.transport.write(error_response(408, "request head not received in time"))
                 self.linger()
@@ -373,8 +382,9 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
 
     def shutdown(self) -> None:
-        """Draining: close now when idle; a busy connection closes after its response."""
+        """Draining: close now when idle; a busy connection closes after its response; a
+        fresh one (no request yet: its request may be on the way) gets DRAIN_GRACE s."""
         if self.ws is not None:
             self.ws.shutdown()
-        elif self.cycle is None:
+        elif self.cycle is None and not self.fresh and not self.head_start:
             self.close()

@@ -59,7 +59,7 @@ class Cycle:
         self.status = 0
         self.length = 0
         self.token = 0                  # set by HttpProtocol.launch()
-        self.t0 = time.monotonic() if conn.s.access is not None else 0.0
+        self.t0 = 0.0                   # set by HttpProtocol.launch()
         self.task: asyncio.Task[None] | None = None
 
     # -- from the connection ------------------------------------------------------------
@@ -220,7 +220,7 @@ class Cycle:
     def finished(self) -> None:
         """Accounting, access log, post_request hook: once per request."""
         s = self.conn.s
-        s.worker.request_finished(self.token, self.status)
+        s.worker.request_finished(self.token, self.status, time.monotonic() - self.t0)
         if s.access is not None:
             self.log_access(s.access)
         if s.hooks:

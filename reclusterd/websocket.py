@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ class WebSocketSession:
         self.parts: list[Any] = []
         self.part_size = 0
         self.token = 0
+        self.t0 = 0.0
 
     # -- handshake -------------------------------------------------------------------
     def start(self) -> None:
@@ -90,6 +92,8 @@ class WebSocketSession:
         self.scope = scope
         self.inbox.append({"type": "websocket.connect"})
         self.token = conn.s.worker.request_started()
+        self.t0 = time.monotonic()
+        conn.fresh = False
         self.task = conn.s.loop.create_task(self.run())
 
     def _list(self, name: bytes) -> list[str]:
@@ -230,7 +234,8 @@ class WebSocketSession:
                 conn.transport.write(error_response(reject_status))
                 self.status = reject_status
                 conn.close()
-        conn.s.worker.request_finished(self.token, self.status or reject_status)
+        conn.s.worker.request_finished(self.token, self.status or reject_status,
+                                       time.monotonic() - self.t0)
 
     async def receive(self) -> ASGIMessage:
         while not self.inbox:

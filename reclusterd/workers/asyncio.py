@@ -116,8 +116,7 @@ class AsyncioWorker(Worker):
         lifespan = Lifespan(self.app, cfg.lifespan, loop)
         try:
             await lifespan.startup()
-        except LifespanFailed as e:
-            log.error("%s", e)
+        except LifespanFailed as e:          # the arbiter logs the text
             self.channel.boot_error(str(e))
             return EXIT_BOOT_ERROR
         if lifespan.supported:
@@ -135,6 +134,7 @@ class AsyncioWorker(Worker):
         await self._drain(state, deadline)
         await lifespan.shutdown(deadline - loop.time())
         self._stop_ticker()
+        self.final_heartbeat()
         return 0
 
     def _start_ticker(self, loop: asyncio.AbstractEventLoop, state: ServerState) -> None:
