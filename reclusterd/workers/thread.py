@@ -90,11 +90,12 @@ class ThreadWorker(Worker):
                 if not drain_deadline:
                     drain_deadline = now + float(self.cfg.graceful_timeout)
                     self._stop_accepting()
-                if not self.conns:
-                    break
+                elif not self.conns and self.idle_pollers == self.pollers:
+                    break           # nothing open, and no thread between epoll and accept
                 if now >= drain_deadline:
-                    log.warning("worker %d: graceful timeout, %d connection(s) cut",
-                                self.pid, len(self.conns))
+                    if self.conns:
+                        log.warning("worker %d: graceful timeout, %d connection(s) cut",
+                                    self.pid, len(self.conns))
                     break
             try:
                 waker.poll(min(TICK, self.hb_interval) * 1000)
