@@ -57,7 +57,8 @@ class Conn:
     """A client connection: non-blocking socket, parser, parsed-but-unhandled events."""
 
     __slots__ = ("sock", "fd", "parser", "events", "base_environ", "remote_addr", "timeout",
-                 "busy", "closed", "deadline", "head_start", "partial", "tls", "served")
+                 "busy", "closed", "deadline", "head_start", "partial", "tls", "served",
+                 "polled")
 
     def __init__(self, sock: socket.socket, parser: Any, base_environ: Environ,
                  remote_addr: str, timeout: float) -> None:
@@ -74,6 +75,7 @@ class Conn:
         self.head_start = 0.0
         self.partial = False            # bytes fed that did not complete an event yet
         self.served = 0                 # requests answered on this connection
+        self.polled = False             # registered in the worker's epoll set yet
         self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
 
     def recv_now(self) -> int:
@@ -161,7 +163,8 @@ class Conn:
         self.closed = True
         sock = self.sock
         try:
-            if linger:
+            # Nothing unread (the usual case): a plain close sends FIN already.
+            if linger and (self.tls or sock.recv(65536, socket.MSG_DONTWAIT)):
                 sock.shutdown(socket.SHUT_WR)
                 got = 0
                 while got < LINGER_BYTES:

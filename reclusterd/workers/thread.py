@@ -255,12 +255,7 @@ class ThreadWorker(Worker):
         conn.deadline = time.monotonic() + self.header_timeout
         with self.lock:
             self.conns[conn.fd] = conn
-        try:
-            self.ep.register(conn.fd, 0)
-        except OSError:
-            self._close(conn)
-            return None
-        return conn
+        return conn             # registered in epoll only if it has to wait (_rearm)
 
     def _drive(self, conn: Conn) -> None:
         """Owner thread: read, answer every complete request, then re-arm or close."""
@@ -316,7 +311,11 @@ class ThreadWorker(Worker):
             return
         conn.busy = False
         try:
-            self.ep.modify(conn.fd, _ARM)
+            if conn.polled:
+                self.ep.modify(conn.fd, _ARM)
+            else:
+                conn.polled = True
+                self.ep.register(conn.fd, _ARM)
         except OSError:
             self._close(conn)
 
