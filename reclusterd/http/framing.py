@@ -30,20 +30,23 @@ def max_head(limits: Limits) -> int:
 class Framer:
     """Incremental framing state machine; subclasses parse heads and trailers."""
 
-    __slots__ = ("limits", "_state", "_pend", "_scan", "_req", "_remaining", "_body_len",
-                 "_rest", "_max_head", "_line_start")
+    __slots__ = ("limits", "_state", "_pend", "_req", "_remaining", "_body_len", "_rest",
+                 "_max_head", "_line_start", "_first", "_min_line")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._state = IDLE
         self._pend = bytearray()   # unconsumed bytes of an incomplete head/line/section
-        self._scan = 0             # where to resume looking for the terminator in _pend
-        self._line_start = 0       # start of the last incomplete line in _pend
+        self._line_start = 0       # start of the incomplete line in _pend
+        self._first = True         # that line is the request line
         self._req: Request | None = None
         self._remaining = 0
         self._body_len = 0
         self._rest = b""
         self._max_head = max_head(limits)
+        # a head/section no longer than this cannot break a line limit or the head bound
+        self._min_line = min(limits.request_line or self._max_head,
+                             limits.field_size or self._max_head, self._max_head)
 
     # -- backend hooks ---------------------------------------------------------------------
 
@@ -150,30 +153,36 @@ class Framer:
                 return
 
     def _stash(self, buf: bytes, pos: int) -> None:
-        """Keep an incomplete head/line for the next feed; scanning resumes where it ended."""
+        """Keep an incomplete head/line for the next feed; check what is there so far."""
         self._pend += buf[pos:]
-        self._scan = 0
         self._line_start = 0
+        self._first = self._state == IDLE
         self._check_partial(0)
 
     def _wait_more(self, data: bytes) -> bool:
         """Append to the pending bytes; True once the awaited terminator is there."""
         pend = self._pend
-        start = max(len(pend) - 3, 0)
+        old = len(pend)
         pend += data
         state = self._state
         if state == CHUNK_CRLF:
             return len(pend) >= 2
-        term = b"\r\n\r\n" if state in (IDLE, TRAILERS) else b"\n"
-        if state == TRAILERS and pend[:2] == b"\r\n":
+        if state == CHUNK_SIZE:
+            found = pend.find(b"\n", old) >= 0
+        elif state == TRAILERS and pend[:2] == b"\r\n":
             return True
-        if pend.find(term, start) >= 0:
-            return True
-        self._check_partial(start)
-        return False
+        else:
+            found = pend.find(b"\r\n\r\n", max(old - 3, 0)) >= 0
+        if not found:
+            self._check_partial(old)
+        return found
 
-    def _check_partial(self, start: int) -> None:
-        """Bound an incomplete head, line or trailer section; catch bare LF early."""
+    def _check_partial(self, scan_from: int) -> None:
+        """Line checks on an incomplete head/section, as `_check_lines` does on a whole one.
+
+        Lines are checked in wire order and the incomplete last line by its length so far,
+        so the answer never depends on where the reads split the bytes.
+        """
         pend = self._pend
         state = self._state
         if state == CHUNK_SIZE:
@@ -182,20 +191,43 @@ class Framer:
             return
         if state == CHUNK_CRLF:
             return
-        nl = pend.rfind(b"\n", start)
-        if nl >= 0:
-            if pend.count(b"\n", start) != pend.count(b"\r\n", max(start - 1, 0)):
-                raise Reject(400, "bare LF in head")
-            self._line_start = nl + 1
-        line = len(pend) - self._line_start
-        lim = self.limits
-        if state == IDLE and self._line_start == 0:
-            if lim.request_line and line > lim.request_line + 2:
-                raise Reject(414, "request line too long")
-        elif lim.field_size and line > lim.field_size + 2:
-            raise Reject(431, "header field too large")
+        self._line_start, self._first = self._scan_lines(
+            pend, 0, max(scan_from, self._line_start), len(pend), self._line_start, self._first)
+        tail = len(pend) - self._line_start - (1 if pend[-1] == 0x0D else 0)
+        self._check_length(tail, self._first)
         if len(pend) > self._max_head:
             raise Reject(431, "request head too large")
+
+    def _check_length(self, length: int, first: bool) -> None:
+        lim = self.limits
+        if first:
+            if lim.request_line and length > lim.request_line:
+                raise Reject(414, "request line too long")
+        elif lim.field_size and length > lim.field_size:
+            raise Reject(431, "header field too large")
+
+    def _scan_lines(self, buf: bytes | bytearray, begin: int, scan_from: int, end: int,
+                    line_start: int, first: bool) -> tuple[int, bool]:
+        """Check each line ending in buf[scan_from:end]: length, CRLF ending, head bound."""
+        i = buf.find(b"\n", scan_from, end)
+        while i >= 0:
+            cr = i > line_start and buf[i - 1] == 0x0D
+            self._check_length(i - line_start - cr, first)
+            if not cr:
+                raise Reject(400, "bare LF in head")
+            if i + 1 - begin > self._max_head:
+                raise Reject(431, "request head too large")
+            line_start = i + 1
+            first = False
+            i = buf.find(b"\n", line_start, end)
+        return line_start, first
+
+    def _check_lines(self, buf: bytes, begin: int, end: int, first: bool) -> None:
+        """The partial-path checks on a complete head/section; skipped when clearly fine."""
+        if end - begin <= self._min_line and \
+                buf.count(b"\n", begin, end) == buf.count(b"\r\n", begin, end):
+            return
+        self._scan_lines(buf, begin, begin, end, begin, first)
 
     def _head(self, buf: bytes, pos: int, events: list[Event]) -> int:
         while buf.startswith(b"\r\n", pos):  # empty lines before a request (RFC 9112 §2.2)
@@ -205,6 +237,7 @@ class Framer:
             if pos < len(buf):
                 self._stash(buf, pos)
             return -1
+        self._check_lines(buf, pos, end + 4, True)
         nl = buf.find(b"\r\n", pos)
         method, target, version = rules.request_line(buf[pos:nl], self.limits)
         head = buf if pos == 0 and end + 4 == len(buf) else buf[pos:end + 4]
@@ -250,6 +283,7 @@ class Framer:
                 self._stash(buf, pos)
                 return -1
             end = i + 4
+            self._check_lines(buf, pos, end, False)
         trailers = self._parse_trailers(buf[pos:end])
         if trailers:
             rules.check_trailers(trailers, self.limits)

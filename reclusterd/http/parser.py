@@ -42,26 +42,16 @@ def make_parser(kind: str = "httptools", limits: Limits | None = None) -> Parser
 class HttptoolsParser(Framer):
     """llhttp in strict mode parses header lines; only `on_header` calls back into Python."""
 
-    __slots__ = ("_p", "_fields", "_field_size")
+    __slots__ = ("_p", "_fields")
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self._p = httptools.HttpRequestParser(self)
         self._fields: Headers = []
-        self._field_size = limits.field_size or 1 << 62
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """llhttp callback: one field line; llhttp checked token name and value octets."""
         self._fields.append((name.lower(), value.rstrip(b" \t")))
-
-    def _check_sizes(self, fields: Headers, size: int) -> Headers:
-        """Only when the head/section is longer than the field limit: check each field."""
-        limit = self._field_size
-        if size > limit:
-            for name, value in fields:
-                if len(name) + len(value) + 2 > limit:
-                    raise Reject(431, "header field too large")
-        return fields
 
     def _feed_llhttp(self, data: bytes) -> None:
         try:
@@ -82,7 +72,7 @@ class HttptoolsParser(Framer):
         fields: Headers = []
         self._fields = fields
         self._feed_llhttp(head)
-        return self._check_sizes(fields, len(head))
+        return fields
 
     def _body_bytes(self, data: bytes) -> None:
         self._feed_llhttp(data)
@@ -91,7 +81,7 @@ class HttptoolsParser(Framer):
         fields: Headers = []
         self._fields = fields
         self._feed_llhttp(b"0\r\n" + section)
-        return self._check_sizes(fields, len(section))
+        return fields
 
 
 class H11Parser(Framer):
@@ -120,9 +110,8 @@ class H11Parser(Framer):
         return self._fields(rules.split_fields(head))
 
     def _fields(self, items: Headers) -> Headers:
-        lim = self.limits
         for name, value in items:
-            check_field(name, value, lim)
+            check_field(name, value)
         return items
 
     def _parse_trailers(self, section: bytes) -> Headers:

@@ -61,22 +61,22 @@ def is_token(value: bytes) -> bool:
     return bool(value) and not value.translate(None, _TCHAR)
 
 
-def check_field(name: bytes, value: bytes, limits: Limits) -> None:
-    """One header/trailer line: token name, clean value, size limit."""
+def check_field(name: bytes, value: bytes) -> None:
+    """One header/trailer field: token name, no CTL/DEL/NUL/CR/LF in the value.
+
+    (Line length limits are checked on the raw lines by the framer.)
+    """
     if not name or name.translate(None, _TCHAR):
         raise Reject(400, "invalid header name")
     if value.translate(None, _VALUE_OK):
         raise Reject(400, "invalid character in header value")
-    if limits.field_size and len(name) + len(value) + 2 > limits.field_size:
-        raise Reject(431, "header field too large")
 
 
 def check_trailers(trailers: Headers, limits: Limits) -> None:
     """Trailer lines follow the header rules; framing fields are not allowed there."""
     if limits.fields and len(trailers) > limits.fields:
         raise Reject(431, "too many trailer fields")
-    for name, value in trailers:
-        check_field(name, value, limits)
+    for name, _ in trailers:
         if name in (b"content-length", b"transfer-encoding", b"host"):
             raise Reject(400, "framing field in trailers")
 
