@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,9 @@ from reclusterd.http import Data, EndOfMessage, Event, Limits, ProtocolError, Re
 
 from .test_http_support import normalize
 
-SETTINGS = settings(max_examples=300, deadline=None,
+# RECLUSTERD_FUZZ_EXAMPLES=5000 for a longer run
+SETTINGS = settings(max_examples=int(os.environ.get("RECLUSTERD_FUZZ_EXAMPLES", "300")),
+                    deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 LIMITS = Limits(request_line=200, fields=20, field_size=200, body=2000)
 
@@ -77,7 +80,7 @@ def requests(draw: st.DrawFn) -> Gen:
         lines.append(b"Transfer-Encoding: chunked")
         headers.append((b"transfer-encoding", b"chunked"))
         cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=4)))
-        parts = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)]) if b > a]
+        parts = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True) if b > a]
         ext = draw(st.sampled_from([b"", b";a", b";a=b", b" ; x=\"q s\""]))
         wire_body = b"".join(b"%x%s\r\n%s\r\n" % (len(p), ext, p) for p in parts) + b"0\r\n"
         trailer_fields = [(n, v) for n, v in draw(st.lists(st.tuples(token, value), max_size=2))
@@ -132,7 +135,7 @@ def comparable(events: list[Event]) -> list[object]:
 
 def cut(raw: bytes, points: list[int]) -> list[bytes]:
     bounds = sorted({p % (len(raw) + 1) for p in points})
-    return [raw[a:b] for a, b in zip([0, *bounds], [*bounds, len(raw)])]
+    return [raw[a:b] for a, b in zip([0, *bounds], [*bounds, len(raw)], strict=True)]
 
 
 @SETTINGS
