@@ -244,11 +244,10 @@ def build_request(method: bytes, target: bytes, version: str, headers: Headers,
         keep_alive = False
         upgrade = None
     elif upgrade is not None:
-        if conn_upgrade and version == "1.1":
-            if chunked or content_length:
-                raise Reject(400, "upgrade request with a body")
-        else:
-            upgrade = None
+        if conn_upgrade and (chunked or content_length):
+            raise Reject(400, "upgrade request with a body")  # any version: llhttp skips it
+        if not conn_upgrade or version != "1.1":
+            upgrade = None  # RFC 9110 §7.8: ignore Upgrade on HTTP/1.0
     return Request(method, target, path, query, version, headers, keep_alive,
                    expect and version == "1.1", content_length, chunked, upgrade)
 

@@ -95,7 +95,9 @@ def requests(draw: st.DrawFn) -> Gen:
 
 INTERESTING = [b" ", b"\r", b"\n", b"\r\n", b"\x00", b":", b"\t", b"0", b"a", b";", b",",
                b"\x7f", b"\xff", b"-", b"9", b"f", b"\r\n\r\n", b"Transfer-Encoding: chunked\r\n",
-               b"Content-Length: 3\r\n", b"Host: h\r\n", b" HTTP/1.1", b"chunked"]
+               b"Content-Length: 3\r\n", b"Host: h\r\n", b" HTTP/1.1", b"chunked",
+               b"Connection: upgrade\r\nUpgrade: x\r\n", b" HTTP/1.0", b"CONNECT h:1",
+               b"Expect: 100-continue\r\n", b"Connection: keep-alive\r\n", b"#", b"?", b"*"]
 
 
 @st.composite

@@ -107,6 +107,12 @@ REJECT: list[tuple[str, bytes, int]] = [
     # upgrade with a body
     ("upgrade with body",
      GET + b"Connection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nx", 400),
+    ("upgrade with body on 1.0",
+     b"POST / HTTP/1.0\r\nConnection: upgrade, keep-alive\r\nUpgrade: x\r\n"
+     b"Content-Length: 3\r\n\r\nabc", 400),
+    ("upgrade with chunked body",
+     POST + b"Connection: upgrade\r\nUpgrade: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400),
 ]
 
 
