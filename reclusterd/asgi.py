@@ -103,7 +103,7 @@ class ServerState:
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parser, the current request cycle, queued pipelined events."""
 
-    __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "peer_ip", "peer",
+    __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "idle_since", "head_start", "read_paused", "write_paused",
                  "drain_waiters", "closed", "eof", "fresh", "ws")
 
@@ -144,6 +144,7 @@ class HttpProtocol(asyncio.Protocol):
             (str(sock), None) if sock else None
         if s.resolver is not None:
             self.trusted = s.resolver.trusted(self.peer_ip)
+        self.server = server
         self.base: dict[str, Any] = {
             "type": "http", "asgi": ASGI_VERSION, "http_version": "1.1", "server": server,
             "client": self.peer, "scheme": s.scheme, "root_path": "",
@@ -219,7 +220,9 @@ class HttpProtocol(asyncio.Protocol):
                 queue.append(ev)
                 continue
             t = type(ev)
-            if cycle is not None and t is EndOfMessage:     # the common case, inlined
+            if t is Request:
+                self.start(ev)  # type: ignore[arg-type]
+            elif cycle is not None and t is EndOfMessage:     # the common cases, inlined
                 cycle.on_end()
             elif cycle is not None and t is Data:
                 cycle.on_data(ev.data)  # type: ignore[union-attr]
@@ -256,19 +259,18 @@ class HttpProtocol(asyncio.Protocol):
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
-        scope = self.base.copy()
-        scope["http_version"] = req.http_version
         method = _METHODS.get(req.method)
         if method is None:
             method = _METHODS.setdefault(req.method, req.method.decode("ascii"))
-        scope["method"] = method
         raw = req.path
-        scope["path"] = (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8",
-                                                                                 "replace")
-        scope["raw_path"] = raw
-        scope["query_string"] = req.query
         headers = req.headers
-        scope["headers"] = headers
+        scope = {
+            "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
+            "server": self.server, "client": self.peer, "scheme": s.scheme, "root_path": "",
+            "method": method,
+            "path": (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
+            "raw_path": raw, "query_string": req.query, "headers": headers,
+        }
         if self.trusted:
             for name, _ in headers:
                 if name in _FORWARD_NAMES:

@@ -38,29 +38,27 @@ class ClientDisconnected(OSError):
 class Cycle:
     """One request/response: the ASGI scope and the receive/send callables."""
 
-    __slots__ = ("conn", "request", "scope", "body", "buffered", "request_done",
-                 "body_delivered", "waiter", "response", "started", "complete", "disconnected",
-                 "continue_sent", "status", "length", "token", "t0", "task")
+    # Class-level defaults: a cycle only stores what differs (cheaper than 19 slots).
+    buffered = 0
+    request_done = False
+    body_delivered = False
+    waiter: asyncio.Future[None] | None = None
+    response: Response | None = None
+    started = False
+    complete = False
+    disconnected = False
+    continue_sent = False
+    status = 0
+    length = 0
+    token = 0                   # set by HttpProtocol.launch()
+    t0 = 0.0                    # set by HttpProtocol.launch()
+    task: asyncio.Task[None] | None = None
 
     def __init__(self, conn: HttpProtocol, request: Request, scope: dict[str, Any]) -> None:
         self.conn = conn
         self.request = request
         self.scope = scope
         self.body: list[bytes] = []
-        self.buffered = 0
-        self.request_done = False
-        self.body_delivered = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.response: Response | None = None
-        self.started = False
-        self.complete = False
-        self.disconnected = False
-        self.continue_sent = False
-        self.status = 0
-        self.length = 0
-        self.token = 0                  # set by HttpProtocol.launch()
-        self.t0 = 0.0                   # set by HttpProtocol.launch()
-        self.task: asyncio.Task[None] | None = None
 
     # -- from the connection ------------------------------------------------------------
     def wake(self) -> None:
@@ -149,58 +147,66 @@ class Cycle:
 
     async def send(self, message: Message) -> None:
         """http.response.start, then http.response.body pieces (more_body streams)."""
-        if self.disconnected or self.conn.closed:
-            if self.complete:
-                raise RuntimeError("ASGI send() after the response was complete")
-            raise ClientDisconnected("client disconnected")
-        mtype = message["type"]
-        if not self.started:
-            if mtype != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {mtype!r}")
-            self.start_response(message)
+        if not self.started or self.complete or self.disconnected or self.conn.closed \
+                or message["type"] != "http.response.body":
+            self.send_other(message)
             return
-        if mtype != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {mtype!r}")
-        if self.complete:
-            raise RuntimeError("ASGI send() after the response was complete")
-        body: bytes = message.get("body", b"")
+        body = message.get("body", b"")
         if type(body) is not bytes:
-            if not isinstance(body, (bytearray, memoryview)):
-                raise TypeError(f"http.response.body 'body' must be bytes, not {type(body)!r}")
-            body = bytes(body)
-        more = message.get("more_body", False)
+            body = _as_bytes(body)
         r = self.response
         assert r is not None
+        if message.get("more_body", False):
+            await self.send_part(r, body)
+            return
+        # the whole (rest of the) body: one write with the head when it is small
+        self.length += len(body)
+        data = r.body(body) if body else b""
+        end = r.end()
+        head = r.head
         transport = self.conn.transport
-        if body:
-            self.length += len(body)
-            data = r.body(body)
-        else:
-            data = b""
-        if r.head:
-            head = r.head
+        if head:
             r.head = b""
             if len(data) > 16384:
-                transport.writelines((head, data))
-                data = b""
+                transport.writelines((head, data, end))
+                data = end = b""
             else:
-                data = head + data
-        if not more:
-            end = r.end()
-            if end:
-                data += end
-            if data:
-                transport.write(data)
-            self.complete = True
-            self.finished()
-            self.conn.cycle_done(self, r.keep_alive and r.complete and (
-                self.request_done or not self.request.expect_continue or self.continue_sent))
-            self.wake()
-            return
+                data = head + data + end if end else head + data
+        elif end:
+            data += end
         if data:
             transport.write(data)
+        self.complete = True
+        self.finished()
+        self.conn.cycle_done(self, r.keep_alive and r.complete and (
+            self.request_done or self.continue_sent or not self.request.expect_continue))
+        if self.waiter is not None:
+            self.wake()
+
+    async def send_part(self, r: Response, body: bytes) -> None:
+        """A body piece with more to come: write it now, wait while the socket is full."""
+        data = r.body(body) if body else b""
+        self.length += len(body)
+        if r.head:
+            data = r.head + data
+            r.head = b""
+        if data:
+            self.conn.transport.write(data)
         if self.conn.write_paused:
             await self.conn.drain()
+
+    def send_other(self, message: Message) -> None:
+        """http.response.start, or the error for a message out of order / after the end."""
+        if self.complete:
+            raise RuntimeError("ASGI send() after the response was complete")
+        if self.disconnected or self.conn.closed:
+            raise ClientDisconnected("client disconnected")
+        mtype = message["type"]
+        if self.started:
+            raise RuntimeError(f"expected 'http.response.body', got {mtype!r}")
+        if mtype != "http.response.start":
+            raise RuntimeError(f"expected 'http.response.start', got {mtype!r}")
+        self.start_response(message)
 
     def start_response(self, message: Message) -> None:
         status = message["status"]
@@ -233,3 +239,9 @@ class Cycle:
         access.log(AccessInfo(client[0] if client else "-", req.method, req.target,
                               req.http_version, self.status, self.length,
                               time.monotonic() - self.t0, req.headers))
+
+
+def _as_bytes(body: object) -> bytes:
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"http.response.body 'body' must be bytes, not {type(body)!r}")
