@@ -237,15 +237,17 @@ class Framer:
             if pos < len(buf):
                 self._stash(buf, pos)
             return -1
-        self._check_lines(buf, pos, end + 4, True)
-        nl = buf.find(b"\r\n", pos)
-        method, target, version = rules.request_line(buf[pos:nl], self.limits)
-        head = buf if pos == 0 and end + 4 == len(buf) else buf[pos:end + 4]
-        headers = self._parse_head(head, method, target, version)
-        req = rules.build_request(method, target, version, headers, self.limits)
+        stop = end + 4
+        if stop - pos > self._min_line or \
+                buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
+            self._scan_lines(buf, pos, pos, stop, pos, True)  # the partial-path checks
+        limits = self.limits
+        method, target, version = rules.request_line(buf[pos:buf.find(b"\r\n", pos)], limits)
+        head = buf if pos == 0 and stop == len(buf) else buf[pos:stop]
+        req = rules.build_request(method, target, version,
+                                  self._parse_head(head, method, target, version), limits)
         self._req = req
         events.append(req)
-        pos = end + 4
         if req.chunked:
             self._state = CHUNK_SIZE
             self._body_len = 0
@@ -253,10 +255,14 @@ class Framer:
             self._state = BODY
             self._remaining = req.content_length
         else:
-            self._end_message(events, [])
-            if self._state == DONE and req.upgrade is not None:
-                self._rest = buf[pos:]
-        return pos
+            events.append(EndOfMessage([]))
+            if not req.keep_alive or req.upgrade is not None:
+                self._state = DONE
+                if req.upgrade is not None:
+                    self._rest = buf[stop:]
+            else:
+                self._req = None
+        return stop
 
     def _chunk_size(self, buf: bytes, pos: int) -> int:
         nl = buf.find(b"\n", pos)

@@ -56,22 +56,32 @@ class HttptoolsParser(Framer):
     def _feed_llhttp(self, data: bytes) -> None:
         try:
             self._p.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except Exception as exc:  # httptools errors; mapped below
+            self._llhttp_error(exc)
+
+    def _llhttp_error(self, exc: Exception) -> None:
+        """Map an httptools exception: upgrade pause is fine, the rest are Rejects."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
             # llhttp stops after an Upgrade/CONNECT head; the framer decides what follows.
             self._p = httptools.HttpRequestParser(self)
-        except httptools.HttpParserCallbackError as exc:
+            return
+        if isinstance(exc, httptools.HttpParserCallbackError):
             self._p = httptools.HttpRequestParser(self)
             ctx = exc.__context__
             if isinstance(ctx, Reject):
                 raise ctx from None
             raise Reject(400, "bad request") from None
-        except httptools.HttpParserError as exc:
+        if isinstance(exc, httptools.HttpParserError):
             raise Reject(400, str(exc) or "bad request") from None
+        raise exc
 
     def _parse_head(self, head: bytes, method: bytes, target: bytes, version: str) -> Headers:
         fields: Headers = []
         self._fields = fields
-        self._feed_llhttp(head)
+        try:
+            self._p.feed_data(head)
+        except Exception as exc:  # httptools errors; mapped below
+            self._llhttp_error(exc)
         return fields
 
     def _body_bytes(self, data: bytes) -> None:

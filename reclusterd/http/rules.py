@@ -128,11 +128,7 @@ def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes]:
         return b"", b""
     else:
         rest = _absolute_form(target)
-    q = rest.find(b"?")
-    if q < 0:
-        path, query = rest, b""
-    else:
-        path, query = rest[:q], rest[q + 1:]
+    path, _, query = rest.partition(b"?")
     if b"#" in rest:
         if b"#" in query:
             query = query[:query.index(b"#")]
