@@ -181,3 +181,43 @@ def test_wsgi_app_on_asyncio_worker_is_a_boot_error(tmp_path: Path) -> None:
     with reclusterd("w:app", "--workers", "1", "-k", "asyncio", "--chdir", str(tmp_path)) as srv:
         assert srv.wait_exit(30) != 0
         assert "--worker-class thread" in srv.stderr()
+
+
+def test_quit_exits_at_once(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    marks = tmp_path / "marks"
+    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--graceful-timeout", "30", env={"ASGI_MARKERS": str(marks)}) as srv:
+        srv.wait_ready()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET /sleep HTTP/1.1\r\nHost: h\r\n\r\n")
+            wait_for(lambda: any(m == "sleeping" for m, _ in markers(marks)),
+                     what="request in flight")
+            t0 = time.monotonic()
+            srv.signal(signal.SIGQUIT)
+            assert srv.wait_exit(10) == 0
+            assert time.monotonic() - t0 < 5
+    assert not any(m == "shutdown" for m, _ in markers(marks))
+
+
+def test_blocked_loop_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "blocky.py").write_text(
+        "import os, time\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    if scope['path'] == '/block':\n"
+        "        time.sleep(60)\n"
+        "    body = str(os.getpid()).encode()\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n")
+    with reclusterd("blocky:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--timeout", "2") as srv:
+        srv.wait_ready()
+        (old,) = srv.wait_workers(1)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
+            wait_for(lambda: old not in srv.workers() and len(srv.workers()) == 1,
+                     timeout=20, what="blocked worker replaced")
+        status, _, body = http_get(srv.port, "/")
+        assert status == 200 and int(body) != old
