@@ -71,6 +71,9 @@ _SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"
 # validated header name -> lower-case name; bounded so odd apps cannot grow it forever
 _NAMES: dict[bytes, bytes] = {}
 _NAMES_MAX = 512
+# (name, value) -> wire line, for ordinary (non-framing) headers apps repeat, e.g. content-type
+_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_LINES_MAX = 1024
 
 
 def _check_name(name: bytes) -> bytes:
@@ -98,8 +101,14 @@ class Response:
         length: int | None = None
         has_date = has_server = app_close = False
         names = _NAMES
+        lines = _LINES
         try:
-            for name, value in headers or ():
+            for pair in headers or ():
+                line = lines.get(pair)
+                if line is not None:  # an ordinary header line seen (and checked) before
+                    parts.append(line)
+                    continue
+                name, value = pair
                 lname = names.get(name)
                 if lname is None:
                     lname = _check_name(name)
@@ -122,7 +131,12 @@ class Response:
                         has_date = True
                     else:
                         has_server = True
-                parts.append(name + b": " + value + b"\r\n")
+                    parts.append(name + b": " + value + b"\r\n")
+                    continue
+                line = name + b": " + value + b"\r\n"
+                if len(lines) < _LINES_MAX and len(line) < 256:
+                    lines[(name, value)] = line
+                parts.append(line)
         except TypeError:
             raise InvalidResponse("header names and values must be bytes") from None
         if not has_date:
