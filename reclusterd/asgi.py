@@ -46,6 +46,7 @@ __all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtoc
 
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
+DRAIN_LIMIT = 64 * 1024       # unread request body we still read to keep the connection
 DRAIN_GRACE = 1.0             # seconds a fresh connection may still send its request on TERM
 LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
@@ -331,7 +332,14 @@ class HttpProtocol(asyncio.Protocol):
                 self.linger()
             return
         if not cycle.request_done:
-            return               # unread body still arriving: on_end() calls next_request
+            # The app answered without reading the whole body. Read and drop a small rest
+            # (on_end() then goes on with the next request); close on a large/unknown one.
+            cl = cycle.request.content_length
+            if cl is not None and cl - cycle.received <= DRAIN_LIMIT:
+                self.resume_reading()
+            else:
+                self.linger()
+            return
         self.next_request()
 
     def next_request(self) -> None:

@@ -40,6 +40,7 @@ class Cycle:
 
     # Class-level defaults: a cycle only stores what differs (cheaper than 19 slots).
     buffered = 0
+    received = 0                # body bytes received so far
     request_done = False
     body_delivered = False
     waiter: asyncio.Future[None] | None = None
@@ -70,9 +71,10 @@ class Cycle:
 
     def on_data(self, data: bytes) -> None:
         if self.complete:
-            return               # response sent already: discard the unread body
+            return               # response sent already: discard the rest of the body
         self.body.append(data)
         self.buffered += len(data)
+        self.received += len(data)
         if self.buffered > HIGH_WATER:
             self.conn.pause_reading()
         self.wake()
@@ -90,7 +92,7 @@ class Cycle:
         try:
             await self.conn.s.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
-            pass
+            self.abort(500)     # nothing is written to a gone client; counts the request
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("exception in ASGI application (%s %s)", self.scope["method"],
@@ -99,10 +101,12 @@ class Cycle:
             if not isinstance(exc, Exception):
                 raise
         else:
-            if not self.complete:
+            if not self.complete and not self.disconnected and not self.conn.closed:
                 log.error("ASGI application returned without %s the response (%s %s)",
                           "completing" if self.started else "starting",
                           self.scope["method"], self.scope["path"])
+                self.abort(500)
+            elif not self.complete:
                 self.abort(500)
 
     def abort(self, status: int) -> None:

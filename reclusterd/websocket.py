@@ -130,6 +130,8 @@ class WebSocketSession:
         data, self.pending = bytes(self.pending), bytearray()
         if data:
             self.feed(data)
+        if self.conn.read_paused and len(self.inbox) <= MAX_QUEUED:
+            self.conn.resume_reading()
 
     # -- bytes from the connection -------------------------------------------------------
     def feed(self, data: bytes) -> None:

@@ -160,3 +160,22 @@ def test_bad_request_400_and_close(srv: Server) -> None:
 def test_server_still_answers(srv: Server) -> None:
     (r,), _ = exchange(srv, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", ["GET"])
     assert r.body == b"Hello, world!"
+
+
+def test_unread_small_body_keeps_connection(srv: Server) -> None:
+    body = b"z" * 10000
+    with conn(srv) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s"
+                  b"GET /scope/next HTTP/1.1\r\nHost: h\r\n\r\n" % (len(body), body))
+        rs, _ = read_responses(s, ["POST", "GET"])
+    assert [r.status for r in rs] == [200, 200]
+    assert json.loads(rs[1].body)["path"] == "/scope/next"
+
+
+def test_unread_large_body_answers_then_closes(srv: Server) -> None:
+    with conn(srv) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 50000000\r\n\r\n")
+        s.sendall(b"x" * 1_000_000)
+        (r,), closed = read_responses(s, ["POST"])
+        assert r.status == 200 and r.body == b"Hello, world!"
+        assert closed or server_closes(s, 5)
