@@ -179,3 +179,10 @@ def test_unread_large_body_answers_then_closes(srv: Server) -> None:
         (r,), closed = read_responses(s, ["POST"])
         assert r.status == 200 and r.body == b"Hello, world!"
         assert closed or server_closes(s, 5)
+
+
+def test_forwarded_headers_from_trusted_peer(srv: Server) -> None:
+    (r,), _ = exchange(srv, b"GET /scope HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.1.2.3\r\n"
+                            b"X-Forwarded-Proto: https\r\n\r\n", ["GET"])
+    scope = json.loads(r.body)
+    assert scope["client"][0] == "10.1.2.3" and scope["scheme"] == "https"
