@@ -35,6 +35,8 @@ log = logging.getLogger("reclusterd.error")
 _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 TICK = 0.25
 PROMOTE_AFTER = 0.004
+FAIR_SLICE = 0.002
+ACCEPT_BATCH = 16
 _BUSY = error_response(503, "too many connections")
 
 
@@ -220,21 +222,34 @@ class ThreadWorker(Worker):
                 return
 
     def _accept(self, fd: int, lsock: socket.socket, env: Environ) -> Conn | None:
-        try:
-            sock, addr = lsock.accept()
-        except (BlockingIOError, InterruptedError):
-            sock = None
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log.error("accept failed: %s", e)
-            sock = None
+        """Accept what is pending (up to ACCEPT_BATCH): the first connection is returned to
+        be served inline (its request is often there already), the others wait in epoll.
+        Accepting in a batch keeps new connections from queueing behind busy ones."""
+        first: Conn | None = None
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept failed: %s", e)
+                break
+            conn = self._new_conn(sock, addr, env)
+            if conn is None:
+                continue
+            if first is None:
+                first = conn
+            else:
+                self._rearm(conn)
         if self.lsocks:
             try:
                 self.ep.modify(fd, _ARM)
             except OSError:
                 pass
-        if sock is None:
-            return None
+        return first
+
+    def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
         if len(self.conns) >= self.max_conns:
             try:
                 sock.setblocking(False)
@@ -263,13 +278,20 @@ class ThreadWorker(Worker):
             return
         events = conn.events
         handler = self.handler
+        slice_end = time.monotonic() + FAIR_SLICE
         n = conn.recv_now()
+        served = False
         while True:
             if not events:
                 if n == 0:
                     self._close(conn)
                     return
                 if n < 0:
+                    break
+                # The client's next request may be here already: serve it without a trip
+                # through epoll, unless this connection has had its time slice (then it
+                # queues behind the other ready connections: fairness).
+                if served and time.monotonic() >= slice_end:
                     break
                 n = conn.recv_now()
                 continue
@@ -282,11 +304,10 @@ class ThreadWorker(Worker):
                 except ClientGone:
                     keep = False
                 conn.served += 1
+                served = True
                 if not keep:
                     self._close(conn, linger=True)
                     return
-                if not events:
-                    n = conn.recv_now()
             elif tp is ProtocolError:
                 try:
                     conn.sendall(error_response(ev.status, ev.reason))
