@@ -27,6 +27,15 @@ def max_head(limits: Limits) -> int:
     return line + 2 + count * (size + 2) + 2
 
 
+def _bounds(limits: Limits) -> tuple[int, int]:
+    """(head bound, size below which no line/head limit can be broken) for `limits`."""
+    top = max_head(limits)
+    return top, min(limits.request_line or top, limits.field_size or top, top)
+
+
+_BOUNDS: dict[tuple[int, int, int], tuple[int, int]] = {}  # per distinct Limits, computed once
+
+
 class Framer:
     """Incremental framing state machine; subclasses parse heads and trailers."""
 
@@ -43,10 +52,11 @@ class Framer:
         self._remaining = 0
         self._body_len = 0
         self._rest = b""
-        self._max_head = max_head(limits)
-        # a head/section no longer than this cannot break a line limit or the head bound
-        self._min_line = min(limits.request_line or self._max_head,
-                             limits.field_size or self._max_head, self._max_head)
+        key = (limits.request_line, limits.fields, limits.field_size)
+        bounds = _BOUNDS.get(key)
+        if bounds is None:
+            bounds = _BOUNDS[key] = _bounds(limits)
+        self._max_head, self._min_line = bounds
 
     # -- backend hooks ---------------------------------------------------------------------
 

@@ -39,19 +39,34 @@ def make_parser(kind: str = "httptools", limits: Limits | None = None) -> Parser
     raise ValueError(f"unknown HTTP parser {kind!r} (httptools or h11)")
 
 
-class HttptoolsParser(Framer):
-    """llhttp in strict mode parses header lines; only `on_header` calls back into Python."""
+class _Fields:
+    """The llhttp callback target: collects field lines. Separate from the parser so the
+    parser <-> llhttp references form no cycle (connections are freed without the GC)."""
 
-    __slots__ = ("_p", "_fields")
+    __slots__ = ("fields",)
 
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
-        self._p = httptools.HttpRequestParser(self)
-        self._fields: Headers = []
+    # httptools looks these up when it builds its parser: present-but-None is much cheaper
+    # than missing (no AttributeError per name) and installs no C-to-Python callback.
+    on_message_begin = on_url = on_headers_complete = on_body = None
+    on_message_complete = on_chunk_header = on_chunk_complete = on_status = None
+
+    def __init__(self) -> None:
+        self.fields: Headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """llhttp callback: one field line; llhttp checked token name and value octets."""
-        self._fields.append((name.lower(), value.rstrip(b" \t")))
+        self.fields.append((name.lower(), value.rstrip(b" \t")))
+
+
+class HttptoolsParser(Framer):
+    """llhttp in strict mode parses header lines; only `on_header` calls back into Python."""
+
+    __slots__ = ("_p", "_sink")
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__(limits)
+        self._sink = _Fields()
+        self._p = httptools.HttpRequestParser(self._sink)
 
     def _feed_llhttp(self, data: bytes) -> None:
         try:
@@ -63,10 +78,10 @@ class HttptoolsParser(Framer):
         """Map an httptools exception: upgrade pause is fine, the rest are Rejects."""
         if isinstance(exc, httptools.HttpParserUpgrade):
             # llhttp stops after an Upgrade/CONNECT head; the framer decides what follows.
-            self._p = httptools.HttpRequestParser(self)
+            self._p = httptools.HttpRequestParser(self._sink)
             return
         if isinstance(exc, httptools.HttpParserCallbackError):
-            self._p = httptools.HttpRequestParser(self)
+            self._p = httptools.HttpRequestParser(self._sink)
             ctx = exc.__context__
             if isinstance(ctx, Reject):
                 raise ctx from None
@@ -77,7 +92,7 @@ class HttptoolsParser(Framer):
 
     def _parse_head(self, head: bytes, method: bytes, target: bytes, version: str) -> Headers:
         fields: Headers = []
-        self._fields = fields
+        self._sink.fields = fields
         try:
             self._p.feed_data(head)
         except Exception as exc:  # httptools errors; mapped below
@@ -89,7 +104,7 @@ class HttptoolsParser(Framer):
 
     def _parse_trailers(self, section: bytes) -> Headers:
         fields: Headers = []
-        self._fields = fields
+        self._sink.fields = fields
         self._feed_llhttp(b"0\r\n" + section)
         return fields
 
