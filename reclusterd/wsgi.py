@@ -58,7 +58,7 @@ class Conn:
 
     __slots__ = ("sock", "fd", "parser", "events", "base_environ", "remote_addr", "timeout",
                  "busy", "closed", "deadline", "head_start", "partial", "tls", "served",
-                 "polled")
+                 "polled", "on_progress")
 
     def __init__(self, sock: socket.socket, parser: Any, base_environ: Environ,
                  remote_addr: str, timeout: float) -> None:
@@ -76,6 +76,7 @@ class Conn:
         self.partial = False            # bytes fed that did not complete an event yet
         self.served = 0                 # requests answered on this connection
         self.polled = False             # registered in the worker's epoll set yet
+        self.on_progress: Callable[[], None] | None = None   # slow writes report progress
         self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
 
     def recv_now(self) -> int:
@@ -131,6 +132,8 @@ class Conn:
         while view:
             if not wait_fd(self.fd, _POLLOUT, self.timeout):
                 raise ClientGone("timed out writing to the client")
+            if self.on_progress is not None:
+                self.on_progress()
             try:
                 n = self.sock.send(view)
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
@@ -155,6 +158,8 @@ class Conn:
             if n == 0:
                 break
             sent += n
+            if self.on_progress is not None:
+                self.on_progress()
         return sent
 
     def close(self, linger: bool = False) -> None:
@@ -487,7 +492,9 @@ class Exchange:
         """Client I/O happened: the request is not stuck; heartbeats may go out (from the
         serving thread, which is what the sync worker needs during a long upload)."""
         worker = self.h.worker
-        now = worker.in_flight[self.token] = time.monotonic()
+        now = time.monotonic()
+        if self.token in worker.in_flight:
+            worker.in_flight[self.token] = now
         if worker.heartbeat_due(now):
             worker.maybe_heartbeat(now)
 
@@ -609,6 +616,7 @@ class WSGIHandler:
         if worker.pre_request is not None:
             worker.call_pre_request(env)
         ex.token = token = worker.request_started()
+        conn.on_progress = ex.progress
         t0 = time.monotonic()
         keep = False
         result: Any = None
@@ -644,6 +652,7 @@ class WSGIHandler:
                     log.exception("close() of the response iterable failed")
         if keep and not inp.done:
             keep = inp.drain()
+        conn.on_progress = None
         code = ex.code or 500
         dt = time.monotonic() - t0
         worker.request_finished(token, code, dt)

@@ -83,6 +83,16 @@ def stream(environ: Env, start: Start) -> Iterator[bytes]:
         yield b"part %d\n" % i
 
 
+def big(environ: Env, start: Start) -> Iterator[bytes]:
+    """N MiB (query), with a Content-Length: for slow readers."""
+    n = int(environ["QUERY_STRING"] or "20")
+    start("200 OK", [("Content-Type", "application/octet-stream"),
+                     ("Content-Length", str(n << 20))])
+    block = b"b" * (1 << 20)
+    for _ in range(n):
+        yield block
+
+
 def writer(environ: Env, start: Start) -> list[bytes]:
     write = start("200 OK", [("Content-Type", "text/plain")])
     write(b"from write\n")
@@ -202,7 +212,7 @@ ROUTES: dict[str, Callable[[Env, Start], Iterable[bytes]]] = {
     "echo": echo, "environ": environ_dump, "upload": upload, "lines": lines,
     "stream": stream, "write": writer, "boom": boom, "boom_late": boom_late,
     "bad_header": bad_header, "exc_info": exc_info_app, "closing": closing, "file": file,
-    "sleep": sleep, "pid": pid, "grow": grow, "hello": hello, "validate": validated,
+    "sleep": sleep, "pid": pid, "grow": grow, "big": big, "hello": hello, "validate": validated,
 }
 
 

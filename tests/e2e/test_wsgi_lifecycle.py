@@ -88,6 +88,29 @@ def test_stuck_request_killed_after_timeout_with_stacks(kind: str) -> None:
         wait_for(lambda: get_status(srv.port) == 200, timeout=10)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_slow_reader_is_progress_not_a_stuck_worker(kind: str) -> None:
+    """A client reading a 40 MiB response for longer than --timeout does not get the worker
+    killed: writes that make progress keep the heartbeats going."""
+    with reclusterd(APP, "--workers", "1", "--worker-class", kind, "--timeout", "2") as srv:
+        srv.wait_ready()
+        pids = srv.wait_workers(1)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /big?40 HTTP/1.1\r\nHost: h\r\n\r\n")
+            t0 = time.monotonic()
+            got = 0
+            while got < 40 << 20:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+                time.sleep(0.01)
+            assert time.monotonic() - t0 > 3, "reader was not slow enough to test anything"
+        assert got >= 40 << 20
+        assert srv.workers() == pids
+
+
 def test_idle_worker_is_not_killed_by_timeout() -> None:
     with reclusterd(APP, "--workers", "1", "--timeout", "1") as srv:
         srv.wait_ready()
