@@ -186,3 +186,8 @@ def test_forwarded_headers_from_trusted_peer(srv: Server) -> None:
                             b"X-Forwarded-Proto: https\r\n\r\n", ["GET"])
     scope = json.loads(r.body)
     assert scope["client"][0] == "10.1.2.3" and scope["scheme"] == "https"
+
+
+def test_header_pairs_as_lists(srv: Server) -> None:
+    (r,), _ = exchange(srv, b"GET /listheaders HTTP/1.1\r\nHost: h\r\n\r\n", ["GET"])
+    assert (r.status, r.headers["x-list"], r.body) == (201, "yes", b"ok")
