@@ -714,6 +714,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         raise RuntimeError("boom after start")
+    elif path == "/listheaders":
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [[b"x-list", b"yes"], [b"content-length", b"2"]]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     elif path == "/noresponse":
         return
     elif path == "/badmsg":
