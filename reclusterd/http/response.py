@@ -104,7 +104,12 @@ class Response:
         lines = _LINES
         try:
             for pair in headers or ():
-                line = lines.get(pair)
+                try:
+                    line = lines.get(pair)
+                    cacheable = True
+                except TypeError:  # a list pair, or bytearray inside: fine, just not cached
+                    line = None
+                    cacheable = False
                 if line is not None:  # an ordinary header line seen (and checked) before
                     parts.append(line)
                     continue
@@ -134,7 +139,7 @@ class Response:
                     parts.append(name + b": " + value + b"\r\n")
                     continue
                 line = name + b": " + value + b"\r\n"
-                if len(lines) < _LINES_MAX and len(line) < 256:
+                if cacheable and len(lines) < _LINES_MAX and len(line) < 256:
                     lines[(name, value)] = line
                 parts.append(line)
         except TypeError:

@@ -101,6 +101,15 @@ def test_invalid_headers_raise(name: bytes, value: bytes) -> None:
         Response(req(), 200, [(name, value)])
 
 
+def test_list_pairs_and_bytearray_accepted() -> None:
+    for _ in range(2):  # second round hits the line cache
+        head = Response(req(), 200, [[b"X-A", b"1"], (b"X-B", bytearray(b"2")),  # type: ignore[list-item]
+                                     (b"content-length", b"0")]).head
+        assert b"X-A: 1\r\n" in head and b"X-B: 2\r\n" in head
+    with pytest.raises(InvalidResponse):
+        Response(req(), 200, [[b"X-A", b"a\r\nb"]])  # type: ignore[list-item]
+
+
 def test_tab_and_obs_text_values_allowed() -> None:
     head = Response(req(), 200, [(b"X-A", b"a\tb \xe9"), (b"content-length", b"0")]).head
     assert b"X-A: a\tb \xe9\r\n" in head
