@@ -221,3 +221,31 @@ def test_blocked_loop_is_replaced(tmp_path: Path) -> None:
                      timeout=20, what="blocked worker replaced")
         status, _, body = http_get(srv.port, "/")
         assert status == 200 and int(body) != old
+
+
+def test_loop_asyncio_serves(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    with reclusterd("tapp:app", "--workers", "1", "--loop", "asyncio",
+                    "--chdir", str(tmp_path)) as srv:
+        srv.wait_ready()
+        assert http_get(srv.port, "/")[2] == b"Hello, world!"
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"3\r\nabc\r\n0\r\n\r\nGET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+            rs, _ = read_responses(s, ["POST", "GET"])
+        assert rs[0].body == b"abc" and rs[1].body.startswith(b"part0")
+
+
+def test_max_requests_recycles_gracefully(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    marks = tmp_path / "marks"
+    with reclusterd("tapp:app", "--workers", "1", "--max-requests", "5",
+                    "--chdir", str(tmp_path), env={"ASGI_MARKERS": str(marks)}) as srv:
+        srv.wait_ready()
+        (first,) = srv.wait_workers(1)
+        for _ in range(5):
+            assert http_get(srv.port, "/")[0] == 200
+        wait_for(lambda: first not in srv.workers() and len(srv.workers()) == 1,
+                 what="recycled worker")
+        assert http_get(srv.port, "/")[0] == 200
+        wait_for(lambda: ("shutdown", first) in markers(marks), what="lifespan shutdown")
