@@ -30,6 +30,7 @@ class Summary:
     failed: int
     user_us: float = 0.0
     sys_us: float = 0.0
+    error_kinds: str = ""
 
     @property
     def clean(self) -> bool:
@@ -45,7 +46,16 @@ def summarize(results: list[Result]) -> Summary:
         non2xx=sum(r.non2xx for r in results),
         rounds=len(results), failed=len(results) - len(ok),
         user_us=statistics.median([r.user_us for r in ok]) if ok else 0.0,
-        sys_us=statistics.median([r.sys_us for r in ok]) if ok else 0.0)
+        sys_us=statistics.median([r.sys_us for r in ok]) if ok else 0.0,
+        error_kinds=" ".join(f"{k} {v}" for k, v in _merge(results).items()))
+
+
+def _merge(results: list[Result]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for r in results:
+        for k, v in r.error_kinds.items():
+            kinds[k] = kinds.get(k, 0) + v
+    return kinds
 
 
 Table = dict[tuple[Case, str], Summary]
@@ -135,7 +145,8 @@ def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
             if sm is None:
                 continue
             rows.append([case.label, s.name, f"{sm.rps:,.0f}", f"{sm.p99_ms:.2f}",
-                         str(sm.socket_errors), str(sm.non2xx), str(sm.failed),
+                         f"{sm.socket_errors} ({sm.error_kinds})" if sm.socket_errors
+                         else "0", str(sm.non2xx), str(sm.failed),
                          f"{sm.user_us:.0f}+{sm.sys_us:.0f}", ratio(table, case, s, specs)])
     return _md(["case", "server", "req/s (median)", "p99 ms (median)", "socket errors",
                 "non-2xx", "failed runs", "CPU µs/req user+sys", "ratio to best peer"], rows)

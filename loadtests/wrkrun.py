@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
@@ -56,6 +56,7 @@ class Result:
     socket_errors: int = 0
     non2xx: int = 0
     failed: str = ""
+    error_kinds: dict[str, int] = field(default_factory=dict)
     user_us: float = 0.0  # server CPU per request (all its processes), user mode
     sys_us: float = 0.0  # ... and kernel mode
 
@@ -119,7 +120,10 @@ def parse(text: str) -> Result:
         res.requests = int(m.group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if m:
-        res.socket_errors = sum(int(g) for g in m.groups())
+        counts = [int(g) for g in m.groups()]
+        res.socket_errors = sum(counts)
+        names = ("connect", "read", "write", "timeout")
+        res.error_kinds = {k: n for k, n in zip(names, counts, strict=True) if n}
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if m:
         res.non2xx = int(m.group(1))
