@@ -248,3 +248,28 @@ def test_load_spreads_across_workers(srv: Server) -> None:
         return len(pids) == 2
 
     wait_for(spread, timeout=20, interval=0, what="requests answered by both workers")
+
+
+@pytest.mark.parametrize("kind_", ["thread", "sync"])
+def test_tls_keep_alive_and_body(tmp_path: object, kind_: str) -> None:
+    import ssl
+    from pathlib import Path
+
+    from tests.support import ops_make_cert
+    cert = ops_make_cert(Path(str(tmp_path)))
+    if cert is None:
+        pytest.skip("openssl CLI not available")
+    with reclusterd(APP, "--workers", "1", "--worker-class", kind_, "--certfile", cert[0],
+                    "--keyfile", cert[1]) as srv:
+        srv.wait_ready()
+        ctx = ssl.create_default_context(cafile=cert[0])
+        ctx.check_hostname = False
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            body = b"x" * 300_000
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%b"
+                      % (len(body), body) + b"GET /environ HTTP/1.1\r\nHost: h\r\n\r\n")
+            rs, _ = read_responses(s, ["POST", "GET"])
+        assert json.loads(rs[0].body)["body"] == body.decode()
+        if kind_ == "thread":
+            assert len(rs) == 2 and json.loads(rs[1].body)["wsgi.url_scheme"] == "https"
