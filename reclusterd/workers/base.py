@@ -282,7 +282,6 @@ class Worker:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
         install_fault_handler(self.cfg, self.handle_abrt)
-        signal.siginterrupt(signal.SIGTERM, False)
 
     def handle_term(self, signum: int, frame: object) -> None:
         self.begin_drain()
