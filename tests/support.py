@@ -641,7 +641,7 @@ async def lifespan(scope, receive, send):
     while True:
         m = await receive()
         if m["type"] == "lifespan.startup":
-            if os.environ.get("ASGI_FAIL_STARTUP"):
+            if os.environ.get("ASGI_FAIL_STARTUP") or os.path.exists("fail_startup"):
                 await send({"type": "lifespan.startup.failed", "message": "db unreachable"})
                 return
             scope["state"]["started_by"] = os.getpid()

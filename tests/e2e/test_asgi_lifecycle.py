@@ -249,3 +249,23 @@ def test_max_requests_recycles_gracefully(tmp_path: Path) -> None:
                  what="recycled worker")
         assert http_get(srv.port, "/")[0] == 200
         wait_for(lambda: ("shutdown", first) in markers(marks), what="lifespan shutdown")
+
+
+def test_hup_with_failing_startup_rolls_back(tmp_path: Path) -> None:
+    asgi_write_app(tmp_path)
+    marks = tmp_path / "marks"
+    with reclusterd("tapp:app", "--workers", "2", "--chdir", str(tmp_path),
+                    "--backoff", "1", env={"ASGI_MARKERS": str(marks)}) as srv:
+        srv.wait_ready()
+        old = srv.wait_workers(2)
+        wait_for(lambda: len(markers(marks)) == 2, what="generation 1 started up")
+        (tmp_path / "fail_startup").write_text("1")
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: "db unreachable" in srv.stderr(), timeout=30, what="failed generation")
+        wait_for(lambda: srv.workers() == old, timeout=30, what="only the old generation")
+        assert http_get(srv.port, "/")[0] == 200
+        (tmp_path / "fail_startup").unlink()
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: len(w := srv.workers()) == 2 and not (w & old), timeout=30,
+                 what="new generation after the fix")
+        assert http_get(srv.port, "/")[0] == 200
