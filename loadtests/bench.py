@@ -170,6 +170,9 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"{interface.upper()}: server CPU per request, user+system µs (median)")
             print(report.cpu_table(summary, cases, shown, interface), "\n")
     print(report.long_table(summary, cases, shown), "\n")
+    head = report.headline(summary, shown)
+    if head:
+        print("Headline: hello world, 64 connections\n" + head, "\n")
     print(report.boot_table(runs), "\n")
     if not args.no_results:
         command = "python loadtests/bench.py" + ("".join(" " + shlex.quote(a) for a in argv))

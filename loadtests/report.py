@@ -152,6 +152,25 @@ def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
                 "non-2xx", "failed runs", "CPU µs/req user+sys", "ratio to best peer"], rows)
 
 
+def headline(table: Table, specs: list[Spec]) -> str:
+    """The issue-6 style summary: hello world, c=64, keep-alive and close, per server."""
+    ka, close = Case("hello", "ka", 64), Case("hello", "close", 64)
+    if not any((ka, s.name) in table for s in specs):
+        return ""
+    rows = []
+    for s in specs:
+        cells = [s.name, s.interface.upper() if s.interface != "raw" else "reference"]
+        for case in (ka, close):
+            sm = table.get((case, s.name))
+            cells.append(f"{_fmt_rps(sm)}" if sm else "-")
+            cells.append(f"{sm.user_us + sm.sys_us:.0f}" if sm and sm.rps else "-")
+        cells.append(" / ".join(r for r in (ratio(table, ka, s, specs),
+                                            ratio(table, close, s, specs)) if r) or "")
+        rows.append(cells)
+    return _md(["server", "interface", "keep-alive req/s", "CPU µs/req", "close req/s",
+                "CPU µs/req", "vs best peer (ka / close)"], rows)
+
+
 def boot_table(runs: list[Running]) -> str:
     rows = []
     for r in runs:
@@ -219,6 +238,9 @@ def results_md(table: Table, cases: list[Case], specs: list[Spec], runs: list[Ru
         "`cN` = N connections. `!` marks a server with socket errors or non-2xx answers "
         "(see the full table).", "",
     ]
+    head = headline(table, specs)
+    if head:
+        parts += ["## Headline: hello world, 64 connections", "", head, ""]
     for interface in ("wsgi", "asgi", "raw"):
         if any(s.interface == interface for s in specs):
             title = "ceiling (uvloop + httptools, canned answer, no app)" \
