@@ -228,10 +228,22 @@ class Arbiter(Lifecycle):
 
             rlogging.reopen_logs()
             log.info("master %d got SIGUSR1: log files reopened", self.pid)
-            for w in list(self.workers.values()):
-                self._signal(w, signal.SIGUSR1)
+            self.forward_usr1()
         elif sig == signal.SIGUSR2:
             self.reexec()
+
+    def forward_usr1(self) -> None:
+        """Reopen logs in the workers: now in ready ones, on ready in booting ones.
+
+        A booting worker has not installed its USR1 handler yet (the default
+        disposition terminates it), and it opened its logs after the fork anyway.
+        A worker that has been ready installed its handlers before saying so.
+        """
+        for w in list(self.workers.values()):
+            if w.ready_at is not None:
+                self._signal(w, signal.SIGUSR1)
+            elif w.state is State.BOOTING and w.reason is None:
+                w.reopen_pending = True
 
     def stop_graceful(self) -> None:
         """TERM: report not ready, wait --shutdown-delay, then drain every worker."""

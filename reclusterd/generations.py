@@ -104,6 +104,10 @@ class Lifecycle:
             w.state = State.READY
             w.ready_at = w.last_hb = now
             log.info("%s ready in %.2fs", w.label, now - w.spawned_at)
+            if w.reopen_pending:
+                w.reopen_pending = False
+                log.info("%s: forwarding the SIGUSR1 that arrived while it booted", w.label)
+                self._signal(w, signal.SIGUSR1)
             self.ever_ready = True
             if w.generation == self.generation:
                 self.backoff.ready()

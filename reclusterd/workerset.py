@@ -48,6 +48,7 @@ class Worker:
     reason: str | None = None           # why the arbiter is stopping it (None = not stopping)
     stop_signal_at: float = 0.0         # when TERM/ABRT/QUIT was sent
     kill_at: float | None = None        # SIGKILL if still alive at this time
+    reopen_pending: bool = False        # USR1 arrived while booting: forward it once ready
 
     @property
     def label(self) -> str:

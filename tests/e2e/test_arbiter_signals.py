@@ -1,0 +1,64 @@
+"""Signals that reach workers at awkward moments (USR1 while a worker is still booting)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from tests.support import arbiter_server, get_body, wait_for, wait_worker_pids, write_app
+
+# The app's import blocks until the test creates `go` in the cwd: workers stay "booting".
+GATED_IMPORT = '''
+while not os.path.exists("go"):
+    time.sleep(0.02)
+'''
+
+
+def open_paths(pid: int) -> set[str]:
+    """Targets of the process's open fds (what files it writes to)."""
+    out = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def test_usr1_while_workers_boot_is_deferred_not_fatal(tmp_path: Path) -> None:
+    """USR1 (logrotate) at first start must not kill booting workers (default disposition)
+    nor make the master exit 1; the booting workers reopen their logs once ready."""
+    write_app(tmp_path, extra=GATED_IMPORT)
+    errlog = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    with arbiter_server(tmp_path, "--workers", "2", "--error-logfile", str(errlog),
+                        "--boot-timeout", "30") as srv:
+        pids = wait_worker_pids(srv, 2)
+        wait_for(lambda: errlog.exists() and errlog.read_text().count("booting") >= 2, 10,
+                 what="both workers booting")
+        wait_for(lambda: all(str(errlog) in open_paths(p) for p in pids), 10,
+                 what="workers to open the error log")
+        os.rename(errlog, rotated)
+        for n in range(1, 4):
+            srv.signal(signal.SIGUSR1)
+            wait_for(lambda n=n: errlog.exists()  # type: ignore[misc]
+                     and errlog.read_text().count("log files reopened") >= n, 10,
+                     what=f"USR1 #{n} handled by the master")
+        assert srv.proc.poll() is None
+        assert srv.workers() == pids, "a booting worker died of USR1"
+        (tmp_path / "go").touch()
+        wait_for(lambda: errlog.read_text().count("ready in") >= 2, 15, what="workers ready")
+        assert get_body(srv.port).startswith("v1 ")
+        # the deferred USR1: each worker drops the rotated file and opens the new one
+        wait_for(lambda: all(str(rotated) not in open_paths(p)
+                             and str(errlog) in open_paths(p) for p in pids), 10,
+                 what="workers to reopen the error log after becoming ready")
+        text = errlog.read_text() + rotated.read_text()
+        assert "SIGUSR1 before" not in text and "cannot start" not in text
+        assert "forwarding the SIGUSR1 that arrived while it booted" in text
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
