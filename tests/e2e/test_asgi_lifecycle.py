@@ -142,7 +142,7 @@ def test_header_deadline_408_and_others_served(tmp_path: Path) -> None:
                     "--header-timeout", "1") as srv:
         srv.wait_ready()
         slow = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-                for _ in range(20)]
+                for _ in range(50)]
         try:
             for s in slow:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")
