@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from reclusterd import sockets
@@ -46,6 +46,22 @@ def exit_description(status: int) -> tuple[str, int]:
             name = f"signal {-code}"
         return f"killed by {name}", code
     return f"exited with code {code}", code
+
+
+def keep_restart_only_settings(old: Config, new: Config) -> Config:
+    """`new` with the running values of settings a HUP cannot apply (bind, pid, user, TLS...).
+
+    Logged once, naming every such setting that changed, so an operator who edited
+    the config file learns that part of it waits for a restart (or USR2).
+    """
+    from reclusterd import config
+
+    ignored = config.reload_ignored(old, new)
+    if not ignored:
+        return new
+    log.warning("reload: changed settings that need a restart (or USR2) keep their running "
+                "values: %s", ", ".join(ignored))
+    return replace(new, **{name: getattr(old, name) for name in ignored})
 
 
 class Lifecycle:
@@ -251,9 +267,7 @@ class Lifecycle:
         if getattr(new_cfg, "preload", False):
             log.warning("reload with --preload: workers reuse the app the master loaded at "
                         "start; code changes need a restart (or USR2)")
-        if tuple(new_cfg.bind) != tuple(self.cfg.bind):
-            log.warning("reload: --bind changes need a restart (USR2); keeping %s",
-                        ", ".join(self.cfg.bind))
+        new_cfg = keep_restart_only_settings(self.cfg, new_cfg)
         if self.pending is not None:
             self.cancel_reload("superseded by a newer reload")
         self.last_generation += 1

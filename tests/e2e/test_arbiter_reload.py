@@ -102,6 +102,26 @@ def test_bad_config_on_hup_keeps_serving(tmp_path: Path) -> None:
         wait_worker_pids(srv, 2)
 
 
+def test_hup_keeps_settings_that_need_a_restart_and_says_so(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    conf = tmp_path / "r.toml"
+    conf.write_text('workers = 1\npid = "a.pid"\n')
+    with arbiter_server(tmp_path, "-c", str(conf)) as srv:
+        srv.wait_ready()
+        wait_log(srv, "workers of generation 1 ready")
+        assert (tmp_path / "a.pid").read_text().strip() == str(srv.pid)
+        conf.write_text('workers = 2\npid = "b.pid"\nbacklog = 64\n')
+        srv.signal(signal.SIGHUP)
+        err = wait_log(srv, "reload completed: generation 2")
+        line = next(x for x in err.splitlines() if "need a restart" in x)
+        assert "backlog" in line and "pid" in line and "workers" not in line, line
+        wait_worker_pids(srv, 2)          # the reloadable change applies
+        assert get_body(srv.port).startswith("v1 ")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        assert not (tmp_path / "a.pid").exists() and not (tmp_path / "b.pid").exists()
+
+
 def delays_in(log: str) -> list[float]:
     return [float(x) for x in re.findall(r"respawning in ([0-9.]+)s", log)]
 
