@@ -579,7 +579,8 @@ class WSClient:
     """Connect, handshake, then send/recv messages; events are wsproto events."""
 
     def __init__(self, port: int, path: str = "/", subprotocols: Sequence[str] = (),
-                 host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+                 host: str = "127.0.0.1", timeout: float = 10.0,
+                 extensions: Sequence[object] = ()) -> None:
         from wsproto import WSConnection
         from wsproto.connection import ConnectionType
         from wsproto.events import Request as WSRequest
@@ -589,7 +590,8 @@ class WSClient:
         self.events: list[object] = []
         self.closed = False
         self.sock.sendall(self.ws.send(WSRequest(host=f"{host}:{port}", target=path,
-                                                 subprotocols=list(subprotocols))))
+                                                 subprotocols=list(subprotocols),
+                                                 extensions=list(extensions))))  # type: ignore[arg-type]
 
     def _pump(self) -> None:
         try:

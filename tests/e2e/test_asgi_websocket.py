@@ -179,3 +179,19 @@ def test_term_closes_websockets_1012_and_exits_0(tmp_path: Path) -> None:
             assert isinstance(ev, CloseConnection) and ev.code == 1012
             ws.send(ev.response())
         assert srv.wait_exit(20) == 0
+
+
+def test_permessage_deflate(srv: Server) -> None:
+    from wsproto.extensions import PerMessageDeflate
+
+    text = "compress me " * 1000
+    with WSClient(srv.port, "/ws", extensions=[PerMessageDeflate()]) as ws:
+        ev = accepted(ws)
+        assert [e.name for e in ev.extensions] == ["permessage-deflate"]  # type: ignore[attr-defined]
+        ws.send(TextMessage(data=text))
+        got = ""
+        while len(got) < len(text):
+            ev2 = ws.next_event()
+            assert isinstance(ev2, TextMessage)
+            got += ev2.data
+        assert got == text
