@@ -166,8 +166,8 @@ class Arbiter(Lifecycle):
     def _tick(self) -> None:
         timeout = self._sleep_time()
         events = self.selector.select(timeout)
-        for sig in self.sigq.drain():
-            self._on_signal(sig)
+        # Control messages first: a worker's "ready" that arrived with a TERM must count
+        # (it may already be serving), else TERM would treat it as still booting.
         for key, _ in events:
             data = key.data
             if isinstance(data, Worker):
@@ -177,6 +177,8 @@ class Arbiter(Lifecycle):
                     self.status.handle_io()
                 except Exception:
                     log.exception("status server error")
+        for sig in self.sigq.drain():
+            self._on_signal(sig)
         self._reap()
         self._timers()
         self._manage()
@@ -355,11 +357,10 @@ class Arbiter(Lifecycle):
         now = time.monotonic()
         w.reason = w.reason or reason
         w.replacing = False
-        if w.state is State.BOOTING:
-            # Not serving yet: nothing to drain.
-            self._signal(w, signal.SIGKILL)
-        else:
-            self._signal(w, signal.SIGTERM)
+        # TERM even while booting: a worker installs its TERM handler before it accepts, so
+        # one that is still importing dies of the default action, and one that is already
+        # serving (its "ready" not read yet) drains instead of dropping requests.
+        self._signal(w, signal.SIGTERM)
         w.state = State.DRAINING
         w.stop_signal_at = now
         w.kill_at = now + w.cfg.graceful_timeout
