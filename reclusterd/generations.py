@@ -1,7 +1,8 @@
 """Arbiter policy: what happens on ready/exit/recycle, reloads (generations), USR2.
 
-`Lifecycle` is the half of the arbiter that decides; `arbiter.Arbiter` adds the
-loop and the process primitives (spawn, retire, abort, signal). A generation is
+`Lifecycle` is the half of the arbiter that decides; `stopping.Stopping` adds the
+signal dispatch and the stop primitives (retire, abort, stop_fast), `arbiter.Arbiter`
+the loop, spawn and reap. A generation is
 every worker forked from one config load; a HUP starts a new generation and the
 old one is retired only once every new worker is ready, else it is rolled back.
 """
@@ -88,7 +89,7 @@ class Lifecycle:
     def __init__(self) -> None:
         self.pending: Pending | None = None
 
-    # primitives provided by Arbiter
+    # primitives provided by stopping.Stopping / arbiter.Arbiter
     def spawn(self, generation: int, cfg: Config) -> Worker | None:
         raise NotImplementedError
 
