@@ -18,6 +18,7 @@ import argparse
 import os
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -74,8 +75,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"comma list (default all available): {', '.join(servers.BY_NAME)}")
     ap.add_argument("--no-venv", action="store_true",
                     help="use the current interpreter; skip servers it cannot import")
-    ap.add_argument("--results", default=str(HERE / "RESULTS.md"),
-                    help="where to write the results (default loadtests/RESULTS.md)")
+    ap.add_argument("--results", default=None,
+                    help="where to write the results (default loadtests/RESULTS.md; "
+                         "--quick writes none unless given)")
     ap.add_argument("--no-results", action="store_true", help="do not write a results file")
     args = ap.parse_args(argv)
     if args.quick:
@@ -122,6 +124,7 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
           f"{args.duration:g}s: about {est / 60:.1f} min of load", flush=True)
 
     runs: list[servers.Running] = []
+    foreign: list[float] = []  # cores busy with other work during each wrk run
     table: dict[tuple[wrkrun.Case, str], list[wrkrun.Result]] = {}
     try:
         for spec in specs:
@@ -147,8 +150,13 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
                         res = wrkrun.Result(failed="server died")
                     else:
                         u0, s0 = servers.cpu_seconds(run)
+                        m0 = servers.machine_busy()
                         res = wrkrun.run_wrk(case, run.port, args.duration)
+                        m1 = servers.machine_busy()
                         u1, s1 = servers.cpu_seconds(run)
+                        # CPU used by neither the server nor wrk: other work on the box
+                        other = (m1[0] - m0[0]) - (m1[1] - m0[1]) - (u1 - u0 + s1 - s0)
+                        foreign.append(max(0.0, other) / (m1[2] - m0[2]))
                         if res.requests:
                             res.user_us = (u1 - u0) * 1e6 / res.requests
                             res.sys_us = (s1 - s0) * 1e6 / res.requests
@@ -161,6 +169,12 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
         servers.stop_all(runs)
 
     summary = {k: report.summarize(v) for k, v in table.items()}
+    if foreign:
+        noise = (f"- other work on the machine during the wrk runs: {statistics.mean(foreign):.2f}"
+                 f" cores on average (max {max(foreign):.2f}) of {os.cpu_count()}, i.e. CPU "
+                 "used by neither the server under test nor wrk")
+        facts += "\n" + noise
+        print(noise[2:], flush=True)
     shown = [s for s in specs if any(r.spec is s and not r.error for r in runs)]
     print()
     for interface in ("wsgi", "asgi", "raw"):
@@ -174,7 +188,9 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     if head:
         print("Headline: hello world, 64 connections\n" + head, "\n")
     print(report.boot_table(runs), "\n")
-    if not args.no_results:
+    if args.results is None and not args.quick:
+        args.results = str(HERE / "RESULTS.md")
+    if args.results and not args.no_results:
         command = "python loadtests/bench.py" + ("".join(" " + shlex.quote(a) for a in argv))
         text = report.results_md(summary, cases, shown, runs, command, facts, args.rounds,
                                  args.duration)

@@ -248,6 +248,17 @@ def cpu_seconds(run: Running) -> tuple[float, float]:
     return user, system
 
 
+def machine_busy() -> tuple[float, float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of our finished children, wall)."""
+    import resource
+
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / hz  # minus idle and iowait
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, ru.ru_utime + ru.ru_stime, time.monotonic()
+
+
 def stop_all(runs: list[Running]) -> None:
     """Stop every server started; never raises."""
     for run in runs:
