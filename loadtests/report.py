@@ -231,7 +231,8 @@ def results_md(table: Table, cases: list[Case], specs: list[Spec], runs: list[Ru
         "Absolute numbers drift between machines and runs; compare ratios. req/s needs a "
         "quiet machine (see the load average below); the server CPU µs per request tables "
         "(CPU time of all the server's processes / requests answered) hold up far better "
-        "when other work shares the cores.", "",
+        "when other work shares the cores (and on a contended CPU a server with more "
+        "runnable threads, like Granian's Rust runtime, also gets a larger share of it).", "",
         facts, "",
         "Scenarios: " + "; ".join(f"`{s}` {SCENARIO_TEXT[s]}" for s in used)
         + ". `ka` = keep-alive, `close` = `Connection: close` on every request; "
