@@ -219,15 +219,11 @@ class Cycle:
         headers = message.get("headers", ())
         req = self.request
         keep = req.upgrade is None and not self.conn.s.draining
-        try:
+        try:    # http.Response takes tuple or list pairs (list pairs are just not cached)
             self.response = Response(req, status, headers if type(headers) is list
                                      else list(headers), keep_alive=keep)
-        except (InvalidResponse, TypeError, ValueError):
-            try:    # pairs given as lists (or other iterables): retry with tuples
-                self.response = Response(req, status, [(n, v) for n, v in headers],
-                                         keep_alive=keep)
-            except (InvalidResponse, TypeError, ValueError) as exc:
-                raise RuntimeError(f"invalid ASGI response: {exc}") from exc
+        except (InvalidResponse, TypeError, ValueError) as exc:
+            raise RuntimeError(f"invalid ASGI response: {exc}") from exc
         self.started = True
         self.status = status
 
