@@ -30,7 +30,6 @@ _STATUS_LINES: dict[int, bytes] = {
 }
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
-_DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
 _date_second = -1
 _date_line = b""
@@ -74,6 +73,21 @@ _NAMES_MAX = 512
 # (name, value) -> wire line, for ordinary (non-framing) headers apps repeat, e.g. content-type
 _LINES: dict[tuple[bytes, bytes], bytes] = {}
 _LINES_MAX = 1024
+# the app's exact Content-Length pair -> its validated value (checked once, then a lookup)
+_LENGTHS: dict[tuple[bytes, bytes], int] = {}
+_LENGTHS_MAX = 1024
+
+
+def _content_length(pair: tuple[bytes, bytes], value: bytes, cacheable: bool) -> int:
+    """Validate an app's Content-Length value (1-18 ASCII digits, spaces around allowed)."""
+    value = value.strip(b" \t")
+    # bytes.isdigit() is ASCII-only (bytearray's too); other types are refused.
+    if not isinstance(value, (bytes, bytearray)) or not value.isdigit() or len(value) > 18:
+        raise InvalidResponse(f"invalid content-length {value!r}")
+    n = int(value)
+    if cacheable and len(_LENGTHS) < _LENGTHS_MAX:
+        _LENGTHS[pair] = n
+    return n
 
 
 def _check_name(name: bytes) -> bytes:
@@ -102,6 +116,7 @@ class Response:
         has_date = has_server = app_close = False
         names = _NAMES
         lines = _LINES
+        lengths = _LENGTHS
         try:
             for pair in headers or ():
                 try:
@@ -113,6 +128,13 @@ class Response:
                 if line is not None:  # an ordinary header line seen (and checked) before
                     parts.append(line)
                     continue
+                if cacheable:
+                    n = lengths.get(pair)
+                    if n is not None:  # a Content-Length pair validated before
+                        if length is not None and length != n:
+                            raise InvalidResponse(f"conflicting content-length {pair[1]!r}")
+                        length = n
+                        continue
                 name, value = pair
                 lname = names.get(name)
                 if lname is None:
@@ -121,10 +143,10 @@ class Response:
                     raise InvalidResponse(f"header {name!r} value contains CR, LF or NUL")
                 if lname in _SPECIAL:
                     if lname == b"content-length":
-                        value = value.strip(b" \t")
-                        if not _DIGITS.match(value) or length not in (None, int(value)):
-                            raise InvalidResponse(f"invalid content-length {value!r}")
-                        length = int(value)
+                        n = _content_length(pair, value, cacheable)
+                        if length is not None and length != n:
+                            raise InvalidResponse(f"conflicting content-length {value!r}")
+                        length = n
                         continue  # written below, once, if the status allows a length
                     if lname == b"transfer-encoding":
                         continue  # framing is ours to decide (chunked on 1.1 when no length)

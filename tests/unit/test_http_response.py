@@ -191,6 +191,30 @@ def test_content_length_validation() -> None:
     assert headers_of(r.head)[b"content-length"] == [b"3"]
 
 
+def test_content_length_cache_keeps_every_check() -> None:
+    """Twice each: the second Response takes the cached (name, value) -> length path."""
+    for _ in range(2):
+        for bad in (b"+5", b"0x5", b"5_0", b"\xd9\xa5", b"5\r", b"1" * 19):
+            with pytest.raises(InvalidResponse):
+                Response(req(), 200, [(b"Content-Length", bad)])
+        with pytest.raises(InvalidResponse):
+            Response(req(), 200, [(b"Content-Length", b"7"), (b"Content-Length", b"8")])
+        with pytest.raises(InvalidResponse):
+            Response(req(), 200, [[b"Content-Length", b"7"],  # type: ignore[list-item]
+                                  (b"Content-Length", b"8")])
+        r = Response(req(), 200, [(b"Content-Length", b" 7 "), (b"content-length", b"7")])
+        assert headers_of(r.head)[b"content-length"] == [b"7"]
+        assert r.head.count(b"ength: ") == 1
+        r = Response(req(), 200, [(b"Content-Length", b"0" * 18)])
+        assert headers_of(r.head)[b"content-length"] == [b"0"]
+
+
+def test_content_length_cache_bounded() -> None:
+    for n in range(response_mod._LENGTHS_MAX + 50):
+        Response(req(), 200, [(b"content-length", b"%d" % n)])
+    assert len(response_mod._LENGTHS) <= response_mod._LENGTHS_MAX
+
+
 def test_body_never_exceeds_content_length() -> None:
     r = Response(req(), 200, [(b"content-length", b"5")])
     assert r.body(b"abc") == b"abc"
