@@ -102,7 +102,11 @@ class Arbiter(Stopping):
     def _start(self) -> None:
         from reclusterd import logging as rlogging
 
-        rlogging.setup_logging(self.cfg)
+        try:
+            rlogging.setup_logging(self.cfg)
+        except OSError as e:
+            raise StartupError(f"error-logfile: cannot open {self.cfg.error_logfile}: "
+                               f"{e.strerror or e}") from None
         masterutil.set_title(self.cfg.name or self.cfg.app)
         try:
             self.listeners = sockets.bind_listeners(self.cfg, self.environ)
@@ -117,6 +121,9 @@ class Arbiter(Stopping):
             sockets.drop_privileges(self.cfg)
         except sockets.BindError as e:
             raise StartupError(str(e)) from None
+        problem = masterutil.log_file_problem(self.cfg)
+        if problem:
+            raise StartupError(problem)
         if self.cfg.preload:
             self._preload()
         self.sigq.install()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from reclusterd import sockets
+from reclusterd import masterutil, sockets
 from reclusterd.backoff import Backoff
 from reclusterd.workerset import State, Stats, Worker, clean_stats
 
@@ -264,6 +264,11 @@ class Lifecycle:
         except config.ConfigError as e:
             log.error("reload aborted: configuration error: %s; generation %d keeps serving",
                       e, self.generation)
+            return
+        problem = masterutil.log_file_problem(new_cfg)
+        if problem:
+            log.error("reload aborted: %s; generation %d keeps serving", problem,
+                      self.generation)
             return
         if getattr(new_cfg, "preload", False):
             log.warning("reload with --preload: workers reuse the app the master loaded at "

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
 
 
 def set_title(name: str) -> None:
@@ -59,3 +63,22 @@ def close_status_in_child(status: object) -> None:
     sel = getattr(status, "selector", None)
     if sel is not None:
         sel.close()
+
+
+def log_file_problem(cfg: Config) -> str | None:
+    """One line naming the setting if the error or access log file cannot be opened.
+
+    Checked by the master (after dropping privileges, as the workers will run) at start
+    and before a HUP reload, so a typo is a clear error, not a traceback or a crashing
+    worker; opening creates the file, as the loggers would.
+    """
+    for setting, path in (("error-logfile", cfg.error_logfile),
+                          ("access-logfile", cfg.access_logfile)):
+        if not path or path == "-":
+            continue
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            return f"{setting}: cannot open {path}: {e.strerror or e}"
+        os.close(fd)
+    return None

@@ -151,6 +151,17 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         assert len(err.strip().splitlines()) <= 2
 
 
+@pytest.mark.parametrize("setting", ["error-logfile", "access-logfile"])
+def test_unopenable_log_file_is_a_one_line_error(tmp_path: Path, setting: str) -> None:
+    write_app(tmp_path)
+    path = tmp_path / "missing-dir" / "x.log"
+    with arbiter_server(tmp_path, "--workers", "1", f"--{setting}", str(path)) as srv:
+        assert srv.wait_exit(10) == 1
+        err = srv.stderr()
+    assert f"{setting}: cannot open {path}: No such file or directory" in err, err
+    assert "Traceback" not in err and "worker" not in err, err
+
+
 def test_import_error_at_first_start_exits_1_with_traceback_once(tmp_path: Path) -> None:
     write_app(tmp_path, extra="raise RuntimeError('boom at import')")
     with arbiter_server(tmp_path, "--workers", "3") as srv:

@@ -122,6 +122,21 @@ def test_hup_keeps_settings_that_need_a_restart_and_says_so(tmp_path: Path) -> N
         assert not (tmp_path / "a.pid").exists() and not (tmp_path / "b.pid").exists()
 
 
+def test_hup_with_an_unopenable_log_file_is_aborted(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    conf = tmp_path / "r.toml"
+    conf.write_text("workers = 1\n")
+    with arbiter_server(tmp_path, "-c", str(conf)) as srv:
+        srv.wait_ready()
+        wait_log(srv, "workers of generation 1 ready")
+        bad = tmp_path / "no-such-dir" / "access.log"
+        conf.write_text(f'workers = 1\naccess_logfile = "{bad}"\n')
+        srv.signal(signal.SIGHUP)
+        err = wait_log(srv, "reload aborted: access-logfile: cannot open")
+        assert "booting generation 2" not in err
+        assert get_body(srv.port).startswith("v1 ")
+
+
 def delays_in(log: str) -> list[float]:
     return [float(x) for x in re.findall(r"respawning in ([0-9.]+)s", log)]
 
