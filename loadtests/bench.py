@@ -156,7 +156,8 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
                         u1, s1 = servers.cpu_seconds(run)
                         # CPU used by neither the server nor wrk: other work on the box
                         other = (m1[0] - m0[0]) - (m1[1] - m0[1]) - (u1 - u0 + s1 - s0)
-                        foreign.append(max(0.0, other) / (m1[2] - m0[2]))
+                        if other == other:  # not NaN
+                            foreign.append(max(0.0, other) / (m1[2] - m0[2]))
                         if res.requests:
                             res.user_us = (u1 - u0) * 1e6 / res.requests
                             res.sys_us = (s1 - s0) * 1e6 / res.requests

@@ -252,9 +252,11 @@ def machine_busy() -> tuple[float, float, float]:
     """(busy CPU seconds of the whole machine, CPU seconds of our finished children, wall)."""
     import resource
 
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    busy = (sum(fields[:8]) - fields[3] - fields[4]) / hz  # minus idle and iowait
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):  # not Linux: no machine-wide figure
+        busy = float("nan")
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return busy, ru.ru_utime + ru.ru_stime, time.monotonic()
 
