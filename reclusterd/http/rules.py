@@ -178,14 +178,15 @@ def request_line(line: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
 
 
 def build_request(method: bytes, target: bytes, version: str, headers: Headers,
-                  limits: Limits) -> Request:
+                  limits: Limits, split: tuple[bytes, bytes] | None = None) -> Request:
     """Apply the head rules to a parsed head and build the Request event.
 
     `method`/`version` come from `request_line`; header fields are already syntax-checked.
+    `split` is the (path, query) `_split_target` gave for this very target before, if known.
     """
     if limits.fields and len(headers) > limits.fields:
         raise Reject(431, "too many header fields")
-    path, query = _split_target(method, target)
+    path, query = _split_target(method, target) if split is None else split
 
     cl_values: list[bytes] | None = None
     te_values: list[bytes] | None = None
