@@ -238,6 +238,7 @@ class Arbiter(Stopping):
         code = 1
         try:
             self.sigq.close_in_child()
+            masterutil.die_with_parent(self.pid)
             self.selector.close()
             for other in self.workers.values():
                 other.sock.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,3 +84,25 @@ def log_file_problem(cfg: Config) -> str | None:
             return f"{setting}: cannot open {path}: {e.strerror or e}"
         os.close(fd)
     return None
+
+
+PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """In a forked worker: get `sig` (TERM: drain and exit) when the master dies.
+
+    Without it a master killed by SIGKILL or the OOM killer leaves its workers serving
+    forever as orphans, holding the port. Linux only (prctl); if the master is already
+    gone by the time this runs, the signal is sent at once.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)

@@ -1,10 +1,12 @@
-"""Signals that reach workers at awkward moments (USR1 while a worker is still booting)."""
+"""Signals at awkward moments: USR1 while a worker is still booting, a killed master."""
 
 from __future__ import annotations
 
 import os
 import signal
 from pathlib import Path
+
+import psutil
 
 from tests.support import arbiter_server, get_body, wait_for, wait_worker_pids, write_app
 
@@ -62,3 +64,23 @@ def test_usr1_while_workers_boot_is_deferred_not_fatal(tmp_path: Path) -> None:
         assert "forwarding the SIGUSR1 that arrived while it booted" in text
         srv.signal(signal.SIGTERM)
         assert srv.wait_exit(20) == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
+    """A master killed by SIGKILL (OOM killer) must not leave orphans serving forever."""
+    write_app(tmp_path)
+    with arbiter_server(tmp_path, "--workers", "2", "--graceful-timeout", "3") as srv:
+        srv.wait_ready()
+        pids = wait_worker_pids(srv, 2)
+        wait_for(lambda: srv.stderr().count("ready in") >= 2, 10, what="workers ready")
+        os.kill(srv.pid, signal.SIGKILL)
+        srv.wait_exit(5)
+        wait_for(lambda: not any(alive(p) for p in pids), 10,
+                 what="orphaned workers to exit")
