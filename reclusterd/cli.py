@@ -84,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args, os.environ)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout was a pipe closed early (`--check-config | head -1`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except SystemExit as e:  # argparse --help
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 

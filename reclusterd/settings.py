@@ -54,6 +54,9 @@ def check_address(addr: str) -> str:
         port = m.group(2)
     else:
         host, sep, port = addr.rpartition(":")
+        if sep and not host and port.isdigit() and int(port) <= 65535:
+            # Gunicorn's ":PORT" means every IPv4 interface.
+            return f"0.0.0.0:{port}"
         if not sep or not host:
             raise ValueError(f"{forms}, got {addr!r}")
         if ":" in host:
@@ -82,7 +85,11 @@ def check_spec(value: str) -> str:
 def check_app(value: str) -> str:
     """APP is "module:attr" (dotted attr) or "module" (attr "app")."""
     if not _APP_RE.match(value):
-        raise ValueError(f"expected module:attr (e.g. myapp:app), got {value!r}")
+        hint = ""
+        if value.endswith("()") and _APP_RE.match(value[:-2]):
+            # Gunicorn's "module:create_app()" spelling: point at the flag we use instead.
+            hint = f"; for an application factory use '{value[:-2]}' with --factory"
+        raise ValueError(f"expected module:attr (e.g. myapp:app), got {value!r}{hint}")
     return value
 
 

@@ -181,3 +181,16 @@ def test_in_process_config_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["examples.hello:app", "--backlog", "0"]) == 2
     assert capsys.readouterr().err == (
         "reclusterd: error: --backlog: must be a positive integer, got 0\n")
+
+
+def test_check_config_into_a_closed_pipe_is_quiet() -> None:
+    # `reclusterd APP --check-config | head -1`: the reader goes away after one line.
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "reclusterd", "examples.hello:app",
+                          "--check-config"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # nothing will read the report
+    err = p.stderr.read().decode()
+    assert p.wait(30) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

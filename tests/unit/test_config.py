@@ -127,6 +127,17 @@ def test_env_values_and_errors() -> None:
     assert err(["app:app"], {"RECLUSTERD_THREADS": "-1"}).startswith("RECLUSTERD_THREADS:")
 
 
+def test_bind_empty_host_means_all_ipv4_interfaces() -> None:
+    # Gunicorn's and Cloud Run's "--bind :$PORT" idiom.
+    assert load(["app:app", "-b", ":8080"], {}).bind == ("0.0.0.0:8080",)
+
+
+def test_factory_call_syntax_points_at_factory_flag() -> None:
+    msg = err(["myapp:create_app()"])
+    assert msg.startswith("APP: expected module:attr")
+    assert "'myapp:create_app' with --factory" in msg
+
+
 def test_bind_repeatable_and_forms() -> None:
     cfg = load(["app:app", "-b", "127.0.0.1:0", "--bind", "[::1]:8080", "-b", "unix:/tmp/s",
                 "-b", "fd://3", "-b", "localhost:65535"], {})
@@ -134,7 +145,7 @@ def test_bind_repeatable_and_forms() -> None:
 
 
 @pytest.mark.parametrize("addr", [
-    "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", ":8000", "::1:80", "[::1]", "[zz]:80",
+    "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", ":70000", ":", "::1:80", "[::1]", "[zz]:80",
     "unix:", "fd://", "fd://x", "host name:80", "127.0.0.1:http",
 ])
 def test_bad_bind(addr: str) -> None:
