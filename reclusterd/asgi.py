@@ -47,7 +47,6 @@ __all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtoc
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
 DRAIN_LIMIT = 64 * 1024       # unread request body we still read to keep the connection
-DRAIN_GRACE = 1.0             # seconds a fresh connection may still send its request on TERM
 LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
@@ -99,7 +98,10 @@ class ServerState:
             conn.check_timeouts(now)
 
     def drain(self) -> None:
-        """Stop reusing connections: close the idle ones now, the busy ones after their response."""
+        """Stop reusing connections. Busy ones close after their response (Connection: close);
+        idle keep-alive ones stay open: closing them would race with the client's next request
+        already on the wire. That request is answered with Connection: close; a connection
+        that stays silent is closed by the keep-alive timeout (the sweep goes on)."""
         self.draining = True
         for conn in list(self.connections):
             conn.shutdown()
@@ -118,7 +120,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "idle_since", "head_start", "read_paused", "write_paused",
-                 "drain_waiters", "closed", "eof", "fresh", "ws")
+                 "drain_waiters", "closed", "eof", "ws")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -129,7 +131,6 @@ class HttpProtocol(asyncio.Protocol):
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.eof = False
-        self.fresh = True
         self.ws: WebSocketSession | None = None
         self.head_start = 0.0
         self.trusted = False
@@ -298,7 +299,6 @@ class HttpProtocol(asyncio.Protocol):
         s = self.s
         cycle.token = s.worker.request_started()
         cycle.t0 = time.monotonic()
-        self.fresh = False
         if s.hooks:
             s.worker.call_pre_request(cycle.scope)
         cycle.task = s.loop.create_task(cycle.run())
@@ -325,8 +325,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def cycle_done(self, cycle: Cycle, keep: bool) -> None:
         """The response is complete: close, or go on with the next pipelined request."""
-        if not keep or self.s.draining or self.eof:
-            if cycle.request_done and not self.queue:
+        if not keep or self.eof:
+            # keep is False while draining (the response said Connection: close). A response
+            # whose head went out before the drain said keep-alive: the connection stays,
+            # and the next request on it gets the Connection: close.
+            if cycle.request_done and not self.queue and not self.s.draining:
                 self.close()
             else:
                 self.linger()
@@ -392,10 +395,10 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- timeouts / drain (called by ServerState) ------------------------------------
     def check_timeouts(self, now: float) -> None:
-        if self.closed or self.ws is not None or self.cycle is not None or self.queue:
+        if self.closed or self.ws is not None or self.queue:
             return
-        if self.s.draining and (not self.fresh or now - self.idle_since > DRAIN_GRACE):
-            self.close()
+        if self.cycle is not None:
+            self.check_progress(self.cycle, now)
         elif self.head_start:
             if now - self.head_start > self.s.header_timeout:
                 self.transport.write(error_response(408, "request head not received in time"))
@@ -403,10 +406,40 @@ class HttpProtocol(asyncio.Protocol):
         elif now - self.idle_since > self.s.keep_alive:
             self.close()
 
+    def check_progress(self, cycle: Cycle, now: float) -> None:
+        """Idle deadline inside a request, as in the thread worker: a request body, or a
+        response the client does not read, that makes no progress for --header-timeout
+        seconds ends the request (408 if nothing was sent, then close; the app's
+        receive() returns http.disconnect, its send() raises ClientDisconnected)."""
+        if not cycle.request_done and not self.read_paused and (
+                cycle.continue_sent or not cycle.request.expect_continue):
+            mark = cycle.received           # waiting for the client's body
+        elif self.write_paused:
+            mark = -2 - self.transport.get_write_buffer_size()  # waiting for it to read
+        else:
+            cycle.progress = -1             # waiting for the app: not the client's fault
+            return
+        if mark != cycle.progress:
+            cycle.progress = mark
+            cycle.progress_at = now
+        elif now - cycle.progress_at > self.s.header_timeout:
+            cycle.progress = -1
+            log.info("closing %s: no progress for %.0fs %s (%s %s)", self.peer_ip or "client",
+                     self.s.header_timeout, "reading the request body" if mark >= 0 else
+                     "writing the response", cycle.scope["method"], cycle.scope["path"])
+            if not cycle.started:
+                self.transport.write(error_response(408, "request body timed out"))
+                cycle.status = 408
+            cycle.disconnected = True
+            cycle.wake()
+            if mark >= 0:
+                self.linger()
+            else:
+                self.transport.abort()      # a full write buffer cannot be flushed anyway
+                self.closed = True
+
     def shutdown(self) -> None:
-        """Draining: close now when idle; a busy connection closes after its response; a
-        fresh one (no request yet: its request may be on the way) gets DRAIN_GRACE s."""
+        """Draining: WebSockets get their close frame; HTTP connections are left to
+        cycle_done / the keep-alive sweep (see ServerState.drain)."""
         if self.ws is not None:
             self.ws.shutdown()
-        elif self.cycle is None and not self.fresh and not self.head_start:
-            self.close()

@@ -54,6 +54,8 @@ class Cycle:
     token = 0                   # set by HttpProtocol.launch()
     t0 = 0.0                    # set by HttpProtocol.launch()
     task: asyncio.Task[None] | None = None
+    progress = -1               # what the last sweep saw (HttpProtocol.check_progress)
+    progress_at = 0.0
 
     def __init__(self, conn: HttpProtocol, request: Request, scope: dict[str, Any]) -> None:
         self.conn = conn

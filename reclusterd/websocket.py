@@ -93,7 +93,6 @@ class WebSocketSession:
         self.inbox.append({"type": "websocket.connect"})
         self.token = conn.s.worker.request_started()
         self.t0 = time.monotonic()
-        conn.fresh = False
         self.task = conn.s.loop.create_task(self.run())
 
     def _list(self, name: bytes) -> list[str]:

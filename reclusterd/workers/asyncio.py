@@ -36,6 +36,7 @@ __all__ = ["AsyncioWorker", "loop_factory"]
 
 log = logging.getLogger("reclusterd.error")
 EXIT_BOOT_ERROR = 3
+LIFESPAN_RESERVE = 2.0        # seconds of the graceful timeout kept for lifespan shutdown
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -134,10 +135,13 @@ class AsyncioWorker(Worker):
         self.channel.ready()
         self._start_ticker(loop, state)
         await self.stop_event.wait()
-        deadline = loop.time() + float(cfg.graceful_timeout)
+        # The arbiter SIGKILLs us graceful_timeout after its TERM: connections get that
+        # time minus a reserve, so lifespan shutdown always gets a chance to run.
+        graceful = float(cfg.graceful_timeout)
+        deadline = loop.time() + graceful
         for srv in servers:
             srv.close()
-        await self._drain(state, deadline)
+        await self._drain(state, deadline - min(LIFESPAN_RESERVE, graceful / 4))
         await lifespan.shutdown(deadline - loop.time())
         self._stop_ticker()
         self.final_heartbeat()
