@@ -17,6 +17,7 @@ from tests.support import (
     reclusterd,
     server_closes,
     wait_for,
+    wait_log,
 )
 
 PARSERS = ["httptools", "h11"]
@@ -41,6 +42,7 @@ def test_lifespan_once_per_worker_and_term_exits_0(tmp_path: Path, http: str) ->
         srv.wait_ready()
         workers = srv.wait_workers(2)
         wait_for(lambda: len(markers(marks)) == 2, what="2 startups")
+        wait_log(srv, "ready in", count=2)      # both serving, as far as the arbiter knows
         for _ in range(10):
             assert http_get(srv.port, "/")[0] == 200
         assert sorted(markers(marks)) == sorted(("startup", p) for p in workers)
@@ -269,3 +271,43 @@ def test_hup_with_failing_startup_rolls_back(tmp_path: Path) -> None:
         wait_for(lambda: len(w := srv.workers()) == 2 and not (w & old), timeout=30,
                  what="new generation after the fix")
         assert http_get(srv.port, "/")[0] == 200
+
+
+SLOW_STARTUP = """
+import asyncio, os
+MARK = os.environ["ASGI_MARKERS"]
+
+def mark(s):
+    with open(MARK, "a") as f:
+        f.write(f"{s} {os.getpid()}\\n")
+
+async def app(scope, receive, send):
+    assert scope["type"] == "lifespan"
+    while True:
+        m = await receive()
+        if m["type"] == "lifespan.startup":
+            mark("starting")
+            await asyncio.sleep(1.0)
+            mark("startup")
+        else:
+            mark("shutdown")
+        await send({"type": m["type"] + ".complete"})
+        if m["type"] == "lifespan.shutdown":
+            return
+"""
+
+
+def test_term_during_lifespan_startup_still_runs_shutdown(tmp_path: Path) -> None:
+    """TERM while startup is running: startup finishes, shutdown runs, exit 0."""
+    (tmp_path / "slow.py").write_text(SLOW_STARTUP)
+    marks = tmp_path / "marks"
+    with reclusterd("slow:app", "--workers", "2", "--chdir", str(tmp_path),
+                    env={"ASGI_MARKERS": str(marks)}) as srv:
+        wait_for(lambda: sum(m == "starting" for m, _ in markers(marks)) == 2,
+                 what="2 startups under way")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        got = markers(marks)
+        started = sorted(p for m, p in got if m == "startup")
+        assert len(started) == 2
+        assert sorted(p for m, p in got if m == "shutdown") == started
