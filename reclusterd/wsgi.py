@@ -660,7 +660,7 @@ class WSGIHandler:
             worker.call_post_request(env, code)
         if self.access.enabled:
             self._access(env, req, code, ex.length, dt)
-        return keep and not worker.draining
+        return keep     # a keep-alive head went out: the next response says close
 
     def _failed(self, ex: Exchange, e: Exception) -> None:
         req = ex.req

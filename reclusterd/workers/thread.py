@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request, error_response
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler
+from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, wait_fd
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -37,6 +37,7 @@ TICK = 0.25
 PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
 ACCEPT_BATCH = 16
+DRAIN_IDLE = 1.0
 _BUSY = error_response(503, "too many connections")
 
 
@@ -114,24 +115,31 @@ class ThreadWorker(Worker):
             except OSError:
                 pass
         self.lsocks.clear()
-        # A connection that has not had its first request yet is a client about to send
-        # one: it gets a short grace; idle keep-alive connections close now.
-        grace = time.monotonic() + min(max(self.keep_alive, 1.0), self.cfg.graceful_timeout)
+        # Closing a keep-alive connection races with the client sending its next request
+        # on it (the request would be lost). So: a connection idle for DRAIN_IDLE closes
+        # now; a busier one (and one that has not had its first request yet) gets a short
+        # grace, and a request that arrives in it is answered with Connection: close.
+        now = time.monotonic()
+        grace = now + min(max(self.keep_alive, DRAIN_IDLE), self.cfg.graceful_timeout)
         with self.lock:
             for conn in list(self.conns.values()):
                 if conn.busy:
                     continue
-                if conn.served and not conn.head_start:
+                if not conn.served or conn.head_start:
+                    conn.deadline = min(conn.deadline, grace)
+                    continue
+                idle_until = conn.deadline - self.keep_alive + DRAIN_IDLE
+                if now >= idle_until and not wait_fd(conn.fd, select.POLLIN, 0):
                     self._drop(conn)
                 else:
-                    conn.deadline = min(conn.deadline, grace)
+                    conn.deadline = min(conn.deadline, idle_until)
 
     def _expire(self, now: float) -> None:
         """Close idle keep-alive connections and answer 408 to overdue request heads."""
         with self.lock:
-            drain = self.draining
-            for conn in [c for c in self.conns.values() if not c.busy and (
-                    c.deadline <= now or (drain and c.served and not c.head_start))]:
+            for conn in [c for c in self.conns.values() if not c.busy and c.deadline <= now]:
+                if not conn.head_start and conn.served and wait_fd(conn.fd, select.POLLIN, 0):
+                    continue    # its next request is here, queued for a poller: serve it
                 if conn.head_start:
                     try:
                         conn.sock.send(error_response(408, "request head timed out"))
@@ -189,10 +197,11 @@ class ThreadWorker(Worker):
                 continue
             fd = events[0][0]
             lsock = lsocks.get(fd)
+            t0 = time.monotonic()
             with lock:
                 self.idle_pollers -= 1
                 if not self.idle_pollers:
-                    self.starved_since = time.monotonic()
+                    self.starved_since = t0
                 conn = None
                 if lsock is None:
                     conn = conns.get(fd)
@@ -211,8 +220,11 @@ class ThreadWorker(Worker):
                 if conn is not None:
                     self._close(conn)
             finally:
+                # Step down only after a fast request while another poller waits: under
+                # slow requests the pollers stay, under fast ones they shrink back to one.
+                fast = time.monotonic() - t0 < PROMOTE_AFTER
                 with lock:
-                    redundant = self.idle_pollers > 0 and self.pollers > 1
+                    redundant = fast and self.idle_pollers > 0 and self.pollers > 1
                     if redundant:
                         self.pollers -= 1
                     else:
@@ -327,9 +339,8 @@ class ThreadWorker(Worker):
         self._rearm(conn)
 
     def _rearm(self, conn: Conn) -> None:
-        if self.draining and conn.served and not conn.head_start:
-            self._close(conn)
-            return
+        if self.draining:       # no close here: the client may be sending (see drain)
+            conn.deadline = min(conn.deadline, time.monotonic() + DRAIN_IDLE)
         conn.busy = False
         try:
             if conn.polled:
