@@ -99,6 +99,8 @@ class AsyncioWorker(Worker):
 
     def begin_drain(self) -> None:
         super().begin_drain()
+        if self.state is not None:
+            self.state.draining = True      # responses from now on say Connection: close
         if self.loop is not None and self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
 
