@@ -112,16 +112,19 @@ class Cycle:
                 self.abort(500)
 
     def abort(self, status: int) -> None:
-        """The app failed: 500 if nothing was sent, else cut the connection."""
+        """The app failed: 500 if nothing was sent (a started response whose head is still
+        held back counts as nothing), else cut the connection."""
         conn = self.conn
         if self.complete:
             return
         self.complete = True
-        if not self.started and not self.disconnected and not conn.closed:
+        r = self.response       # its head goes out with the first body piece
+        unsent = r is None or bool(r.head)
+        if unsent and not self.disconnected and not conn.closed:
             conn.transport.write(error_response(status))
             self.status = status
         self.finished()
-        if self.started or self.request_done:
+        if not unsent or self.request_done:
             conn.close()
         else:
             conn.linger()
