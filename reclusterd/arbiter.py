@@ -214,9 +214,14 @@ class Arbiter(Stopping):
     def spawn(self, generation: int, cfg: Config) -> Worker | None:
         """Fork one worker of `generation`; the child never returns."""
         arb, chan = control.pair()
+        # Block our signals across fork: one sent to the new child before it drops the
+        # master's handlers would be swallowed by them (a TERM to a booting worker lost);
+        # blocked, it stays pending until the child has reset them to the defaults.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigq.signals)
         try:
             pid = os.fork()
         except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.error("fork failed: %s", e)
             arb.close()
             chan.close()
@@ -224,6 +229,7 @@ class Arbiter(Stopping):
             return None
         if pid == 0:
             self._child(cfg, chan, arb, generation)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         chan.close()
         now = time.monotonic()
         w = Worker(pid=pid, generation=generation, cfg=cfg, sock=arb, spawned_at=now,

@@ -112,7 +112,9 @@ class Stopping(Lifecycle):
                 continue  # let it dump its stack first
             w.reason = w.reason or "shutdown"
             w.state = State.DRAINING
-            self._signal(w, signal.SIGQUIT)
+            # A worker that never was ready may not have its QUIT handler yet, and QUIT's
+            # default action dumps core: kill it outright, nothing of it is serving.
+            self._signal(w, signal.SIGQUIT if w.ready_at is not None else signal.SIGKILL)
             w.kill_at = min(w.kill_at or now + FAST_KILL_AFTER, now + FAST_KILL_AFTER)
 
     def _close_listeners(self) -> None:

@@ -170,8 +170,13 @@ def test_as_pid_1_term_exits_0_and_orphans_are_reaped(tmp_path: Path) -> None:
         arb = psutil.Process(master.pid)
         wait_log(srv, "workers of generation 1 ready")
         # each worker's orphaned grandchild was re-parented to PID 1 (us) and must be reaped
-        wait_for(lambda: all(c.status() != psutil.STATUS_ZOMBIE for c in arb.children())
-                 and len(arb.children()) == 2, 10, what="orphans reaped")
+        def reaped() -> bool:
+            try:   # a child may vanish between children() and status(): poll again
+                kids = arb.children()
+                return len(kids) == 2 and all(c.status() != psutil.STATUS_ZOMBIE for c in kids)
+            except (psutil.Error, OSError):
+                return False
+        wait_for(reaped, 10, what="orphans reaped")
         assert get_body(port).startswith("v1 ")
         os.kill(arb.pid, signal.SIGTERM)
         assert srv.wait_exit(15) == 0
