@@ -27,32 +27,46 @@ def max_head(limits: Limits) -> int:
     return line + 2 + count * (size + 2) + 2
 
 
-def _bounds(limits: Limits) -> tuple[int, int]:
-    """(head bound, size below which no line/head limit can be broken) for `limits`."""
+# A whole bodiless request head that was accepted -> the Request's fields (headers as a
+# tuple: every hit gets its own list). Whether a head is accepted and what it means is a
+# pure function of its bytes, the Limits and the backend, so there is one such memo per
+# (backend class, Limits); a repeat (keep-alive clients, many clients sending the same
+# head) skips the parse, the checks and the backend entirely.
+_Memo = dict[bytes, tuple[bytes, bytes, bytes, bytes, str, tuple[tuple[bytes, bytes], ...],
+                          bool, bool, int | None]]
+MAX_CACHED_HEADS = 256
+MAX_CACHED_HEAD = 1024  # bytes: with the count, bounds the memo to well under 1 MB
+
+
+def _bounds(limits: Limits) -> tuple[int, int, _Memo]:
+    """(head bound, size below which no line/head limit can be broken, memo) for `limits`."""
     top = max_head(limits)
-    return top, min(limits.request_line or top, limits.field_size or top, top)
+    return top, min(limits.request_line or top, limits.field_size or top, top), {}
 
 
-_BOUNDS: dict[tuple[int, int, int], tuple[int, int]] = {}  # per distinct Limits, computed once
+# per (backend class, distinct Limits), computed once
+_BOUNDS: dict[tuple[type, int, int, int, int], tuple[int, int, _Memo]] = {}
 
 # Request lines that passed `rules.request_line` and the target checks -> (method, target,
-# version, (path, query)): a pure function of the line's bytes, so a repeat (keep-alive
+# version, path, query): a pure function of the line's bytes, so a repeat (keep-alive
 # clients, many clients of one URL) skips the split and the checks; the objects are shared.
-_LINES: dict[bytes, tuple[bytes, bytes, str, tuple[bytes, bytes]]] = {}
+_LINES: dict[bytes, tuple[bytes, bytes, str, bytes, bytes]] = {}
 MAX_CACHED_LINES = 512
 MAX_CACHED_LINE = 256  # bytes; so the cache holds at most ~0.3 MB however it is fed
 
 
 def clear_caches() -> None:
-    """Forget every cached request line (tests compare cold and warm answers)."""
+    """Forget every cached request line and head (tests compare cold and warm answers)."""
     _LINES.clear()
+    for _, _, memo in _BOUNDS.values():
+        memo.clear()
 
 
 class Framer:
     """Incremental framing state machine; subclasses parse heads and trailers."""
 
     __slots__ = ("limits", "_state", "_pend", "_req", "_remaining", "_body_len", "_rest",
-                 "_max_head", "_line_start", "_first", "_min_line")
+                 "_max_head", "_line_start", "_first", "_min_line", "_heads")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -64,11 +78,11 @@ class Framer:
         self._remaining = 0
         self._body_len = 0
         self._rest = b""
-        key = (limits.request_line, limits.fields, limits.field_size)
+        key = (type(self), limits.request_line, limits.fields, limits.field_size, limits.body)
         bounds = _BOUNDS.get(key)
         if bounds is None:
             bounds = _BOUNDS[key] = _bounds(limits)
-        self._max_head, self._min_line = bounds
+        self._max_head, self._min_line, self._heads = bounds
 
     # -- backend hooks ---------------------------------------------------------------------
 
@@ -124,7 +138,7 @@ class Framer:
             buf = bytes(pend)
             pend.clear()
         else:
-            buf = data
+            buf = data if data.__class__ is bytes else bytes(data)  # hashable for the memo
         pos = 0
         end = len(buf)
         while pos < end:
@@ -260,43 +274,61 @@ class Framer:
                 self._stash(buf, pos)
             return -1
         stop = end + 4
-        if stop - pos > self._min_line or \
-                buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
-            self._scan_lines(buf, pos, pos, stop, pos, True)  # the partial-path checks
-        limits = self.limits
-        line = buf[pos:buf.find(b"\r\n", pos)]
-        known = _LINES.get(line)
-        if known is None:
-            method, target, version = rules.request_line(line, limits)
-            split = None
-        else:  # a request line that passed every check before: only its length can fail
-            if limits.request_line and len(line) > limits.request_line:
-                raise Reject(414, "request line too long")
-            method, target, version, split = known
         head = buf if pos == 0 and stop == len(buf) else buf[pos:stop]
-        req = rules.build_request(method, target, version,
-                                  self._parse_head(head, method, target, version), limits,
-                                  split)
-        if known is None and len(line) <= MAX_CACHED_LINE:
-            if len(_LINES) >= MAX_CACHED_LINES:
-                _LINES.clear()  # bounded: hostile unique targets only cost a refill
-            _LINES[line] = (method, target, version, (req.path, req.query))
-        self._req = req
+        heads = self._heads
+        known_head = heads.get(head) if stop - pos <= MAX_CACHED_HEAD else None
+        if known_head is not None:  # accepted before under these limits, by this backend
+            method, target, path, query, version, fields, keep_alive, expect, length = \
+                known_head
+            req = Request(method, target, path, query, version, list(fields), keep_alive,
+                          expect, length, False, None)
+        else:
+            if stop - pos > self._min_line or \
+                    buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
+                self._scan_lines(buf, pos, pos, stop, pos, True)  # the partial-path checks
+            limits = self.limits
+            line = buf[pos:buf.find(b"\r\n", pos)]
+            known = _LINES.get(line)
+            if known is None:
+                method, target, version = rules.request_line(line, limits)
+                split = None
+            else:  # a request line that passed every check before: only its length can fail
+                if limits.request_line and len(line) > limits.request_line:
+                    raise Reject(414, "request line too long")
+                method, target, version, path, query = known
+                split = (path, query)
+            req = rules.build_request(method, target, version,
+                                      self._parse_head(head, method, target, version), limits,
+                                      split)
+            if known is None:
+                if len(line) <= MAX_CACHED_LINE:
+                    if len(_LINES) >= MAX_CACHED_LINES:
+                        _LINES.clear()  # bounded: hostile unique targets only cost a refill
+                    _LINES[line] = (method, target, version, req.path, req.query)
+            elif not req.content_length and not req.chunked and req.upgrade is None and \
+                    stop - pos <= MAX_CACHED_HEAD:
+                # memoised once its request line is a repeat: one-off targets never get in
+                if len(heads) >= MAX_CACHED_HEADS:
+                    heads.clear()  # bounded: unique heads only cost a refill
+                heads[head] = (method, target, req.path, req.query, version,
+                               tuple(req.headers), req.keep_alive, req.expect_continue,
+                               req.content_length)
         events.append(req)
         if req.chunked:
+            self._req = req
             self._state = CHUNK_SIZE
             self._body_len = 0
         elif req.content_length:
+            self._req = req
             self._state = BODY
             self._remaining = req.content_length
         else:
             events.append(EndOfMessage([]))
             if not req.keep_alive or req.upgrade is not None:
+                self._req = req
                 self._state = DONE
                 if req.upgrade is not None:
                     self._rest = buf[stop:]
-            else:
-                self._req = None
         return stop
 
     def _chunk_size(self, buf: bytes, pos: int) -> int:

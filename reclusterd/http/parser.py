@@ -59,18 +59,28 @@ class _Fields:
 
 
 class HttptoolsParser(Framer):
-    """llhttp in strict mode parses header lines; only `on_header` calls back into Python."""
+    """llhttp in strict mode parses header lines; only `on_header` calls back into Python.
+
+    The llhttp parser is made on the first head the framer's memo does not know, so a
+    connection whose heads are all known (and the close-per-request case) never builds one.
+    """
 
     __slots__ = ("_p", "_sink")
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self._sink = _Fields()
-        self._p = httptools.HttpRequestParser(self._sink)
+        self._p: httptools.HttpRequestParser | None = None
+
+    def _llhttp(self) -> httptools.HttpRequestParser:
+        p = self._p
+        if p is None:
+            p = self._p = httptools.HttpRequestParser(self._sink)
+        return p
 
     def _feed_llhttp(self, data: bytes) -> None:
         try:
-            self._p.feed_data(data)
+            self._llhttp().feed_data(data)
         except Exception as exc:  # httptools errors; mapped below
             self._llhttp_error(exc)
 
@@ -78,10 +88,10 @@ class HttptoolsParser(Framer):
         """Map an httptools exception: upgrade pause is fine, the rest are Rejects."""
         if isinstance(exc, httptools.HttpParserUpgrade):
             # llhttp stops after an Upgrade/CONNECT head; the framer decides what follows.
-            self._p = httptools.HttpRequestParser(self._sink)
+            self._p = None  # a fresh one for the next head that needs it
             return
         if isinstance(exc, httptools.HttpParserCallbackError):
-            self._p = httptools.HttpRequestParser(self._sink)
+            self._p = None
             ctx = exc.__context__
             if isinstance(ctx, Reject):
                 raise ctx from None
@@ -94,7 +104,7 @@ class HttptoolsParser(Framer):
         fields: Headers = []
         self._sink.fields = fields
         try:
-            self._p.feed_data(head)
+            self._llhttp().feed_data(head)
         except Exception as exc:  # httptools errors; mapped below
             self._llhttp_error(exc)
         return fields
