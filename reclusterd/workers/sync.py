@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import ProtocolError, Request, error_response
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, wait_fd
+from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, tls_wrap, wait_fd
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -76,14 +76,10 @@ class SyncWorker(Worker):
             sock, addr = lsock.accept()
         except OSError:
             return       # another worker won the race, or a transient accept error
-        if self.ssl is not None:
-            try:
-                sock = self.ssl.wrap_socket(sock, server_side=True,
-                                            do_handshake_on_connect=False)
-            except (OSError, ValueError):
-                sock.close()
-                return
-        conn = self.handler.new_conn(sock, addr, env)
+        wrapped = tls_wrap(self.ssl, sock)
+        if wrapped is None:
+            return
+        conn = self.handler.new_conn(wrapped, addr, env)
         try:
             self._serve(conn)
         except Exception:  # noqa: BLE001 - the worker survives anything a client does

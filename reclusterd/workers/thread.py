@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request, error_response
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, wait_fd
+from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, tls_wrap, wait_fd
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -270,14 +270,10 @@ class ThreadWorker(Worker):
                 pass
             sock.close()
             return None
-        if self.ssl is not None:
-            try:
-                sock = self.ssl.wrap_socket(sock, server_side=True,
-                                            do_handshake_on_connect=False)
-            except (OSError, ValueError):
-                sock.close()
-                return None
-        conn = self.handler.new_conn(sock, addr, env)
+        wrapped = tls_wrap(self.ssl, sock)
+        if wrapped is None:
+            return None
+        conn = self.handler.new_conn(wrapped, addr, env)
         conn.busy = True
         conn.deadline = time.monotonic() + self.header_timeout
         with self.lock:

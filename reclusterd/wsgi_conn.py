@@ -1,0 +1,177 @@
+"""Client connection I/O for the WSGI workers: a non-blocking socket plus its parser.
+
+`Conn` keeps the parsed-but-unhandled events and offers deadline-bounded blocking
+helpers (read more, send all, sendfile, lingering close), so the handler and the
+worker classes never deal with partial sends or EAGAIN themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+RECV_SIZE = 65536
+LINGER_BYTES = 256 * 1024
+_POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
+Environ = dict[str, Any]
+
+
+class ClientGone(OSError):
+    """The client closed, reset, timed out or sent a broken body: stop, close the connection."""
+
+
+def wait_fd(fd: int, events: int, timeout: float) -> bool:
+    """Block until fd is ready for `events` or `timeout` s pass (False)."""
+    p = select.poll()
+    p.register(fd, events)
+    return bool(p.poll(max(0.0, timeout) * 1000.0))
+
+
+class Conn:
+    """A client connection: non-blocking socket, parser, parsed-but-unhandled events."""
+
+    __slots__ = ("sock", "fd", "parser", "events", "base_environ", "remote_addr", "timeout",
+                 "busy", "closed", "deadline", "head_start", "partial", "tls", "served",
+                 "polled", "on_progress")
+
+    def __init__(self, sock: socket.socket, parser: Any, base_environ: Environ,
+                 remote_addr: str, timeout: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.parser = parser
+        self.events: deque[Any] = deque()
+        self.base_environ = base_environ
+        self.remote_addr = remote_addr
+        self.timeout = timeout          # idle limit for each body read / response write
+        self.busy = False
+        self.closed = False
+        self.deadline = 0.0
+        self.head_start = 0.0
+        self.partial = False            # bytes fed that did not complete an event yet
+        self.served = 0                 # requests answered on this connection
+        self.polled = False             # registered in the worker's epoll set yet
+        self.on_progress: Callable[[], None] | None = None   # slow writes report progress
+        self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
+
+    def recv_now(self) -> int:
+        """Non-blocking read fed to the parser: bytes read, 0 on EOF, -1 if nothing there."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+            if self.tls:
+                data += self._ssl_pending()
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return -1
+        except OSError:
+            data = b""
+        events = self.parser.feed(data)
+        if events:
+            self.events.extend(events)
+            self.partial = False
+        elif data:
+            self.partial = True
+        return len(data)
+
+    def _ssl_pending(self) -> bytes:
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        more = b""
+        while sock.pending():
+            more += sock.recv(sock.pending())
+        return more
+
+    def read_more(self, timeout: float | None = None) -> None:
+        """Wait up to the idle timeout for bytes and feed them; ClientGone on timeout/EOF."""
+        limit = self.timeout if timeout is None else timeout
+        while True:
+            n = self.recv_now()
+            if n > 0:
+                return
+            if n == 0:
+                raise ClientGone("client closed the connection")
+            if not wait_fd(self.fd, _POLLIN, limit):
+                raise ClientGone("timed out reading from the client")
+
+    def sendall(self, data: bytes) -> None:
+        """Write everything (waiting for room up to the idle timeout each time)."""
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            n = 0
+        except OSError as e:
+            raise ClientGone(str(e)) from e
+        if n != len(data):
+            self._send_rest(memoryview(data)[n:])
+
+    def _send_rest(self, view: memoryview) -> None:
+        while view:
+            if not wait_fd(self.fd, _POLLOUT, self.timeout):
+                raise ClientGone("timed out writing to the client")
+            if self.on_progress is not None:
+                self.on_progress()
+            try:
+                n = self.sock.send(view)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
+                continue
+            except OSError as e:
+                raise ClientGone(str(e)) from e
+            view = view[n:]
+
+    def sendfile(self, fileno: int, offset: int, count: int) -> int:
+        """os.sendfile up to `count` bytes from `offset`; returns bytes sent (short at EOF)."""
+        sent = 0
+        while sent < count:
+            try:
+                n = os.sendfile(self.fd, fileno, offset + sent, count - sent)
+            except (BlockingIOError, InterruptedError):
+                if not wait_fd(self.fd, _POLLOUT, self.timeout):
+                    raise ClientGone("timed out writing to the client") from None
+                continue
+            except OSError as e:
+                raise ClientGone(str(e)) from e
+            if n == 0:
+                break
+            sent += n
+            if self.on_progress is not None:
+                self.on_progress()
+        return sent
+
+    def close(self, linger: bool = False) -> None:
+        """Close; with `linger`, first discard what the client already sent, so the kernel
+        sends FIN, not RST (an RST can destroy the response before the client reads it)."""
+        self.closed = True
+        sock = self.sock
+        try:
+            # Nothing unread (the usual case): a plain close sends FIN already.
+            if linger and (self.tls or sock.recv(65536, socket.MSG_DONTWAIT)):
+                sock.shutdown(socket.SHUT_WR)
+                got = 0
+                while got < LINGER_BYTES:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    got += len(data)
+        except (OSError, ValueError):
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def tls_wrap(ctx: ssl.SSLContext | None, sock: socket.socket) -> socket.socket | None:
+    """Server-side TLS wrap of an accepted socket (handshake later, non-blocking);
+    `sock` itself without a context, None (socket closed) if wrapping failed."""
+    if ctx is None:
+        return sock
+    try:
+        return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    except (OSError, ValueError):
+        sock.close()
+        return None

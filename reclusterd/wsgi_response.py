@@ -1,0 +1,183 @@
+"""Response side of one WSGI request: start_response(), write(), wsgi.errors, file_wrapper."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from reclusterd.http import InvalidResponse, Request, Response
+from reclusterd.wsgi_conn import Conn
+from reclusterd.wsgi_input import DRAIN_LIMIT, Input, NoBody
+
+if TYPE_CHECKING:
+    from reclusterd.wsgi import WSGIHandler
+
+log = logging.getLogger("reclusterd.error")
+
+
+class ErrorStream:
+    """wsgi.errors: text written by the app goes to the error log."""
+
+    def write(self, s: str) -> int:
+        if s.strip():
+            log.error("%s", s.rstrip("\n"))
+        return len(s)
+
+    def writelines(self, seq: Iterable[str]) -> None:
+        for s in seq:
+            self.write(s)
+
+    def flush(self) -> None:
+        pass
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterable over a file; the server sends it with os.sendfile when it can."""
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        data: bytes = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def _status_key(status: str) -> tuple[int, str | None]:
+    """'200 OK' -> (200, None) when the reason is the standard one (cached status line)."""
+    if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
+        raise InvalidResponse(f"invalid status {status!r}: expected e.g. '200 OK'")
+    code = int(status[:3])
+    reason = status[4:]
+    try:
+        from http import HTTPStatus
+        if HTTPStatus(code).phrase == reason:
+            return code, None
+    except ValueError:
+        pass
+    return code, reason
+
+
+_STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
+
+
+class Exchange:
+    """One request/response: start_response(), write() and what was sent."""
+
+    __slots__ = ("h", "conn", "req", "status", "code", "headers", "resp", "sent", "token",
+                 "input", "length")
+
+    def __init__(self, handler: WSGIHandler, conn: Conn, req: Request) -> None:
+        self.h = handler
+        self.conn = conn
+        self.req = req
+        self.status: str | None = None
+        self.code = 0
+        self.headers: list[tuple[str, str]] = []
+        self.resp: Response | None = None
+        self.sent = False
+        self.token = 0
+        self.length = 0
+        self.input: Input | NoBody
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError(f"status must be a str, not {type(status).__name__}")
+        if type(headers) is not list:
+            raise TypeError(f"headers must be a list, not {type(headers).__name__}")
+        self.status = status
+        self.headers = headers
+        self.resp = None
+        return self.write
+
+    def begin(self) -> Response:
+        """Build the response head from start_response()'s arguments (InvalidResponse if bad)."""
+        status = self.status
+        if status is None:
+            raise AssertionError("the app gave a body before calling start_response()")
+        key = _STATUS_CACHE.get(status)
+        if key is None:
+            key = _status_key(status)
+            if len(_STATUS_CACHE) < 256:
+                _STATUS_CACHE[status] = key
+        try:
+            hb = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        except (UnicodeError, AttributeError, TypeError, ValueError) as e:
+            raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
+        keep = self.h.keep_alive and not self.h.worker.draining and self._may_keep()
+        resp = Response(self.req, key[0], hb, key[1], keep)
+        self.code = key[0]
+        self.resp = resp
+        return resp
+
+    def _may_keep(self) -> bool:
+        inp = self.input
+        if inp.done:
+            return inp.error is None
+        if inp.expect_pending:
+            return False
+        cl = self.req.content_length
+        return cl is None or cl - inp.nread <= DRAIN_LIMIT
+
+    def write(self, data: bytes) -> None:
+        """The write() callable (and each chunk of the app's iterable): sent at once."""
+        if type(data) is not bytes:
+            raise TypeError(f"response body must be bytes, not {type(data).__name__}")
+        if not data:
+            return
+        resp = self.resp
+        if not self.sent:
+            if resp is None:
+                resp = self.begin()
+            out = resp.head + resp.body(data)
+            self.sent = True
+        else:
+            assert resp is not None
+            out = resp.body(data)
+        self.length += len(data)
+        self.conn.sendall(out)
+        self.progress()
+
+    def finish(self) -> bool:
+        """Send what ends the response; True if the connection may be reused."""
+        resp = self.resp
+        if not self.sent:
+            if resp is None:
+                resp = self.begin()
+            out = resp.head + resp.end()
+            self.sent = True
+        else:
+            assert resp is not None
+            out = resp.end()
+        if out:
+            self.conn.sendall(out)
+        return resp.keep_alive
+
+    def progress(self) -> None:
+        """Client I/O happened: the request is not stuck; heartbeats may go out (from the
+        serving thread, which is what the sync worker needs during a long upload)."""
+        worker = self.h.worker
+        now = time.monotonic()
+        if self.token in worker.in_flight:
+            worker.in_flight[self.token] = now
+        if worker.heartbeat_due(now):
+            worker.maybe_heartbeat(now)
+
