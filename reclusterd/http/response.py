@@ -33,16 +33,25 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 _date_second = -1
 _date_line = b""
+_date_server = b""  # _date_line + the server line: what nearly every response carries
 
 
 def http_date() -> bytes:
     """The `date: ...\\r\\n` line, recomputed at most once per second."""
-    global _date_second, _date_line
+    global _date_second, _date_line, _date_server
     now = int(time.time())
     if now != _date_second:
         _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        _date_server = _date_line + _SERVER_LINE
         _date_second = now
     return _date_line
+
+
+def _date_and_server() -> bytes:
+    """The date line and the server line in one piece (one check of the clock)."""
+    if int(time.time()) != _date_second:
+        http_date()
+    return _date_server
 
 
 def _status_line(status: int, reason: str | None) -> bytes:
@@ -111,7 +120,7 @@ class Response:
     def __init__(self, request: Request, status: int = 200,
                  headers: list[tuple[bytes, bytes]] | None = None,
                  reason: str | None = None, keep_alive: bool = True) -> None:
-        parts = [_status_line(status, reason)]
+        parts = [(reason is None and _STATUS_LINES.get(status)) or _status_line(status, reason)]
         length: int | None = None
         has_date = has_server = app_close = False
         names = _NAMES
@@ -167,8 +176,8 @@ class Response:
         except TypeError:
             raise InvalidResponse("header names and values must be bytes") from None
         if not has_date:
-            parts.append(http_date())
-        if not has_server:
+            parts.append(_date_and_server() if not has_server else http_date())
+        elif not has_server:
             parts.append(_SERVER_LINE)
 
         http10 = request.http_version == "1.0"

@@ -248,7 +248,7 @@ def test_date_cached_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("reclusterd.http.response.formatdate", counting)
     clock = [1_800_000_000.2]
     monkeypatch.setattr(time, "time", lambda: clock[0])
-    monkeypatch.setattr(response_mod, "_date_second", -1)
+    response_mod._date_second = -1
     a = response_mod.http_date()
     clock[0] += 0.5
     b = response_mod.http_date()
@@ -257,6 +257,7 @@ def test_date_cached_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
     c = response_mod.http_date()
     assert c != a and len(calls) == 2
     assert a == b"date: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
+    response_mod._date_second = -1  # the next caller recomputes from the real clock
 
 
 def test_101_switching_protocols() -> None:
@@ -279,3 +280,16 @@ def test_error_response_and_continue() -> None:
     resp, body = client_read(b"GET", error_response(505))
     assert resp.status_code == 505 and body
     assert CONTINUE_100 == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def test_date_and_server_piece_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1_800_000_000.2]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    response_mod._date_second = -1  # not monkeypatch: undoing it would keep the fake date
+    for want in (b"Fri, 15 Jan 2027 08:00:00 GMT", b"Fri, 15 Jan 2027 08:00:01 GMT"):
+        for hdrs in ([], [(b"server", b"mine")]):
+            h = headers_of(Response(req(), 200, [(b"content-length", b"0"), *hdrs]).head)
+            assert h[b"date"] == [want]
+            assert h[b"server"] == ([b"mine"] if hdrs else [b"reclusterd"])
+        clock[0] += 1
+    response_mod._date_second = -1  # the next caller recomputes from the real clock
