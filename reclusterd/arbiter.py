@@ -108,6 +108,9 @@ class Arbiter(Stopping):
             raise StartupError(f"error-logfile: cannot open {self.cfg.error_logfile}: "
                                f"{e.strerror or e}") from None
         masterutil.set_title(self.cfg.name or self.cfg.app)
+        # Handlers before binding: once the port answers, a TERM must be a clean stop.
+        self.sigq.install()
+        self.selector.register(self.sigq.fileno(), selectors.EVENT_READ, None)
         try:
             self.listeners = sockets.bind_listeners(self.cfg, self.environ)
             sockets.ssl_context(self.cfg)
@@ -125,9 +128,8 @@ class Arbiter(Stopping):
         if problem:
             raise StartupError(problem)
         if self.cfg.preload:
-            self._preload()
-        self.sigq.install()
-        self.selector.register(self.sigq.fileno(), selectors.EVENT_READ, None)
+            with self.sigq.defaults((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
+                self._preload()
         self._start_status_server()
         log.info("master %d started: %s, listening on %s, %d workers", self.pid,
                  self.cfg.app, ", ".join(lis.address for lis in self.listeners),

@@ -11,9 +11,10 @@ the signal arrives just before the arbiter goes to sleep (no lost wakeups).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import FrameType
 
 # Signals the arbiter acts on (DESIGN.md, "Signals").
@@ -86,6 +87,24 @@ class SignalQueue:
         self._rfd = self._wfd = -1
         self._queue.clear()
         self.installed = False
+
+    @contextlib.contextmanager
+    def defaults(self, signals: Iterable[int]) -> Iterator[None]:
+        """Default dispositions for `signals` inside the block, ours again after it.
+
+        For work that blocks the loop (--preload importing the app): a TERM then stops
+        the master as before handlers existed, instead of waiting in the queue.
+        """
+        sigs = [int(s) for s in signals if int(s) in self.signals]
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            yield
+        finally:
+            if self.installed:
+                for sig in sigs:
+                    signal.signal(sig, self._handler)
+                    signal.siginterrupt(sig, False)
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if len(self._queue) < MAX_QUEUED:

@@ -102,7 +102,9 @@ def test_quit_while_workers_boot_kills_them_without_core_dumps(tmp_path: Path) -
 def test_term_right_after_fork_is_not_lost(tmp_path: Path) -> None:
     """TERM to a worker forked a moment ago (the master's handlers still installed in the
     child) must kill it, not be swallowed: the master exits promptly. Timing-based, so
-    repeated; it failed ~1 run in 12 with one worker before signals were blocked over fork."""
+    repeated; it failed ~1 run in 12 with one worker before signals were blocked over fork.
+    Also: the port answers once bound, so the master must have its handlers by then
+    (a TERM there used to kill it with status -15, no clean-up)."""
     write_app(tmp_path)
     for _ in range(6):
         with arbiter_server(tmp_path, "--workers", "4") as srv:
