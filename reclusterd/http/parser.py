@@ -69,18 +69,20 @@ class HttptoolsParser(Framer):
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
-        self._sink = _Fields()
+        self._sink: _Fields | None = None
         self._p: httptools.HttpRequestParser | None = None
 
-    def _llhttp(self) -> httptools.HttpRequestParser:
+    def _feed_llhttp(self, data: bytes, fields: Headers) -> None:
+        """Feed llhttp (made on first use), its `on_header` collecting into `fields`."""
+        sink = self._sink
+        if sink is None:
+            sink = self._sink = _Fields()
+        sink.fields = fields
         p = self._p
         if p is None:
-            p = self._p = httptools.HttpRequestParser(self._sink)
-        return p
-
-    def _feed_llhttp(self, data: bytes) -> None:
+            p = self._p = httptools.HttpRequestParser(sink)
         try:
-            self._llhttp().feed_data(data)
+            p.feed_data(data)
         except Exception as exc:  # httptools errors; mapped below
             self._llhttp_error(exc)
 
@@ -102,20 +104,15 @@ class HttptoolsParser(Framer):
 
     def _parse_head(self, head: bytes, method: bytes, target: bytes, version: str) -> Headers:
         fields: Headers = []
-        self._sink.fields = fields
-        try:
-            self._llhttp().feed_data(head)
-        except Exception as exc:  # httptools errors; mapped below
-            self._llhttp_error(exc)
+        self._feed_llhttp(head, fields)
         return fields
 
     def _body_bytes(self, data: bytes) -> None:
-        self._feed_llhttp(data)
+        self._feed_llhttp(data, [])  # no field callbacks while in a body
 
     def _parse_trailers(self, section: bytes) -> Headers:
         fields: Headers = []
-        self._sink.fields = fields
-        self._feed_llhttp(b"0\r\n" + section)
+        self._feed_llhttp(b"0\r\n" + section, fields)
         return fields
 
 
