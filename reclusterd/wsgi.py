@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("reclusterd.error")
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 class WSGIHandler:
@@ -64,6 +66,10 @@ class WSGIHandler:
         self.proxy = (from_config(cfg.forwarded_allow_ips, secure=secure)
                       if cfg.forwarded_allow_ips else None)
         self.keys: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": ""}
+        # Header lines repeat on every request (Host, User-Agent, Accept...): one dict hit
+        # instead of decode+upper+replace; bounded so hostile clients cannot grow it.
+        self.lines: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+        self.hosts: dict[tuple[str, str], tuple[str, str]] = {}
         self.multithread = multithread
         self.keep_alive = float(cfg.keep_alive) > 0   # sync sets False: always close
         self._listener_env: dict[int, Environ] = {}
@@ -111,34 +117,52 @@ class WSGIHandler:
             self.keys[name] = key
         return key
 
+    def _line(self, name: bytes, value: bytes) -> tuple[str, str]:
+        key = self.keys.get(name)
+        if key is None:
+            key = self._key(name)
+        line = (key, value.decode("latin-1") if key else "")
+        if len(self.lines) < 512:
+            self.lines[(name, value)] = line
+        return line
+
+    def _host(self, host: str, scheme: str) -> tuple[str, str]:
+        i = host.rfind(":")
+        if i > host.rfind("]"):
+            got = (host[:i], host[i + 1:])
+        else:
+            got = (host, "443" if scheme == "https" else "80")
+        if len(self.hosts) < 256:
+            self.hosts[(host, scheme)] = got
+        return got
+
     def environ(self, conn: Conn, req: Request) -> Environ:
         """PEP 3333 environ for one request."""
         env = conn.base_environ.copy()
         path = req.path
         env["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
         env["QUERY_STRING"] = req.query.decode("latin-1")
-        env["REQUEST_METHOD"] = req.method.decode("latin-1")
-        env["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
+        method = _METHODS.get(req.method)
+        env["REQUEST_METHOD"] = req.method.decode("latin-1") if method is None else method
+        version = req.http_version
+        env["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
         env["RAW_URI"] = req.target.decode("latin-1")
         if req.content_length is not None:
             env["CONTENT_LENGTH"] = str(req.content_length)
-        keys = self.keys
-        for name, value in req.headers:
-            key = keys.get(name)
-            if key is None:
-                key = self._key(name)
+        lines = self.lines
+        for hdr in req.headers:
+            line = lines.get(hdr)
+            if line is None:
+                line = self._line(*hdr)
+            key = line[0]
             if key:
                 old = env.get(key)
-                v = value.decode("latin-1")
-                env[key] = v if old is None else old + "," + v
+                env[key] = line[1] if old is None else old + "," + line[1]
         host = env.get("HTTP_HOST")
         if host:
-            i = host.rfind(":")
-            if i > host.rfind("]"):
-                env["SERVER_NAME"], env["SERVER_PORT"] = host[:i], host[i + 1:]
-            else:
-                env["SERVER_NAME"] = host
-                env["SERVER_PORT"] = "443" if env["wsgi.url_scheme"] == "https" else "80"
+            scheme = env["wsgi.url_scheme"]
+            got = self.hosts.get((host, scheme))
+            env["SERVER_NAME"], env["SERVER_PORT"] = got or self._host(host, scheme)
         if self.proxy is not None and ("HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env
                                        or "HTTP_X_FORWARDED_PROTO" in env):
             client, scheme = self.proxy.resolve(conn.remote_addr or None, req.headers)
