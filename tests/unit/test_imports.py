@@ -87,7 +87,14 @@ def test_http_is_sans_io(mod: str) -> None:
             f"{mod} imports {imp}: http/ never touches a socket or a process")
 
 
-@pytest.mark.parametrize("mod", ["reclusterd.wsgi", "reclusterd.asgi"])
+PROTOCOL_MODULES = sorted(
+    m for m in MODULES
+    if m.startswith(("reclusterd.wsgi", "reclusterd.asgi"))
+    or m in ("reclusterd.lifespan", "reclusterd.websocket")
+) or ["reclusterd.wsgi", "reclusterd.asgi"]
+
+
+@pytest.mark.parametrize("mod", PROTOCOL_MODULES)
 def test_protocols_do_not_import_workers_or_arbiter(mod: str) -> None:
     if mod not in MODULES:
         pytest.skip(f"{mod} not written yet")
