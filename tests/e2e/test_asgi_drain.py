@@ -123,11 +123,12 @@ def test_drain_keeps_idle_keep_alive_open_for_one_more_request(tmp_path: Path) -
                     "--keep-alive", "5") as srv:
         srv.wait_ready()
         wait_log(srv, "ready in")
+        (pid,) = srv.wait_workers(1)
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as a, \
                 socket.create_connection(("127.0.0.1", srv.port), timeout=10) as b:
             assert _get(a)[0] == 200 and _get(b)[0] == 200
             srv.signal(signal.SIGTERM)
-            wait_log(srv, "draining")
+            wait_log(srv, f"worker {pid} draining")   # not the master's "draining in"
             # an idle keep-alive connection is still served, with Connection: close
             status, headers, _ = _get(a)
             assert status == 200 and headers.get("connection") == "close"
