@@ -141,6 +141,11 @@ class SignalQueue:
         reset_in_child(self.signals)
 
 
+IGNORED_UNTIL_READY = frozenset(
+    getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
+    if hasattr(signal, n))
+
+
 def reset_in_child(signals: Iterable[int] = HANDLED) -> None:
     """A forked child must not run the arbiter's handlers: restore the defaults.
 
@@ -153,7 +158,10 @@ def reset_in_child(signals: Iterable[int] = HANDLED) -> None:
         pass
     for sig in signals:
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            # Signals that only mean something to a running worker (or master) are
+            # ignored until it installs its own handlers: their default action would
+            # kill a child that is still importing the app (a stray `kill -USR1`).
+            signal.signal(sig, signal.SIG_IGN if sig in IGNORED_UNTIL_READY else signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     signal.pthread_sigmask(signal.SIG_SETMASK, set())

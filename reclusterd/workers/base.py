@@ -42,6 +42,9 @@ _RESET_SIGNALS = tuple(
     getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1",
                                  "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGWINCH",
                                  "SIGABRT", "SIGALRM") if hasattr(signal, n))
+_IGNORED_WHILE_BOOTING = frozenset(
+    getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
+    if hasattr(signal, n))
 MEMORY_CHECK_INTERVAL = 1.0
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
@@ -97,9 +100,13 @@ def _reset_signals() -> None:
         signal.set_wakeup_fd(-1)
     except (ValueError, OSError):
         pass
+    # Until install_signals() runs (the app may take long to import), signals that only
+    # mean something to a serving worker are ignored: a stray `kill -USR1` sent to the
+    # whole process group must not kill a booting worker.
     for sig in _RESET_SIGNALS:
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_IGN if sig in _IGNORED_WHILE_BOOTING
+                          else signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     if hasattr(signal, "pthread_sigmask"):
