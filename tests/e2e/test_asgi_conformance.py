@@ -4,17 +4,14 @@ corpus expectations and checks of test_conformance.py apply unchanged)."""
 
 from __future__ import annotations
 
-import base64
-import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_conformance import CASES, CORPUS, REJECT, _check_echo
-from tests.support import Server, read_responses, reclusterd, server_closes
+from tests.e2e.test_conformance import CASES, CORPUS, drive_case
+from tests.support import Server, reclusterd
 
 pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus at {CORPUS}")
 
@@ -67,24 +64,4 @@ def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_case(srv: Server, case: dict[str, Any]) -> None:
-    raw = base64.b64decode(case["raw_b64"])
-    cid = case["id"]
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(raw)
-        if case["expect"] == "accept":
-            want = case["requests"]
-            rs, _ = read_responses(s, [r["method"] for r in want])
-            assert [r.status for r in rs] == [200] * len(want), (cid, rs)
-            for r, w in zip(rs, want, strict=True):
-                _check_echo(json.loads(r.body), w, cid)
-            s.settimeout(0.3)
-            try:
-                extra = s.recv(65536)
-            except TimeoutError:
-                extra = b""
-            assert extra == b"", (cid, extra)
-        else:
-            rs, closed = read_responses(s, ["GET"])
-            assert rs and rs[0].status in REJECT, (cid, rs)
-            assert rs[0].headers.get("connection") == "close", cid
-            assert closed or server_closes(s), cid
+    drive_case(srv.port, case)

@@ -55,11 +55,11 @@ def _check_echo(got: dict[str, Any], want: dict[str, Any], cid: str) -> None:
             assert key not in got["headers"], (cid, name)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_case(srv: Server, case: dict[str, Any]) -> None:
+def drive_case(port: int, case: dict[str, Any]) -> None:
+    """Send one corpus case on a fresh connection and check the answer (README of the corpus)."""
     raw = base64.b64decode(case["raw_b64"])
     cid = case["id"]
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(raw)
         if case["expect"] == "accept":
             want = case["requests"]
@@ -78,6 +78,11 @@ def test_case(srv: Server, case: dict[str, Any]) -> None:
             assert rs and rs[0].status in REJECT, (cid, rs)
             assert rs[0].headers.get("connection") == "close", cid
             assert closed or server_closes(s), cid
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_case(srv: Server, case: dict[str, Any]) -> None:
+    drive_case(srv.port, case)
 
 
 def test_server_still_answers(srv: Server) -> None:
