@@ -209,7 +209,9 @@ class WSGIHandler:
             if inp.error is not None and not ex.sent:
                 self._error(ex, inp.error.status, inp.error.reason)
             log.debug("client gone: %s", e)
-        except Exception as e:  # noqa: BLE001 - the app's error must not kill the worker
+        except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001
+            # The app's error must not kill the worker, nor a pool thread: an app calling
+            # sys.exit() gets a 500 like any other failure (our own stops use os._exit).
             self._failed(ex, e)
         finally:
             if result is not None and hasattr(result, "close"):
@@ -229,7 +231,7 @@ class WSGIHandler:
             self._access(env, req, code, ex.length, dt)
         return keep     # a keep-alive head went out: the next response says close
 
-    def _failed(self, ex: Exchange, e: Exception) -> None:
+    def _failed(self, ex: Exchange, e: BaseException) -> None:
         req = ex.req
         what = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
         if isinstance(e, InvalidResponse):
