@@ -122,7 +122,10 @@ class Exchange:
             hb = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         except (UnicodeError, AttributeError, TypeError, ValueError) as e:
             raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
-        keep = self.h.keep_alive and not self.h.worker.draining and self._may_keep()
+        # The parser stops after an Upgrade request (WSGI cannot switch protocols), so the
+        # connection ends here and the response must say so.
+        keep = (self.h.keep_alive and not self.h.worker.draining and self.req.upgrade is None
+                and self._may_keep())
         resp = Response(self.req, key[0], hb, key[1], keep)
         self.code = key[0]
         self.resp = resp

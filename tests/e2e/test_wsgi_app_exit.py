@@ -1,4 +1,4 @@
-"""An app that raises SystemExit or KeyboardInterrupt is an app error, not a dead thread."""
+"""WSGI edge cases: an app that raises SystemExit, an Upgrade request WSGI cannot honour."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http_get, reclusterd
+from tests.support import http_get, raw_request, reclusterd
 
 APP = '''
 import sys
@@ -35,3 +35,14 @@ def test_app_exit_gives_500_and_the_worker_keeps_serving(tmp_path: Path, kind: s
         assert http_get(srv.port, "/")[0] == 200
         assert srv.workers() == pids
         assert "SystemExit" in srv.stderr()
+
+
+def test_upgrade_request_to_wsgi_is_answered_with_connection_close() -> None:
+    with reclusterd("examples.hello:app", "--workers", "1") as srv:
+        srv.wait_ready()
+        raw = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Version: 13\r\n\r\n")
+        head = raw.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200")
+        assert b"\r\nconnection: close" in head
