@@ -136,6 +136,17 @@ class WSGIHandler:
             self.hosts[(host, scheme)] = got
         return got
 
+    def _absolute_authority(self, env: Environ, target: bytes) -> None:
+        """RFC 9112 §3.2.2: with an absolute-form target the server ignores Host and uses
+        the target's authority (the parser has already checked the target's syntax)."""
+        scheme, _, rest = target.partition(b"://")
+        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0].rpartition(b"@")[2]
+        if authority:
+            host = authority.decode("latin-1")
+            env["HTTP_HOST"] = host
+            env["SERVER_NAME"], env["SERVER_PORT"] = self._host(
+                host, "https" if scheme.lower() == b"https" else "http")
+
     def environ(self, conn: Conn, req: Request) -> Environ:
         """PEP 3333 environ for one request."""
         env = conn.base_environ.copy()
@@ -163,6 +174,8 @@ class WSGIHandler:
             scheme = env["wsgi.url_scheme"]
             got = self.hosts.get((host, scheme))
             env["SERVER_NAME"], env["SERVER_PORT"] = got or self._host(host, scheme)
+        if req.target[:1] != b"/" and b"://" in req.target:
+            self._absolute_authority(env, req.target)
         if self.proxy is not None and ("HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env
                                        or "HTTP_X_FORWARDED_PROTO" in env):
             client, scheme = self.proxy.resolve(conn.remote_addr or None, req.headers)

@@ -1,4 +1,4 @@
-"""WSGI edge cases: an app that raises SystemExit, an Upgrade request WSGI cannot honour."""
+"""WSGI edge cases: SystemExit in the app, Upgrade requests, absolute-form targets."""
 
 from __future__ import annotations
 
@@ -46,3 +46,33 @@ def test_upgrade_request_to_wsgi_is_answered_with_connection_close() -> None:
         head = raw.split(b"\r\n\r\n", 1)[0].lower()
         assert head.startswith(b"http/1.1 200")
         assert b"\r\nconnection: close" in head
+
+
+ENV_APP = '''
+import json
+
+def app(environ, start_response):
+    keys = ("SERVER_NAME", "SERVER_PORT", "HTTP_HOST", "PATH_INFO", "QUERY_STRING")
+    body = json.dumps({k: environ.get(k) for k in keys}).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def test_absolute_form_target_authority_wins_over_host(tmp_path: Path) -> None:
+    # RFC 9112 §3.2.2: the origin server ignores Host and uses the target's authority.
+    import json
+
+    (tmp_path / "envapp.py").write_text(ENV_APP)
+    with reclusterd("envapp:app", "--workers", "1", "--chdir", str(tmp_path)) as srv:
+        srv.wait_ready()
+        raw = raw_request(srv.port, b"GET http://other.example:9/env?q=1 HTTP/1.1\r\n"
+                          b"Host: x\r\nConnection: close\r\n\r\n")
+        env = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        assert env == {"SERVER_NAME": "other.example", "SERVER_PORT": "9",
+                       "HTTP_HOST": "other.example:9", "PATH_INFO": "/env",
+                       "QUERY_STRING": "q=1"}
+        raw = raw_request(srv.port, b"GET https://secure.example/ HTTP/1.1\r\n"
+                          b"Host: x\r\nConnection: close\r\n\r\n")
+        env = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("secure.example", "443")
