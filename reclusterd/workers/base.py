@@ -179,6 +179,9 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
         pass
     if cfg.chdir:
         os.chdir(cfg.chdir)
+    from reclusterd import apploader
+    # Hooks and plug-in worker classes live next to the app: same sys.path as the app.
+    apploader.put_on_path(cfg.chdir or os.getcwd())
     from reclusterd.logging import setup_logging
     setup_logging(cfg)
     # Behind the C stack dump: exit promptly if ABRT arrives while booting.

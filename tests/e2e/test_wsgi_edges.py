@@ -76,3 +76,18 @@ def test_absolute_form_target_authority_wins_over_host(tmp_path: Path) -> None:
                           b"Host: x\r\nConnection: close\r\n\r\n")
         env = json.loads(raw.split(b"\r\n\r\n", 1)[1])
         assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("secure.example", "443")
+
+
+def test_post_fork_hook_is_imported_from_the_app_directory(tmp_path: Path) -> None:
+    (tmp_path / "hooks.py").write_text(
+        "import os\n"
+        "def post_fork(worker):\n"
+        f"    open(os.path.join({str(tmp_path)!r}, 'forked-%d' % os.getpid()), 'w').close()\n")
+    (tmp_path / "envapp.py").write_text(ENV_APP)
+    # started from another directory: only --chdir makes hooks.py importable
+    with reclusterd("envapp:app", "--workers", "1", "--chdir", str(tmp_path),
+                    "--post-fork", "hooks:post_fork", cwd="/") as srv:
+        srv.wait_ready()
+        (pid,) = srv.wait_workers(1)
+        assert http_get(srv.port, "/")[0] == 200
+        assert (tmp_path / f"forked-{pid}").exists()
