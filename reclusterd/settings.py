@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reclusterd.sockets import parse_address
+
 Kind = Literal["int", "float", "str", "bool", "list", "umask"]
 Source = Literal["cli", "env", "file"]
 ALL_SOURCES: frozenset[Source] = frozenset(("cli", "env", "file"))
@@ -23,7 +25,6 @@ DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _SPEC_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 _APP_RE = re.compile(rf"^{_DOTTED}(?::{_DOTTED})?$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -33,39 +34,9 @@ _FALSE = {"0", "false", "no", "off"}
 # ValueError with a message that reads after "SETTING: ".
 
 def check_address(addr: str) -> str:
-    """HOST:PORT, [V6]:PORT, unix:PATH or fd://N (the forms sockets.bind_listeners accepts)."""
-    forms = "expected HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
-    if addr.startswith("unix:"):
-        if not addr[5:]:
-            raise ValueError(f"empty unix socket path in {addr!r}")
-        return addr
-    if addr.startswith("fd://"):
-        if not addr[5:].isdigit():
-            raise ValueError(f"fd://N needs a file descriptor number, got {addr!r}")
-        return addr
-    if addr.startswith("["):
-        m = re.match(r"^\[([^\]]+)\]:(\d+)$", addr)
-        if not m:
-            raise ValueError(f"{forms}, got {addr!r}")
-        try:
-            ipaddress.IPv6Address(m.group(1))
-        except ValueError:
-            raise ValueError(f"bad IPv6 address in {addr!r}") from None
-        port = m.group(2)
-    else:
-        host, sep, port = addr.rpartition(":")
-        if sep and not host and port.isdigit() and int(port) <= 65535:
-            # Gunicorn's ":PORT" means every IPv4 interface.
-            return f"0.0.0.0:{port}"
-        if not sep or not host:
-            raise ValueError(f"{forms}, got {addr!r}")
-        if ":" in host:
-            raise ValueError(f"IPv6 addresses need brackets ([::1]:8000), got {addr!r}")
-        if not _HOST_RE.match(host):
-            raise ValueError(f"bad host in {addr!r}")
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"port must be 0..65535, got {addr!r}")
-    return addr
+    """A bind address in the one grammar binding uses (sockets.parse_address), normalised:
+    `localhost` -> `localhost:8000`, `:8000` -> `0.0.0.0:8000`."""
+    return str(parse_address(addr))
 
 
 def check_addresses(addrs: tuple[str, ...]) -> tuple[str, ...]:

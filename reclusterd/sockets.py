@@ -1,26 +1,25 @@
-"""Listening sockets: bind, inherit (USR2 re-exec, systemd, fd://), TLS context, privileges.
+"""Listening sockets: the bind-address grammar, bind, inherit (USR2, systemd, fd://), privileges.
 
 The arbiter binds every listener before forking so workers share them; nothing
 here accepts connections. Errors are `BindError` with one line naming the address,
-so the CLI can print it and exit non-zero.
+so the CLI can print it and exit non-zero. TLS lives in `reclusterd.tls`.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
 
 from reclusterd import systemd
-
-if TYPE_CHECKING:
-    from reclusterd.config import Config
 
 FDS_ENV = "RECLUSTERD_FDS"
 DEFAULT_PORT = 8000
@@ -35,7 +34,7 @@ class BindError(Exception):
 
 
 class TLSError(BindError):
-    """The TLS context could not be built (bad cert/key path, bad ciphers)."""
+    """MERGE SHIM: tls.TLSError as the BindError the unmigrated callers catch."""
 
 
 class PrivilegeError(BindError):
@@ -61,43 +60,109 @@ class Listener:
         return self.address
 
 
-# ---------------------------------------------------------------- parsing
+# ---------------------------------------------------------------- the address grammar
 
 
-def parse_address(address: str) -> tuple[str, object]:
-    """Split a bind string into (kind, target): ("unix", path), ("fd", n), ("tcp", (host, port))."""
-    if address.startswith("unix:"):
-        path = address[5:]
-        if path.startswith("//"):
-            path = path[2:]
+@dataclass(frozen=True)
+class TCPAddress:
+    """A host name, IPv4 or IPv6 literal (without brackets) and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class UnixAddress:
+    """A unix socket path (created by bind, removed on close)."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+@dataclass(frozen=True)
+class FDAddress:
+    """An already-listening socket inherited on this file descriptor."""
+
+    fd: int
+
+    def __str__(self) -> str:
+        return f"fd://{self.fd}"
+
+
+Address = TCPAddress | UnixAddress | FDAddress
+
+
+class AddressError(BindError, ValueError):
+    """A bind string that is none of the accepted forms (a ValueError for validators)."""
+
+
+_FORMS = "expected HOST, HOST:PORT, :PORT, [IPV6]:PORT, unix:PATH or fd://N"
+_HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+
+def parse_address(text: str) -> Address:
+    """Parse a --bind/--status-bind string; the one grammar validation and binding share.
+
+    Forms, as in Gunicorn: `HOST` alone (port 8000), `HOST:PORT`, `:PORT` (0.0.0.0),
+    `[IPV6]` or `[IPV6]:PORT`, `unix:PATH` (also `unix://PATH`), `fd://N`.
+    Raises AddressError with a one-line message that reads after "--bind: ".
+    """
+    if text.startswith("unix:"):
+        path = text[7:] if text.startswith("unix://") else text[5:]
         if not path:
-            raise BindError(f"empty unix socket path: {address}")
-        return "unix", path
-    if address.startswith("fd://"):
-        try:
-            return "fd", int(address[5:])
-        except ValueError:
-            raise BindError(f"bad file descriptor in bind address: {address}") from None
-    if address.startswith("["):
-        host, sep, rest = address[1:].partition("]")
+            raise AddressError(f"empty unix socket path in {text!r}")
+        return UnixAddress(path)
+    if text.startswith("fd://"):
+        if not text[5:].isdigit():
+            raise AddressError(f"fd://N needs a file descriptor number, got {text!r}")
+        return FDAddress(int(text[5:]))
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
-            raise BindError(f"bad IPv6 bind address (use [::1]:PORT): {address}")
-        port_s = rest[1:] if rest else str(DEFAULT_PORT)
-    elif address.count(":") > 1:
-        raise BindError(f"IPv6 bind addresses need brackets ([::1]:PORT): {address}")
-    else:
-        host, _, port_s = address.rpartition(":") if ":" in address else (address, "", "")
-        if not port_s:
-            port_s = str(DEFAULT_PORT)
-        if not host:
-            host = "0.0.0.0"
-    try:
-        port = int(port_s)
-        if not 0 <= port <= 65535:
-            raise ValueError
-    except ValueError:
-        raise BindError(f"bad port in bind address: {address}") from None
-    return "tcp", (host, port)
+            raise AddressError(f"{_FORMS}, got {text!r}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise AddressError(f"bad IPv6 address in {text!r}") from None
+        return TCPAddress(host, _port(rest[1:] if rest else str(DEFAULT_PORT), text))
+    if text.count(":") > 1:
+        raise AddressError(f"IPv6 addresses need brackets ([::1]:8000), got {text!r}")
+    host, sep, port = text.partition(":")
+    if sep and not host:
+        return TCPAddress("0.0.0.0", _port(port, text))     # Gunicorn's ":PORT"
+    if not _HOST_RE.match(host):
+        raise AddressError(f"{_FORMS}, got {text!r}" if not host else f"bad host in {text!r}")
+    return TCPAddress(host, _port(port if sep else str(DEFAULT_PORT), text))
+
+
+def _port(digits: str, text: str) -> int:
+    if not digits.isdigit() or int(digits) > 65535:
+        raise AddressError(f"port must be 0..65535, got {text!r}")
+    return int(digits)
+
+
+# ---------------------------------------------------------------- binding
+
+
+# A unix socket file's mode is 0o777 & ~umask, as in Gunicorn, whose --umask defaults
+# to 0: without --umask the file is srwxrwxrwx and its directory decides who connects.
+DEFAULT_SOCKET_UMASK = 0
+
+
+@dataclass(frozen=True)
+class BindOptions:
+    """What binding needs besides the addresses (--backlog, --reuse-port, --umask, owner)."""
+
+    backlog: int
+    reuse_port: bool
+    umask: int | None           # for unix socket files; None = DEFAULT_SOCKET_UMASK
+    uid: int | None = None      # owner of unix socket files (applied when running as root)
+    gid: int | None = None
 
 
 def _os_error(address: str, err: OSError) -> BindError:
@@ -110,25 +175,24 @@ def _os_error(address: str, err: OSError) -> BindError:
     return BindError(f"cannot bind {address}: {err.strerror or err}")
 
 
-# ---------------------------------------------------------------- binding
-
-
-def _bind_tcp(address: str, host: str, port: int, cfg: Config) -> Listener:
+def _bind_tcp(addr: TCPAddress, options: BindOptions) -> Listener:
+    address = str(addr)
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+        infos = socket.getaddrinfo(addr.host, addr.port, socket.AF_UNSPEC, socket.SOCK_STREAM,
                                    0, socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as e:
-        raise BindError(f"cannot resolve host {host!r} in bind address {address}: {e}") from None
+        raise BindError(f"cannot resolve host {addr.host!r} in bind address {address}: {e}"
+                        ) from None
     family, type_, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if getattr(cfg, "reuse_port", False) and hasattr(socket, "SO_REUSEPORT"):
+        if options.reuse_port and hasattr(socket, "SO_REUSEPORT"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
-        sock.listen(int(getattr(cfg, "backlog", 2048)))
+        sock.listen(options.backlog)
         sock.setblocking(False)
     except OSError as e:
         sock.close()
@@ -157,24 +221,26 @@ def _remove_stale_unix(address: str, path: str) -> None:
     raise BindError(f"address already in use: {address}")
 
 
-def _bind_unix(address: str, path: str, cfg: Config) -> Listener:
+def _bind_unix(addr: UnixAddress, options: BindOptions) -> Listener:
+    """bind(2) creates the file with mode 0o777 & ~umask (unix(7)); connecting needs write."""
+    address, path = str(addr), addr.path
     _remove_stale_unix(address, path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    umask = getattr(cfg, "umask", None)
-    mode = 0o660 & ~(umask or 0)
-    old = os.umask(0o777 & ~mode)   # no window where the file is wider than `mode`
+    umask = DEFAULT_SOCKET_UMASK if options.umask is None else options.umask
+    old = os.umask(umask)   # set around bind: no window where the file is wider
     try:
         sock.bind(path)
-        sock.listen(int(getattr(cfg, "backlog", 2048)))
+        sock.listen(options.backlog)
         sock.setblocking(False)
     except OSError as e:
         sock.close()
         raise _os_error(address, e) from None
     finally:
         os.umask(old)
-    uid, gid = _target_ids(cfg)
-    if os.geteuid() == 0 and (uid is not None or gid is not None):
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+    if os.geteuid() == 0 and (options.uid is not None or options.gid is not None):
+        # --user/--group own the file, so a dropped-privilege re-exec can still unlink it.
+        os.chown(path, -1 if options.uid is None else options.uid,
+                 -1 if options.gid is None else options.gid)
     return Listener(sock, address, unix_path=os.path.abspath(path))
 
 
@@ -205,13 +271,12 @@ def _inherited(environ: Mapping[str, str]) -> list[Listener] | None:
     raw = environ.get(FDS_ENV)
     if raw:
         try:
-            pairs = json.loads(raw)
             out = []
-            for fd, address in pairs:
+            for fd, address in json.loads(raw):
                 lis = _from_fd(str(address), int(fd))
-                kind, target = parse_address(str(address))
-                if kind == "unix":
-                    lis.unix_path = os.path.abspath(str(target))
+                addr = parse_address(str(address))
+                if isinstance(addr, UnixAddress):
+                    lis.unix_path = os.path.abspath(addr.path)
                 out.append(lis)
             return out
         except (ValueError, TypeError):
@@ -227,23 +292,37 @@ def _inherited(environ: Mapping[str, str]) -> list[Listener] | None:
     return None
 
 
-def bind_listeners(cfg: Config, environ: Mapping[str, str]) -> list[Listener]:
-    """Bind every cfg.bind, or inherit RECLUSTERD_FDS (USR2) / LISTEN_FDS (systemd) instead."""
+def _bind_one(addr: Address, options: BindOptions) -> Listener:
+    if isinstance(addr, UnixAddress):
+        return _bind_unix(addr, options)
+    if isinstance(addr, FDAddress):
+        return _from_fd(str(addr), addr.fd)
+    return _bind_tcp(addr, options)
+
+
+def bind_listeners(addresses: Iterable[str | Address] | _LegacyConfig,
+                   environ: Mapping[str, str],
+                   options: BindOptions | None = None) -> list[Listener]:
+    """Bind every address, or inherit RECLUSTERD_FDS (USR2) / LISTEN_FDS (systemd) instead.
+
+    On any failure the listeners already bound are closed (and their files removed).
+    """
+    if options is None:     # MERGE SHIM: the old bind_listeners(cfg, environ) call
+        cfg = cast(_LegacyConfig, addresses)
+        uid, gid = owner_ids(cfg.user, cfg.group)
+        return bind_listeners(cfg.bind, environ,
+                              BindOptions(cfg.backlog, cfg.reuse_port, cfg.umask, uid, gid))
     inherited = _inherited(environ)
     if inherited is not None:
         return inherited
     out: list[Listener] = []
     try:
-        for address in cfg.bind:
-            kind, target = parse_address(address)
-            if kind == "unix":
-                out.append(_bind_unix(address, str(target), cfg))
-            elif kind == "fd":
-                assert isinstance(target, int)
-                out.append(_from_fd(address, target))
-            else:
-                assert isinstance(target, tuple)
-                out.append(_bind_tcp(address, target[0], target[1], cfg))
+        for item in cast("Iterable[str | Address]", addresses):
+            addr = parse_address(item) if isinstance(item, str) else item
+            lis = _bind_one(addr, options)
+            if isinstance(item, str):
+                lis.address = item          # as the user wrote it (log lines, USR2 hand-over)
+            out.append(lis)
     except BaseException:
         close_listeners(out)
         raise
@@ -277,107 +356,38 @@ def close_listeners(listeners: Iterable[Listener], unlink: bool = True) -> None:
                 pass
 
 
-# ---------------------------------------------------------------- TLS
-
-
-_ssl_cache: dict[tuple[object, ...], ssl.SSLContext] = {}
-
-
-def _mtime(path: str | None) -> float:
-    try:
-        return os.stat(path).st_mtime if path else 0.0
-    except OSError:
-        return -1.0
-
-
-def ssl_context(cfg: Config) -> ssl.SSLContext | None:
-    """Server TLS context from certfile/keyfile/ca_certs/ciphers; None without a certfile.
-
-    Cached by settings and file mtimes: the arbiter builds it once before forking and
-    workers calling ssl_context(cfg) get the inherited object; a HUP with renewed
-    certificate files builds a fresh one.
-    """
-    names = ("certfile", "keyfile", "ca_certs", "ciphers")
-    vals = [getattr(cfg, n, None) for n in names]
-    key = (*vals, *(_mtime(v) for v in vals[:3]))
-    if key in _ssl_cache:
-        return _ssl_cache[key]
-    ctx = _build_ssl_context(cfg)
-    if ctx is not None:
-        _ssl_cache.clear()
-        _ssl_cache[key] = ctx
-    return ctx
-
-
-def _build_ssl_context(cfg: Config) -> ssl.SSLContext | None:
-    certfile = getattr(cfg, "certfile", None)
-    keyfile = getattr(cfg, "keyfile", None)
-    if not certfile:
-        if keyfile:
-            raise TLSError("--keyfile given without --certfile")
-        return None
-    for name, path in (("certfile", certfile), ("keyfile", keyfile),
-                       ("ca_certs", getattr(cfg, "ca_certs", None))):
-        if path and not os.path.isfile(path):
-            raise TLSError(f"{name}: no such file: {path}")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(certfile, keyfile or None)
-    except (ssl.SSLError, OSError) as e:
-        raise TLSError(f"certfile/keyfile: cannot load {certfile}: {_ssl_reason(e)}") from None
-    ca_certs = getattr(cfg, "ca_certs", None)
-    if ca_certs:
-        try:
-            ctx.load_verify_locations(cafile=ca_certs)
-        except (ssl.SSLError, OSError) as e:
-            raise TLSError(f"ca_certs: cannot load {ca_certs}: {_ssl_reason(e)}") from None
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    ciphers = getattr(cfg, "ciphers", None)
-    if ciphers:
-        try:
-            ctx.set_ciphers(ciphers)
-        except ssl.SSLError as e:
-            raise TLSError(f"ciphers: {_ssl_reason(e)}: {ciphers}") from None
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
-
-
-def _ssl_reason(e: BaseException) -> str:
-    reason = getattr(e, "reason", None) or getattr(e, "strerror", None)
-    return str(reason or e).splitlines()[0]
-
-
 # ---------------------------------------------------------------- privileges
 
 
-def _target_ids(cfg: Config) -> tuple[int | None, int | None]:
+def owner_ids(user: str | None, group: str | None) -> tuple[int | None, int | None]:
+    """--user/--group (names or numbers) as (uid, gid); a user brings its primary group."""
     import grp
     import pwd
 
-    user = getattr(cfg, "user", None)
-    group = getattr(cfg, "group", None)
     uid = gid = None
     if user:
         try:
-            pw = pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(str(user))
+            pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
         except KeyError:
             raise PrivilegeError(f"user: no such user: {user}") from None
         uid, gid = pw.pw_uid, pw.pw_gid
     if group:
         try:
-            gid = int(group) if str(group).isdigit() else grp.getgrnam(str(group)).gr_gid
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
             raise PrivilegeError(f"group: no such group: {group}") from None
     return uid, gid
 
 
-def drop_privileges(cfg: Config) -> None:
-    """After binding: apply --umask, then switch to --group/--user (group first)."""
-    umask = getattr(cfg, "umask", None)
+def drop_privileges(uid: int | None | _LegacyConfig, gid: int | None = None,
+                    umask: int | None = None) -> None:
+    """After binding: apply umask (None: keep the inherited one), then gid, then uid."""
+    if not (uid is None or isinstance(uid, int)):   # MERGE SHIM: old drop_privileges(cfg)
+        cfg = uid
+        uid, gid = owner_ids(cfg.user, cfg.group)
+        umask = cfg.umask
     if umask is not None:
-        os.umask(int(umask))
-    uid, gid = _target_ids(cfg)
+        os.umask(umask)
     if uid is None and gid is None:
         return
     try:
@@ -391,5 +401,37 @@ def drop_privileges(cfg: Config) -> None:
         if uid is not None and uid != os.geteuid():
             os.setuid(uid)
     except OSError as e:
-        raise PrivilegeError(
-            f"cannot switch to user={cfg.user} group={cfg.group}: {e.strerror or e}") from None
+        raise PrivilegeError(f"cannot switch to uid={uid} gid={gid}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------- MERGE SHIM
+# Until the callers (arbiter, metrics, cli, workers, wsgi) pass addresses and options,
+# they call the old cfg-taking forms; delete this section and the two branches marked
+# "MERGE SHIM" above once they are migrated.
+
+
+class _LegacyConfig(Protocol):
+    bind: tuple[str, ...]
+    backlog: int
+    reuse_port: bool
+    umask: int | None
+    user: str | None
+    group: str | None
+
+
+class _LegacyTLSConfig(Protocol):
+    certfile: str | None
+    keyfile: str | None
+    ca_certs: str | None
+    ciphers: str | None
+
+
+def ssl_context(cfg: _LegacyTLSConfig) -> ssl.SSLContext | None:
+    """Old entry point: use tls.ssl_context(tls.TLSOptions(...)) instead."""
+    from reclusterd import tls
+
+    try:
+        return tls.ssl_context(tls.TLSOptions(cfg.certfile, cfg.keyfile, cfg.ca_certs,
+                                              cfg.ciphers, alpn=("http/1.1",)))
+    except tls.TLSError as e:
+        raise TLSError(e.message) from None

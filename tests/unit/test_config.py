@@ -145,7 +145,7 @@ def test_bind_repeatable_and_forms() -> None:
 
 
 @pytest.mark.parametrize("addr", [
-    "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", ":70000", ":", "::1:80", "[::1]", "[zz]:80",
+    "127.0.0.1:65536", "127.0.0.1:-1", ":70000", ":", "::1:80", "[zz]:80",
     "unix:", "fd://", "fd://x", "host name:80", "127.0.0.1:http",
 ])
 def test_bad_bind(addr: str) -> None:
@@ -165,7 +165,7 @@ def test_bad_bind(addr: str) -> None:
     ("--log-level", "loud"), ("--umask", "999"), ("--umask", "0o1000"),
     ("--forwarded-allow-ips", "10.0.0.0/33"), ("--forwarded-allow-ips", "example.com"),
     ("--post-fork", "nocolon"), ("--pre-request", "a:b:c"), ("--post-request", "1mod:f"),
-    ("--status-bind", "nope"), ("--chdir", "/no/such/dir/xyz"),
+    ("--status-bind", "nope:port"), ("--chdir", "/no/such/dir/xyz"),
 ])
 def test_bad_values_name_the_flag(flag: str, value: str) -> None:
     assert err(["app:app", flag, value]).startswith(f"{flag}: ")

@@ -1,4 +1,4 @@
-"""Unit tests for reclusterd.sockets and reclusterd.systemd (real sockets, no server)."""
+"""Unit tests for sockets, tls and systemd (real sockets, no server)."""
 
 from __future__ import annotations
 
@@ -14,32 +14,66 @@ from typing import Any
 
 import pytest
 
-from reclusterd import sockets, systemd
-from reclusterd.sockets import BindError, TLSError
+from reclusterd import settings, sockets, systemd, tls
+from reclusterd.sockets import (
+    AddressError,
+    BindError,
+    BindOptions,
+    FDAddress,
+    TCPAddress,
+    UnixAddress,
+)
+from reclusterd.tls import TLSError, TLSOptions
 
 
-def cfg(*binds: str, **kw: Any) -> Any:
-    base: dict[str, Any] = dict(bind=binds, backlog=16, reuse_port=False, umask=None,
-                                user=None, group=None, certfile=None, keyfile=None,
-                                ca_certs=None, ciphers=None)
+def bind(*addresses: str, environ: dict[str, str] | None = None,
+         **kw: Any) -> list[sockets.Listener]:
+    base: dict[str, Any] = dict(backlog=16, reuse_port=False, umask=None)
     base.update(kw)
-    return SimpleNamespace(**base)
+    return sockets.bind_listeners(addresses, environ or {}, BindOptions(**base))
 
 
-def test_parse_address() -> None:
-    assert sockets.parse_address("127.0.0.1:80") == ("tcp", ("127.0.0.1", 80))
-    assert sockets.parse_address("[::1]:81") == ("tcp", ("::1", 81))
-    assert sockets.parse_address(":82") == ("tcp", ("0.0.0.0", 82))
-    assert sockets.parse_address("localhost") == ("tcp", ("localhost", 8000))
-    assert sockets.parse_address("unix:/tmp/x.sock") == ("unix", "/tmp/x.sock")
-    assert sockets.parse_address("fd://5") == ("fd", 5)
-    for bad in ("1.2.3.4:http", "::1:80", "[::1:80", "fd://x", "unix:", "h:70000"):
-        with pytest.raises(BindError):
-            sockets.parse_address(bad)
+def tls_opts(**kw: Any) -> TLSOptions:
+    base: dict[str, Any] = dict(certfile=None, keyfile=None, ca_certs=None, ciphers=None,
+                                alpn=("http/1.1",))
+    base.update(kw)
+    return TLSOptions(**base)
+
+
+@pytest.mark.parametrize(("text", "addr", "canonical"), [
+    ("127.0.0.1:80", TCPAddress("127.0.0.1", 80), "127.0.0.1:80"),
+    ("[::1]:81", TCPAddress("::1", 81), "[::1]:81"),
+    (":82", TCPAddress("0.0.0.0", 82), "0.0.0.0:82"),
+    # Gunicorn: a host alone means port 8000
+    ("localhost", TCPAddress("localhost", 8000), "localhost:8000"),
+    ("0.0.0.0", TCPAddress("0.0.0.0", 8000), "0.0.0.0:8000"),
+    ("127.0.0.1", TCPAddress("127.0.0.1", 8000), "127.0.0.1:8000"),
+    ("[::1]", TCPAddress("::1", 8000), "[::1]:8000"),
+    ("unix:/tmp/x.sock", UnixAddress("/tmp/x.sock"), "unix:/tmp/x.sock"),
+    ("unix:///tmp/x.sock", UnixAddress("/tmp/x.sock"), "unix:/tmp/x.sock"),
+    ("fd://5", FDAddress(5), "fd://5"),
+])
+def test_parse_address(text: str, addr: sockets.Address, canonical: str) -> None:
+    assert sockets.parse_address(text) == addr
+    assert str(addr) == canonical
+    # validation uses the same grammar and stores the canonical form
+    assert settings.check_address(text) == canonical
+
+
+@pytest.mark.parametrize("bad", [
+    "1.2.3.4:http", "::1:80", "[::1:80", "[zz]:80", "[::1]x", "fd://x", "fd://", "unix:",
+    "h:70000", ":", ":70000", "127.0.0.1:-1", "host name:80", "", "localhost:",
+])
+def test_parse_address_rejects(bad: str) -> None:
+    with pytest.raises(AddressError) as ei:
+        sockets.parse_address(bad)
+    assert "\n" not in str(ei.value) and repr(bad) in str(ei.value)
+    with pytest.raises(ValueError):          # what the settings validators raise
+        settings.check_address(bad)
 
 
 def test_bind_tcp_nonblocking_reuseaddr() -> None:
-    [lis] = sockets.bind_listeners(cfg("127.0.0.1:0"), {})
+    [lis] = bind("127.0.0.1:0")
     try:
         assert lis.address == "127.0.0.1:0"
         assert lis.sock.getblocking() is False
@@ -53,18 +87,18 @@ def test_bind_tcp_nonblocking_reuseaddr() -> None:
 
 
 def test_reuse_port() -> None:
-    [a] = sockets.bind_listeners(cfg("127.0.0.1:0", reuse_port=True), {})
+    [a] = bind("127.0.0.1:0", reuse_port=True)
     port = a.sock.getsockname()[1]
-    [b] = sockets.bind_listeners(cfg(f"127.0.0.1:{port}", reuse_port=True), {})
+    [b] = bind(f"127.0.0.1:{port}", reuse_port=True)
     sockets.close_listeners([a, b])
 
 
 def test_address_in_use_names_address() -> None:
-    [a] = sockets.bind_listeners(cfg("127.0.0.1:0"), {})
+    [a] = bind("127.0.0.1:0")
     port = a.sock.getsockname()[1]
     try:
         with pytest.raises(BindError) as ei:
-            sockets.bind_listeners(cfg("127.0.0.1:0", f"127.0.0.1:{port}"), {})
+            bind("127.0.0.1:0", f"127.0.0.1:{port}")
         assert str(ei.value) == f"address already in use: 127.0.0.1:{port}"
     finally:
         sockets.close_listeners([a])
@@ -72,20 +106,20 @@ def test_address_in_use_names_address() -> None:
 
 def test_bad_host() -> None:
     with pytest.raises(BindError, match="no-such-host.invalid"):
-        sockets.bind_listeners(cfg("no-such-host.invalid:80"), {})
+        bind("no-such-host.invalid:80")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may bind low ports")
 def test_permission_denied() -> None:
     with pytest.raises(BindError, match="permission denied binding 127.0.0.1:1"):
-        sockets.bind_listeners(cfg("127.0.0.1:1"), {})
+        bind("127.0.0.1:1")
 
 
 def test_ipv6() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
-        [lis] = sockets.bind_listeners(cfg("[::1]:0"), {})
+        [lis] = bind("[::1]:0")
     except BindError as e:
         pytest.skip(f"no ::1: {e}")
     assert lis.sock.family == socket.AF_INET6
@@ -97,21 +131,25 @@ def test_unix_socket_stale_mode_and_unlink(tmp_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
     stale.close()                      # file left behind, nobody listening
-    [lis] = sockets.bind_listeners(cfg(f"unix:{path}"), {})
-    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    [lis] = bind(f"unix:{path}")
+    # no --umask: Gunicorn's default of 0, so the file's mode does not shut anyone out
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777
     with socket.socket(socket.AF_UNIX) as c:
         c.connect(str(path))
     # a live socket is "in use", not removed
     with pytest.raises(BindError, match="address already in use"):
-        sockets.bind_listeners(cfg(f"unix:{path}"), {})
+        bind(f"unix:{path}")
     sockets.close_listeners([lis])
     assert not path.exists()
 
 
 def test_unix_umask(tmp_path: Path) -> None:
     path = tmp_path / "u.sock"
-    [lis] = sockets.bind_listeners(cfg(f"unix:{path}", umask=0o077), {})
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = os.umask(0o022)
+    os.umask(before)
+    [lis] = bind(f"unix:{path}", umask=0o077)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert os.umask(before) == before, "the process umask is restored after bind"
     sockets.close_listeners([lis], unlink=False)
     assert path.exists()
 
@@ -120,7 +158,7 @@ def test_unix_path_not_a_socket(tmp_path: Path) -> None:
     p = tmp_path / "file"
     p.write_text("x")
     with pytest.raises(BindError, match="not a socket"):
-        sockets.bind_listeners(cfg(f"unix:{p}"), {})
+        bind(f"unix:{p}")
 
 
 def test_fd_and_reexec_inheritance(tmp_path: Path) -> None:
@@ -128,16 +166,16 @@ def test_fd_and_reexec_inheritance(tmp_path: Path) -> None:
     raw.bind(("127.0.0.1", 0))
     raw.listen()
     fd = raw.detach()
-    [lis] = sockets.bind_listeners(cfg(f"fd://{fd}"), {})
+    [lis] = bind(f"fd://{fd}")
     assert lis.fileno() == fd and lis.sock.getblocking() is False
     upath = tmp_path / "r.sock"
-    [ulis] = sockets.bind_listeners(cfg(f"unix:{upath}"), {})
+    [ulis] = bind(f"unix:{upath}")
     env = sockets.inherit_environ([lis, ulis])
     assert lis.sock.get_inheritable()
     pairs = json.loads(env["RECLUSTERD_FDS"])
     assert pairs == [[fd, f"fd://{fd}"], [ulis.fileno(), f"unix:{upath}"]]
     # a re-exec'd arbiter would see the same fds
-    again = sockets.bind_listeners(cfg("127.0.0.1:1"), env)
+    again = bind("127.0.0.1:1", environ=env)
     assert [a.address for a in again] == [f"fd://{fd}", f"unix:{upath}"]
     assert again[1].unix_path == str(upath)
     for a in again:
@@ -159,10 +197,11 @@ def test_systemd_activation_in_child() -> None:
     raw.listen()
     port = raw.getsockname()[1]
     code = (
-        "import os,sys; from types import SimpleNamespace as N; "
+        "import os,sys; "
         "from reclusterd import sockets; "
         "os.environ['LISTEN_PID']=str(os.getpid()); "
-        "ls=sockets.bind_listeners(N(bind=('127.0.0.1:1',)), os.environ); "
+        "ls=sockets.bind_listeners(['127.0.0.1:1'], os.environ, "
+        "sockets.BindOptions(backlog=1, reuse_port=False, umask=None)); "
         "print(ls[0].address)"
     )
     script = f"import os; os.dup2({raw.fileno()}, 3); os.execv({sys.executable!r}, " \
@@ -198,13 +237,13 @@ def test_watchdog_interval() -> None:
 
 
 def test_ssl_context_none_and_errors(tmp_path: Path) -> None:
-    assert sockets.ssl_context(cfg()) is None
+    assert tls.ssl_context(tls_opts()) is None
     with pytest.raises(TLSError, match="certfile: no such file: /nope.pem"):
-        sockets.ssl_context(cfg(certfile="/nope.pem"))
+        tls.ssl_context(tls_opts(certfile="/nope.pem"))
     junk = tmp_path / "junk.pem"
     junk.write_text("not a cert")
-    with pytest.raises(BindError) as ei:
-        sockets.ssl_context(cfg(certfile=str(junk)))
+    with pytest.raises(TLSError) as ei:
+        tls.ssl_context(tls_opts(certfile=str(junk)))
     assert "\n" not in str(ei.value) and str(junk) in str(ei.value)
 
 
@@ -221,26 +260,55 @@ def make_cert(tmp_path: Path) -> tuple[str, str]:
 
 def test_ssl_context_loads(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
-    ctx = sockets.ssl_context(cfg(certfile=cert, keyfile=key, ciphers="ECDHE+AESGCM"))
+    ctx = tls.ssl_context(tls_opts(certfile=cert, keyfile=key, ciphers="ECDHE+AESGCM"))
     assert ctx is not None
     with pytest.raises(TLSError, match="ciphers"):
-        sockets.ssl_context(cfg(certfile=cert, keyfile=key, ciphers="NOPE-NOTHING"))
+        tls.ssl_context(tls_opts(certfile=cert, keyfile=key, ciphers="NOPE-NOTHING"))
 
 
 def test_drop_privileges_noop_and_unknown_user() -> None:
-    sockets.drop_privileges(cfg())
+    sockets.drop_privileges(None, None, None)
+    assert sockets.owner_ids(None, None) == (None, None)
     with pytest.raises(sockets.PrivilegeError, match="no such user"):
-        sockets.drop_privileges(cfg(user="no-such-user-xyz"))
+        sockets.owner_ids("no-such-user-xyz", None)
+    with pytest.raises(sockets.PrivilegeError, match="no such group"):
+        sockets.owner_ids(None, "no-such-group-xyz")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch user")
 def test_drop_privileges_as_root() -> None:
-    code = ("from types import SimpleNamespace as N; import os; "
+    code = ("import os; "
             "from reclusterd import sockets; "
-            "sockets.drop_privileges(N(user='nobody', group=None, umask=0o027)); "
+            "uid, gid = sockets.owner_ids('nobody', None); "
+            "sockets.drop_privileges(uid, gid, 0o027); "
             "print(os.getuid(), os.umask(0))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=20, cwd=str(Path(__file__).resolve().parents[2]))
     assert out.returncode == 0, out.stderr
     import pwd
     assert out.stdout.split() == [str(pwd.getpwnam("nobody").pw_uid), str(0o027)]
+
+
+def test_alpn_protocols() -> None:
+    assert tls.alpn_protocols(["h1"]) == ("http/1.1",)
+    assert tls.alpn_protocols(["h1", "h2"]) == ("h2", "http/1.1")
+    with pytest.raises(TLSError, match="'h3'"):
+        tls.alpn_protocols(["h3"])
+
+
+def test_ssl_context_alpn(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    assert tls.ssl_context(tls_opts(certfile=cert, keyfile=key, alpn=("h2", "http/1.1")))
+
+
+def test_legacy_shim_still_binds(tmp_path: Path) -> None:
+    """MERGE SHIM: the unmigrated callers pass a Config; delete with the shim."""
+    cfg = SimpleNamespace(bind=("127.0.0.1:0",), backlog=4, reuse_port=False, umask=None,
+                          user=None, group=None, certfile=None, keyfile=None, ca_certs=None,
+                          ciphers=None)
+    [lis] = sockets.bind_listeners(cfg, {})
+    sockets.close_listeners([lis])
+    assert sockets.ssl_context(cfg) is None
+    with pytest.raises(BindError, match="no such file"):
+        sockets.ssl_context(SimpleNamespace(**{**vars(cfg), "certfile": "/nope.pem"}))
+    sockets.drop_privileges(cfg)
