@@ -159,7 +159,7 @@ class StatusServer:
         if not address:
             raise ValueError("StatusServer needs cfg.status_bind")
         bind_cfg = _BindCfg(address, getattr(cfg, "umask", None))
-        [self.listener] = bind_listeners(bind_cfg, {})  # type: ignore[arg-type]
+        [self.listener] = bind_listeners(bind_cfg, {})
         self.address = address
         self.snapshot = snapshot
         self.selector = selectors.DefaultSelector()

@@ -411,19 +411,29 @@ def drop_privileges(uid: int | None | _LegacyConfig, gid: int | None = None,
 
 
 class _LegacyConfig(Protocol):
-    bind: tuple[str, ...]
-    backlog: int
-    reuse_port: bool
-    umask: int | None
-    user: str | None
-    group: str | None
+    @property
+    def bind(self) -> tuple[str, ...]: ...
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def reuse_port(self) -> bool: ...
+    @property
+    def umask(self) -> int | None: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def group(self) -> str | None: ...
 
 
 class _LegacyTLSConfig(Protocol):
-    certfile: str | None
-    keyfile: str | None
-    ca_certs: str | None
-    ciphers: str | None
+    @property
+    def certfile(self) -> str | None: ...
+    @property
+    def keyfile(self) -> str | None: ...
+    @property
+    def ca_certs(self) -> str | None: ...
+    @property
+    def ciphers(self) -> str | None: ...
 
 
 def ssl_context(cfg: _LegacyTLSConfig) -> ssl.SSLContext | None:
