@@ -199,3 +199,58 @@ def test_user_drop_after_bind(tmp_path: Path) -> None:
 
         procs = [psutil.Process(srv.pid), *psutil.Process(srv.pid).children()]
         assert all(p.uids().real == nobody.pw_uid for p in procs)
+
+
+def _connect_as(uid: int, gid: int, path: Path) -> str:
+    """From a forked child running as uid/gid: "ok", "denied" or the error seen."""
+    pid = os.fork()
+    if pid == 0:   # child: never returns into pytest
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            status, _, _ = ops_unix_get(path)
+            code = 0 if status == 200 else 2
+        except PermissionError:
+            code = 13
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return {0: "ok", 13: "denied"}.get(os.waitstatus_to_exitcode(status), f"exit {status}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create the socket as root")
+@pytest.mark.parametrize(("opts", "mode", "group", "nobody"), [
+    ((), 0o777, "root", "ok"),                              # Gunicorn's default umask 0
+    (("--umask", "007"), 0o770, "root", "denied"),          # others kept out
+    (("--umask", "007", "--group", "nogroup"), 0o770, "nogroup", "ok"),   # a shared group
+])
+def test_unix_socket_mode_follows_umask(tmp_path: Path, opts: tuple[str, ...], mode: int,
+                                        group: str, nobody: str) -> None:
+    """Issue 11 item 9: a socket made by root is usable by nginx's user unless restricted."""
+    import grp
+    import pwd
+    import shutil
+    import tempfile
+
+    try:
+        who = pwd.getpwnam("nobody")
+        grp.getgrnam(group)
+    except KeyError:
+        pytest.skip(f"no 'nobody' user or {group!r} group")
+    app = ops_write_echo_app(tmp_path)
+    sockdir = Path(tempfile.mkdtemp(prefix="reclusterd-sock-"))
+    try:
+        os.chmod(sockdir, 0o755)        # pytest's tmp_path is 0700: nobody could not reach it
+        path = sockdir / "app.sock"
+        with Server(base_args(app, "--bind", f"unix:{path}", "--workers", "1", *opts),
+                    cwd=tmp_path):
+            wait_for(lambda: ops_unix_answers(path), 15, what="unix socket to answer")
+            st = path.stat()
+            assert stat.S_IMODE(st.st_mode) == mode
+            assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name) == (0, group)
+            # nobody's primary group is nogroup: in case 3 it reaches the socket as a member
+            assert _connect_as(who.pw_uid, who.pw_gid, path) == nobody
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)
