@@ -11,10 +11,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import ROOT, Server, free_port, http_get, wait_for
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -97,13 +103,45 @@ def test_conf_toml_passes_check_config(name: str) -> None:
     assert "config OK" in r.stdout
 
 
+def _k8s() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    docs = yaml.safe_load_all((ROOT / "conf" / "k8s-deployment.yaml").read_text())
+    return {d["kind"]: d for d in docs if d}
+
+
+def test_k8s_manifests_validate() -> None:
+    import kubernetes_validate
+
+    for doc in _k8s().values():
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_k8s_config_has_one_source() -> None:
+    """The Deployment runs `-c` on the ConfigMap, which is conf/kubernetes.toml verbatim."""
+    kinds = _k8s()
+    cm, dep = kinds["ConfigMap"], kinds["Deployment"]
+    assert cm["data"]["reclusterd.toml"] == (ROOT / "conf" / "kubernetes.toml").read_text()
+    pod = dep["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["reclusterd", "-c", "/etc/reclusterd/reclusterd.toml"]
+    [mount] = container["volumeMounts"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert (mount["mountPath"], volume["configMap"]["name"]) == (
+        "/etc/reclusterd", cm["metadata"]["name"])
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert not container["image"].endswith(":latest") and ":" in container["image"]
+
+
 def test_k8s_grace_period_covers_shutdown() -> None:
-    text = (ROOT / "conf" / "k8s-deployment.yaml").read_text()
-    grace = int(re.search(r"terminationGracePeriodSeconds:\s*(\d+)", text).group(1))  # type: ignore[union-attr]
-    delay = float(re.search(r"--shutdown-delay[= ](\d+(?:\.\d+)?)", text).group(1))  # type: ignore[union-attr]
-    graceful = float(re.search(r"--graceful-timeout[= ](\d+(?:\.\d+)?)", text).group(1))  # type: ignore[union-attr]
-    assert grace > delay + graceful
-    assert "/readyz" in text and "/livez" in text
+    settings = tomllib.loads((ROOT / "conf" / "kubernetes.toml").read_text())
+    pod = _k8s()["Deployment"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > (
+        settings["shutdown_delay"] + settings["graceful_timeout"])
+    [container] = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert settings["status_bind"].endswith(":9000")
     unit = (ROOT / "conf" / "reclusterd.service").read_text()
     assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
     assert "KillSignal=SIGTERM" in unit
