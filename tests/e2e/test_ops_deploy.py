@@ -56,6 +56,22 @@ def test_dockerfile_reads_right() -> None:
     assert ".git" in ignore and ".venv" in ignore
 
 
+def test_dockerfile_layers() -> None:
+    """Issue 11 item 12: a dependency-only layer, no /wheels left behind, a quiet useradd."""
+    ins = instructions()
+    copies = [(i, a) for i, (k, a) in enumerate(ins) if k == "COPY"]
+    first_pyproject = min(i for i, a in copies if a.split()[0] == "pyproject.toml")
+    source = min(i for i, a in copies if a.split()[0] == "reclusterd")
+    installs = [i for i, (k, a) in enumerate(ins) if k == "RUN" and "pip install" in a]
+    assert any(first_pyproject < i < source for i in installs), "deps installed before source"
+    assert all("type=cache" in ins[i][1] for i in installs)
+    assert "/wheels" not in DOCKERFILE.read_text()
+    user = next(a for k, a in ins if k == "RUN" and "useradd" in a)
+    uid = int(re.search(r"--uid (\d+)", user).group(1))  # type: ignore[union-attr]
+    assert "--system" not in user and 1000 <= uid <= 60000
+    assert "--format docker" in DOCKERFILE.read_text()   # OCI drops HEALTHCHECK: say so
+
+
 def _cmd_and_health() -> tuple[list[str], list[str]]:
     final = instructions()
     cmd = json.loads([a for k, a in final if k == "CMD"][-1])
