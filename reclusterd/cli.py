@@ -29,10 +29,11 @@ def check_config(cfg: config.Config) -> int:
     """Load the app and everything importable the config names; print a short report."""
     try:
         loaded = load_app(cfg)
-        for hook in ("post_fork", "pre_request", "post_request"):
-            spec = getattr(cfg, hook)
+        hooks = {"--post-fork": cfg.post_fork, "--pre-request": cfg.pre_request,
+                 "--post-request": cfg.post_request}
+        for flag, spec in hooks.items():
             if spec and not callable(resolve(spec)):
-                raise AppLoadError(f"--{hook.replace('_', '-')}: {spec!r} is not callable")
+                raise AppLoadError(f"{flag}: {spec!r} is not callable")
         if ":" in cfg.worker_class:
             if not isinstance(resolve(cfg.worker_class), type):
                 raise AppLoadError(f"--worker-class: {cfg.worker_class!r} is not a class")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from reclusterd import __version__
-from reclusterd.settings import BY_NAME, DEFAULT_ACCESS_FORMAT, SETTINGS, show_value
+from reclusterd.settings import BY_NAME, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,57 +38,62 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting, typed. Attribute names are the long flags with '-' -> '_'."""
+    """Every setting, typed; attribute names are the long flags with '-' -> '_'.
+
+    Annotations only: defaults, flags and help live in the settings table, and
+    tests/unit/test_settings.py checks these fields name-for-name and type-for-type
+    against it (settings.Setting.python_type). Build one with load() or make().
+    """
 
     app: str
-    workers: int = 1
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    worker_class: str = "auto"
-    threads: int = 4
-    worker_connections: int = 1000
-    http: str = "httptools"
-    loop: str = "auto"
-    timeout: float = 30.0
-    boot_timeout: float = 60.0
-    graceful_timeout: float = 30.0
-    keep_alive: float = 5.0
-    header_timeout: float = 20.0
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    max_worker_memory: int = 0
-    backoff: float = 10.0
-    config: str | None = None
-    check_config: bool = False
-    chdir: str | None = None
-    pid: str | None = None
-    name: str | None = None
-    access_logfile: str | None = None
-    access_logformat: str = DEFAULT_ACCESS_FORMAT
-    error_logfile: str | None = None
-    log_level: str = "info"
-    certfile: str | None = None
-    keyfile: str | None = None
-    ca_certs: str | None = None
-    ciphers: str | None = None
-    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
-    limit_request_line: int = 8190
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    limit_request_body: int = 0
-    status_bind: str | None = None
-    shutdown_delay: float = 0.0
-    factory: bool = False
-    lifespan: str = "auto"
-    ws: str = "auto"
-    post_fork: str | None = None
-    pre_request: str | None = None
-    post_request: str | None = None
-    reuse_port: bool = False
-    backlog: int = 2048
-    preload: bool = False
-    user: str | None = None
-    group: str | None = None
-    umask: int | None = None
+    workers: int
+    bind: tuple[str, ...]
+    worker_class: str
+    threads: int
+    worker_connections: int
+    http: str
+    loop: str
+    timeout: float
+    boot_timeout: float
+    graceful_timeout: float
+    keep_alive: float
+    header_timeout: float
+    max_requests: int
+    max_requests_jitter: int
+    max_worker_memory: int
+    backoff: float
+    config: str | None
+    check_config: bool
+    chdir: str | None
+    pid: str | None
+    name: str | None
+    access_logfile: str | None
+    access_logformat: str
+    error_logfile: str | None
+    log_level: str
+    certfile: str | None
+    keyfile: str | None
+    ca_certs: str | None
+    ciphers: str | None
+    forwarded_allow_ips: tuple[str, ...]
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_body: int
+    status_bind: str | None
+    shutdown_delay: float
+    factory: bool
+    lifespan: str
+    ws: str
+    post_fork: str | None
+    pre_request: str | None
+    post_request: str | None
+    reuse_port: bool
+    backlog: int
+    preload: bool
+    user: str | None
+    group: str | None
+    umask: int | None
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
@@ -235,15 +240,31 @@ def load(argv: Sequence[str], environ: Mapping[str, str],
     cli = _from_cli(build_parser().parse_args(list(argv)))
     env = _from_env(environ)
     path = toml_path or cli.get("config") or env.get("config")
-    values: dict[str, Any] = {s.name: s.default for s in SETTINGS if s.name in CONFIG_FIELDS}
+    values = _table_defaults()
     if path:
         values.update(read_toml(path))
     values.update(env)
     values.update(cli)
-    if values["workers"] is None:
-        values["workers"] = _default_workers(environ)
     values["config"] = path
     _cross_check(values)
+    return _build(values, environ)
+
+
+def make(**values: Any) -> Config:
+    """A Config from the table's defaults plus `values`, unchecked: for tests and tools
+    that need one without a command line (workers defaults as in load, from os.environ)."""
+    merged = _table_defaults()
+    merged.update(values)
+    return _build(merged, os.environ)
+
+
+def _table_defaults() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+def _build(values: dict[str, Any], environ: Mapping[str, str]) -> Config:
+    if values["workers"] is None:
+        values["workers"] = _default_workers(environ)
     return Config(**values)
 
 
@@ -260,5 +281,5 @@ def _cross_check(values: dict[str, Any]) -> None:
 
 def reload_ignored(old: Config, new: Config) -> list[str]:
     """Settings that differ after a HUP reload but only take effect on restart."""
-    return [s.name for s in SETTINGS if not s.reloadable and s.name in CONFIG_FIELDS
-            and getattr(old, s.name) != getattr(new, s.name)]
+    return [s.name for s in SETTINGS
+            if not s.reloadable and getattr(old, s.name) != getattr(new, s.name)]

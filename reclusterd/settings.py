@@ -25,6 +25,8 @@ _SPEC_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 _APP_RE = re.compile(rf"^{_DOTTED}(?::{_DOTTED})?$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 _TRUE = {"1", "true", "yes", "on"}
+_PY_TYPES: dict[Kind, Any] = {"int": int, "float": float, "str": str, "bool": bool,
+                              "list": tuple[str, ...], "umask": int}
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -140,6 +142,13 @@ class Setting:
     metavar: str | None = None
     example: Any = None          # for conf/reclusterd.toml when the default is None
     default_doc: str | None = None
+    required: bool = False       # config.load always gives a value (never None)
+
+    @property
+    def python_type(self) -> object:
+        """The type of this setting's attribute on Config (a unit test checks they agree)."""
+        base = _PY_TYPES[self.kind]
+        return base if self.required or self.default is not None else base | None
 
     @property
     def env(self) -> str:
@@ -240,9 +249,10 @@ _LOGS = ("debug", "info", "warning", "error", "critical")
 SETTINGS: tuple[Setting, ...] = (
     _s("app", "str", None, "The application: module:attr (dotted attr; module alone means "
        "attr 'app'). Given as the positional APP.", validator=check_app, reloadable=False,
-       metavar="APP", example="examples.hello:app"),
+       metavar="APP", example="examples.hello:app", required=True),
     _s("workers", "int", None, "Number of worker processes.", "-w", "--workers", minimum=1,
-       metavar="N", example=4, default_doc="$WEB_CONCURRENCY, else the CPU count"),
+       metavar="N", example=4, default_doc="$WEB_CONCURRENCY, else the CPU count",
+       required=True),
     _s("bind", "list", ("127.0.0.1:8000",), "Address to listen on: HOST:PORT, [::1]:PORT, "
        "unix:PATH or fd://N; repeatable. systemd LISTEN_FDS is used when set.",
        "-b", "--bind", validator=check_addresses, reloadable=False, metavar="ADDR"),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reclusterd.apploader import AppLoadError, detect_kind, load_app, split_spec
-from reclusterd.config import Config
+from reclusterd.config import Config, make
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def app(scope, receive, send):
 
 
 def cfg(app: str, **kw: Any) -> Config:
-    return Config(app=app, **kw)
+    return make(app=app, **kw)
 
 
 def test_wsgi_function(appdir: Path) -> None:

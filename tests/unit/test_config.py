@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reclusterd import config
-from reclusterd.config import Config, ConfigError, load
+from reclusterd.config import ConfigError, load
 
 
 def err(argv: list[str], env: dict[str, str] | None = None) -> str:
@@ -243,6 +243,6 @@ def test_reload_ignored() -> None:
     assert config.reload_ignored(old, new) == ["bind"]
 
 
-def test_config_dataclass_direct() -> None:
-    cfg = Config(app="x:y")
+def test_config_made_directly() -> None:
+    cfg = config.make(app="x:y")
     assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == 4

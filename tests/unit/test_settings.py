@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,27 @@ def test_names_unique_and_match_config_fields() -> None:
     assert names == list(config.CONFIG_FIELDS)
 
 
-def test_defaults_match_config_dataclass() -> None:
+def test_config_fields_typed_from_table() -> None:
+    """Config declares each setting once more only as an annotation: same name, same type."""
+    hints = typing.get_type_hints(config.Config)
+    assert list(hints) == [s.name for s in SETTINGS]
+    for s in SETTINGS:
+        assert hints[s.name] == s.python_type, s.name
+
+
+def test_config_has_no_defaults_of_its_own() -> None:
+    """The table is the only list of defaults: Config's fields have none."""
     for f in dataclasses.fields(config.Config):
-        s = settings.BY_NAME[f.name]
-        if f.name in ("app", "workers"):
-            continue  # required / computed at load time
-        assert f.default == s.default, f.name
+        assert f.default is dataclasses.MISSING, f.name
+        assert f.default_factory is dataclasses.MISSING, f.name
+
+
+def test_make_fills_table_defaults() -> None:
+    cfg = config.make(app="x:y", workers=2)
+    for s in SETTINGS:
+        if s.name not in ("app", "workers"):
+            assert getattr(cfg, s.name) == s.default, s.name
+    assert (cfg.app, cfg.workers) == ("x:y", 2)
 
 
 def test_long_flag_is_attribute_name() -> None:
