@@ -1,5 +1,8 @@
 """Import the user's application from "module:attr" and tell WSGI from ASGI.
 
+This is the one "module:attr" resolver: apps (load_app), hooks (import_callable) and
+plug-in worker classes (import_class) all go through resolve().
+
 Errors the user can fix by typing a different APP (no such module, no such attribute,
 not an application) are one line; an exception raised by the user's own code keeps
 its traceback (with importlib's frames removed), because that is what they need to see.
@@ -13,6 +16,7 @@ import inspect
 import os
 import sys
 import traceback as tb
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -109,6 +113,38 @@ def resolve(spec: str) -> object:
         except Exception as e:  # noqa: BLE001 - a property in user code raised
             raise AppLoadError(f"error while getting {spec!r}: {_one_line(e)}",
                                _user_traceback(e)) from None
+    return obj
+
+
+def import_object(spec: str, what: str) -> object:
+    """The object a hook or plug-in spec names ("module:attr", dotted attr allowed).
+
+    `what` names the setting in messages (e.g. "--post-fork"); every failure is an
+    AppLoadError whose message is one line starting with it (the user's traceback, if
+    their module raised, is kept apart in .traceback).
+    """
+    module, sep, attr = spec.partition(":")
+    if not module or not sep or not attr:
+        raise AppLoadError(f"{what}: expected module:attr, got {spec!r}")
+    try:
+        return resolve(spec)
+    except AppLoadError as e:
+        raise AppLoadError(f"{what}: {e.message}", e.traceback) from None
+
+
+def import_callable(spec: str, what: str) -> Callable[..., object]:
+    """import_object for hooks: the object must be callable."""
+    obj = import_object(spec, what)
+    if not callable(obj):
+        raise AppLoadError(f"{what}: {spec!r} is not callable (got {type(obj).__name__})")
+    return obj
+
+
+def import_class(spec: str, what: str) -> type:
+    """import_object for plug-in classes (worker classes): the object must be a class."""
+    obj = import_object(spec, what)
+    if not isinstance(obj, type):
+        raise AppLoadError(f"{what}: {spec!r} is not a class (got {type(obj).__name__})")
     return obj
 
 

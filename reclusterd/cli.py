@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from reclusterd import config
-from reclusterd.apploader import AppLoadError, load_app, resolve
+from reclusterd.apploader import AppLoadError, import_callable, import_class, load_app
 from reclusterd.settings import BY_NAME
 
 USAGE_EXIT = 2    # bad command line / config value
@@ -32,11 +32,10 @@ def check_config(cfg: config.Config) -> int:
         hooks = {"--post-fork": cfg.post_fork, "--pre-request": cfg.pre_request,
                  "--post-request": cfg.post_request}
         for flag, spec in hooks.items():
-            if spec and not callable(resolve(spec)):
-                raise AppLoadError(f"{flag}: {spec!r} is not callable")
+            if spec:
+                import_callable(spec, flag)
         if ":" in cfg.worker_class:
-            if not isinstance(resolve(cfg.worker_class), type):
-                raise AppLoadError(f"--worker-class: {cfg.worker_class!r} is not a class")
+            import_class(cfg.worker_class, "--worker-class")
         from reclusterd.sockets import BindError, ssl_context
 
         try:

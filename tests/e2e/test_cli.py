@@ -141,7 +141,19 @@ def test_check_config_chdir(tmp_path: Path) -> None:
 def test_check_config_bad_hook(tmp_path: Path) -> None:
     r = run("examples.hello:app", "--post-fork", "nosuchhooks:pf", "--check-config")
     assert r.returncode == 1
-    assert one_error_line(r) == "could not import module 'nosuchhooks'"
+    assert one_error_line(r) == "--post-fork: could not import module 'nosuchhooks'"
+
+
+def test_check_config_hook_not_callable_and_class_not_a_class() -> None:
+    r = run("examples.hello:app", "--pre-request", "examples.hello:app.__name__",
+            "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == ("--pre-request: 'examples.hello:app.__name__' is not "
+                                 "callable (got str)")
+    r = run("examples.hello:app", "--worker-class", "examples.hello:app", "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == ("--worker-class: 'examples.hello:app' is not a class "
+                                 "(got function)")
 
 
 def test_check_config_bad_value_exits_1() -> None:

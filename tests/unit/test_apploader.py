@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from reclusterd.apploader import AppLoadError, detect_kind, load_app, split_spec
+from reclusterd.apploader import (
+    AppLoadError,
+    detect_kind,
+    import_callable,
+    import_class,
+    import_object,
+    load_app,
+    put_on_path,
+    split_spec,
+)
 from reclusterd.config import Config, make
 
 
@@ -280,3 +289,61 @@ def test_real_frameworks() -> None:
     assert detect_kind(starlette_apps.Starlette()) == "asgi"
     assert detect_kind(fastapi.FastAPI()) == "asgi"
     assert detect_kind(flask.Flask("y").wsgi_app) == "wsgi"
+
+
+# ---------------------------------------------------------------- hooks and plug-in classes
+
+HOOKS = """
+def post_fork(info):
+    pass
+
+class Plugin:
+    pass
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.fixture
+def hookdir(appdir: Path) -> Path:
+    """appdir on sys.path, as the worker puts the app directory before importing hooks."""
+    put_on_path(str(appdir))
+    return appdir
+
+
+def test_import_object_finds_hooks_and_classes(hookdir: Path) -> None:
+    write(hookdir, "hooks1", HOOKS)
+    assert callable(import_callable("hooks1:post_fork", "--post-fork"))
+    assert import_class("hooks1:Plugin", "--worker-class").__name__ == "Plugin"
+    assert import_object("hooks1:Plugin.__name__", "--x") == "Plugin"
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("hooks2", "--post-fork: expected module:attr, got 'hooks2'"),
+    ("hooks2:", "--post-fork: expected module:attr, got 'hooks2:'"),
+    ("nosuchhooks:pf", "--post-fork: could not import module 'nosuchhooks'"),
+    ("hooks2:nope", "--post-fork: module 'hooks2' has no attribute 'nope'"),
+    ("hooks2:NOT_CALLABLE", "--post-fork: 'hooks2:NOT_CALLABLE' is not callable (got int)"),
+])
+def test_import_callable_errors_are_one_line(hookdir: Path, spec: str, message: str) -> None:
+    write(hookdir, "hooks2", HOOKS)
+    with pytest.raises(AppLoadError) as ei:
+        import_callable(spec, "--post-fork")
+    assert str(ei.value) == message
+    assert ei.value.traceback is None
+
+
+def test_import_class_refuses_a_function(hookdir: Path) -> None:
+    write(hookdir, "hooks3", HOOKS)
+    with pytest.raises(AppLoadError, match=r"^--worker-class: 'hooks3:post_fork' is not a "
+                       r"class \(got function\)$"):
+        import_class("hooks3:post_fork", "--worker-class")
+
+
+def test_import_object_keeps_the_users_traceback(hookdir: Path) -> None:
+    write(hookdir, "hooks4", "raise ValueError('bad hook module')\n")
+    with pytest.raises(AppLoadError) as ei:
+        import_object("hooks4:pf", "--pre-request")
+    assert str(ei.value) == ("--pre-request: error while importing module 'hooks4': "
+                             "ValueError: bad hook module")
+    assert ei.value.traceback is not None and "hooks4.py" in ei.value.traceback
