@@ -14,8 +14,8 @@ USAGE_EXIT = 2    # bad command line / config value
 CHECK_FAILED = 1  # --check-config found a problem
 
 
-def _err(message: str) -> None:
-    sys.stderr.write(f"reclusterd: error: {message}\n")
+def _err(message: str, level: str = "error") -> None:
+    sys.stderr.write(f"reclusterd: {level}: {message}\n")
     sys.stderr.flush()
 
 
@@ -65,6 +65,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if config.version_requested(argv):
         print(config.version_text())
         return 0
+    for warning in config.unknown_env(environ):
+        _err(warning, "warning")
     try:
         cfg = config.load(argv, environ)
     except config.ConfigError as e:

@@ -8,6 +8,7 @@ Precedence: command line > RECLUSTERD_<NAME> environment > config file > default
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from reclusterd import __version__
-from reclusterd.settings import BY_NAME, SETTINGS, show_value
+from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,7 +110,13 @@ class _Parser(argparse.ArgumentParser):
             raise ConfigError(flag, m.group(2))
         m = re.match(r"unrecognized arguments: (.*)$", message)
         if m:
-            raise ConfigError(m.group(1).split()[0], "unknown option (see --help)")
+            word = m.group(1).split()[0]
+            if word.startswith("--"):
+                word = word.partition("=")[0]
+                flags = [f for f in self._option_string_actions if f.startswith("--")]
+                raise ConfigError(word, f"unknown option (see --help)"
+                                        f"{did_you_mean(word, flags, '--')}")
+            raise ConfigError(word, "unknown option (see --help)")
         raise ConfigError("reclusterd", message)
 
 
@@ -226,12 +233,29 @@ def read_toml(path: str) -> dict[str, Any]:
     return out
 
 
-def _suggest(key: str) -> str:
-    import difflib
+def did_you_mean(word: str, known: Sequence[str], prefix: str = "") -> str:
+    """"; did you mean X?" for the closest known name, or "" (flags, env vars, TOML keys).
 
+    A prefix every name shares ("--", "RECLUSTERD_") is left out of the comparison, or
+    it alone would make any word look close.
+    """
+    bare = {k.removeprefix(prefix): k for k in known}
+    close = difflib.get_close_matches(word.removeprefix(prefix), list(bare), n=1)
+    return f"; did you mean {bare[close[0]]}?" if close else ""
+
+
+def _suggest(key: str) -> str:
     names = [s.name for s in SETTINGS if "file" in s.sources]
-    close = difflib.get_close_matches(key.replace("-", "_"), names, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(key.replace("-", "_"), names)
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """A warning per RECLUSTERD_* variable that names no setting (a typo is ignored, so say
+    so); not an error, because the environment is shared with other programs."""
+    known = [s.env for s in SETTINGS if "env" in s.sources]
+    return [f"{name}: unknown setting (ignored){did_you_mean(name, known, ENV_PREFIX)}"
+            for name in sorted(environ)
+            if name.startswith(ENV_PREFIX) and name not in known and name not in INTERNAL_ENV]
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str],

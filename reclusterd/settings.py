@@ -18,6 +18,9 @@ Kind = Literal["int", "float", "str", "bool", "list", "umask"]
 Source = Literal["cli", "env", "file"]
 ALL_SOURCES: frozenset[Source] = frozenset(("cli", "env", "file"))
 ENV_PREFIX = "RECLUSTERD_"
+# RECLUSTERD_* variables that are not settings: the listeners handed over on USR2
+# (sockets.FDS_ENV) and knobs of the bench runner and the test suite. Unknown ones warn.
+INTERNAL_ENV = frozenset(("RECLUSTERD_FDS", "RECLUSTERD_BENCH_VENV", "RECLUSTERD_FUZZ_EXAMPLES"))
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"

@@ -77,6 +77,21 @@ def test_bad_env_value_exit_2() -> None:
     assert one_error_line(r).startswith("RECLUSTERD_THREADS: ")
 
 
+def test_unknown_flag_exit_2_with_suggestion() -> None:
+    r = run("examples.hello:app", "--wrokers", "3")
+    assert r.returncode == 2
+    assert one_error_line(r) == "--wrokers: unknown option (see --help); did you mean --workers?"
+
+
+def test_unknown_env_var_warns_and_runs_on() -> None:
+    r = run("examples.hello:app", "--check-config", env={"RECLUSTERD_WORKRS": "3"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "reclusterd: warning: RECLUSTERD_WORKRS: unknown setting (ignored); "
+        "did you mean RECLUSTERD_WORKERS?"]
+    assert "config OK" in r.stdout
+
+
 def test_unknown_toml_key_exit_2(tmp_path: Path) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text("workers = 2\nworkrs = 4\n")

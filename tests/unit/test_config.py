@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -71,6 +72,37 @@ def test_unknown_option_and_missing_value() -> None:
     assert err(["app:app", "--bogus"]).startswith("--bogus: unknown option")
     assert err(["app:app", "--workers"]) == "--workers: expected one argument"
     assert err(["app:app", "--work", "2"]).startswith("--work: unknown option")  # no abbrev
+
+
+@pytest.mark.parametrize("argv", [["--wrokers", "3"], ["--wrokers=3"], ["-w", "2", "--wrokers"]])
+def test_unknown_flag_suggests_the_near_one(argv: list[str]) -> None:
+    assert err(["app:app", *argv]) == \
+        "--wrokers: unknown option (see --help); did you mean --workers?"
+
+
+def test_unknown_flag_far_from_any_has_no_suggestion() -> None:
+    assert err(["app:app", "--zzzzzzzz"]) == "--zzzzzzzz: unknown option (see --help)"
+
+
+def test_unknown_env_var_warns_with_suggestion() -> None:
+    env = {"RECLUSTERD_WORKRS": "3", "RECLUSTERD_WORKERS": "2", "RECLUSTERD_FDS": "[]",
+           "RECLUSTERD_QQQQQQQQ": "1", "OTHER_WORKRS": "1"}
+    assert config.unknown_env(env) == [
+        "RECLUSTERD_QQQQQQQQ: unknown setting (ignored)",
+        "RECLUSTERD_WORKRS: unknown setting (ignored); did you mean RECLUSTERD_WORKERS?"]
+    assert load(["app:app"], env).workers == 2  # a warning, not an error
+
+
+def test_every_reclusterd_env_name_in_the_tree_is_known() -> None:
+    """A RECLUSTERD_* name used by our own code or tools must not draw the unknown warning."""
+    root = Path(__file__).resolve().parents[2]
+    names: set[str] = set()
+    for folder in ("reclusterd", "loadtests", "tests", "conf", "examples"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".py", ".toml", ".service", ".yaml", ".md"):
+                names.update(re.findall(r"\bRECLUSTERD_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
+    names -= {"RECLUSTERD_WORKRS", "RECLUSTERD_QQQQQQQQ"}  # the typos tested here
+    assert config.unknown_env(dict.fromkeys(names, "")) == []
 
 
 def test_precedence_cli_env_file_default(tmp_path: Path) -> None:
@@ -222,7 +254,9 @@ def test_toml_errors(tmp_path: Path, text: str, start: str) -> None:
 
 
 def test_toml_unknown_key_suggests(tmp_path: Path) -> None:
-    assert "did you mean 'workers'" in err(["app:app", "-c", toml(tmp_path, "workrs = 4\n")])
+    path = toml(tmp_path, "workrs = 4\n")
+    assert err(["app:app", "-c", path]) == \
+        f"workrs: unknown setting (in {path}); did you mean workers?"
 
 
 def test_toml_missing_file(tmp_path: Path) -> None:
