@@ -210,15 +210,31 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def read_toml(path: str) -> dict[str, Any]:
-    """Typed values from a TOML file; unknown keys and wrong types are errors."""
+ACCEPTED_FORMATS = "use a TOML file (.toml, keys are setting names: workers = 4)"
+
+
+def _parse_config_file(path: str) -> dict[str, Any]:
+    """The file's TOML table; any other format is refused in one line naming TOML."""
+    if path.endswith(".py"):
+        # Gunicorn's gunicorn.conf.py often parses as TOML too (workers = 4), so the
+        # extension decides, before a half-understood file starts a server.
+        raise ConfigError("--config", f"{path!r}: Python config files are not supported "
+                                      f"yet; {ACCEPTED_FORMATS}")
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ConfigError("--config", f"cannot read {path!r}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("--config", f"invalid TOML in {path!r}: {e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        if path.endswith(".toml"):
+            raise ConfigError("--config", f"invalid TOML in {path!r}: {e}") from None
+        raise ConfigError("--config", f"{path!r} is not TOML ({e}); "
+                                      f"{ACCEPTED_FORMATS}") from None
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Typed values from a TOML file; unknown keys and wrong types are errors."""
+    data = _parse_config_file(path)
     out: dict[str, Any] = {}
     for key, raw in data.items():
         s = BY_NAME.get(key)

@@ -101,6 +101,21 @@ def test_unknown_toml_key_exit_2(tmp_path: Path) -> None:
     assert msg.startswith("workrs: unknown setting") and str(conf) in msg
 
 
+@pytest.mark.parametrize(("name", "says"), [
+    ("gunicorn.conf.py", "Python config files are not supported yet; use a TOML file"),
+    ("settings.yaml", "is not TOML (Expected '=' after a key"),
+])
+def test_non_toml_config_file_exit_2(tmp_path: Path, name: str, says: str) -> None:
+    conf = tmp_path / name
+    conf.write_text("import multiprocessing\nworkers = 2\n" if name.endswith(".py")
+                    else "workers: 2\n")
+    r = run("examples.hello:app", "-c", str(conf))
+    assert r.returncode == 2
+    msg = one_error_line(r)
+    assert msg.startswith(f"--config: '{conf}'") and says in msg, msg
+    assert msg.endswith("(.toml, keys are setting names: workers = 4)")
+
+
 def test_wrong_toml_type_exit_2(tmp_path: Path) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text('timeout = "soon"\n')

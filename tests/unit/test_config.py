@@ -259,6 +259,34 @@ def test_toml_unknown_key_suggests(tmp_path: Path) -> None:
         f"workrs: unknown setting (in {path}); did you mean workers?"
 
 
+ACCEPTED = "use a TOML file (.toml, keys are setting names: workers = 4)"
+
+
+def test_python_config_file_not_supported_yet(tmp_path: Path) -> None:
+    # Valid TOML as well as valid Python: the extension decides, nothing is half-read.
+    path = tmp_path / "gunicorn.conf.py"
+    path.write_text('workers = 4\nbind = "0.0.0.0:8000"\n')
+    assert err(["app:app", "-c", str(path)]) == \
+        f"--config: {str(path)!r}: Python config files are not supported yet; {ACCEPTED}"
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("c.yaml", b"workers: 4\n"), ("c.json", b'{"workers": 4}'), ("c.ini", b"[server]\nbind = 0.0.0.0:8000\n"),
+    ("config", b"\xff\xfe\x00binary"),
+])
+def test_other_formats_name_the_accepted_one(tmp_path: Path, name: str, content: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    msg = err(["app:app", "-c", str(path)])
+    assert msg.startswith(f"--config: {str(path)!r} is not TOML (") and msg.endswith(ACCEPTED)
+
+
+def test_toml_content_in_a_file_of_any_name_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "reclusterd.conf"
+    path.write_text("workers = 3\n")
+    assert load(["app:app", "-c", str(path)], {}).workers == 3
+
+
 def test_toml_missing_file(tmp_path: Path) -> None:
     assert err(["app:app", "-c", str(tmp_path / "nope.toml")]).startswith("--config: cannot read")
 
