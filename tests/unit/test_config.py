@@ -271,7 +271,8 @@ def test_python_config_file_not_supported_yet(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "content"), [
-    ("c.yaml", b"workers: 4\n"), ("c.json", b'{"workers": 4}'), ("c.ini", b"[server]\nbind = 0.0.0.0:8000\n"),
+    ("c.yaml", b"workers: 4\n"), ("c.json", b'{"workers": 4}'),
+    ("c.ini", b"[server]\nbind = 0.0.0.0:8000\n"),
     ("config", b"\xff\xfe\x00binary"),
 ])
 def test_other_formats_name_the_accepted_one(tmp_path: Path, name: str, content: bytes) -> None:
