@@ -52,7 +52,8 @@ def check_config(cfg: config.Config) -> int:
         worker = "thread" if loaded.kind == "wsgi" else "asyncio"
     print("reclusterd: config OK")
     print(f"  config file: {cfg.config or '(none)'}")
-    print(f"  app:         {cfg.app} ({loaded.kind.upper()}{', factory' if cfg.factory else ''})")
+    kind = "ASGI 2, wrapped as ASGI 3" if loaded.asgi2 else loaded.kind.upper()
+    print(f"  app:         {cfg.app} ({kind}{', factory' if cfg.factory else ''})")
     print(f"  workers:     {cfg.workers} x {worker}")
     print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
     if cfg.status_bind:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -13,10 +15,12 @@ import pytest
 
 from reclusterd.apploader import (
     AppLoadError,
+    ASGI2Adapter,
     detect_kind,
     import_callable,
     import_class,
     import_object,
+    is_asgi2,
     load_app,
     put_on_path,
     split_spec,
@@ -347,3 +351,83 @@ def test_import_object_keeps_the_users_traceback(hookdir: Path) -> None:
     assert str(ei.value) == ("--pre-request: error while importing module 'hooks4': "
                              "ValueError: bad hook module")
     assert ei.value.traceback is not None and "hooks4.py" in ei.value.traceback
+
+
+# ---------------------------------------------------------------- ASGI 2 (double callable)
+
+ASGI2 = """
+class App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": self.scope["path"].encode()})
+"""
+
+
+class Asgi2:
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        await send({"type": "seen", "scope": self.scope, "got": await receive()})
+
+
+class NotAsgi2WithAwait:
+    def __init__(self, scope: Any) -> None:
+        pass
+
+    def __await__(self) -> Iterator[None]:
+        yield None
+
+
+def test_is_asgi2() -> None:
+    assert is_asgi2(Asgi2)
+    for obj in (Asgi2({}), WsgiClass, AsyncCallable, asgi_fn, wsgi_fn, NotAsgi2WithAwait, 3):
+        assert not is_asgi2(obj), obj
+
+
+def test_asgi2_class_is_loaded_wrapped_and_logged(appdir: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    write(appdir, "asgi2mod", ASGI2)
+    with caplog.at_level(logging.INFO, logger="reclusterd.error"):
+        loaded = load_app(cfg("asgi2mod:App"))
+    assert loaded.kind == "asgi" and loaded.asgi2
+    assert isinstance(loaded.app, ASGI2Adapter)
+    assert detect_kind(loaded.app) == "asgi"
+    assert "asgi2mod:App is an ASGI 2 application" in caplog.text
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(loaded.app({"type": "http", "path": "/p"}, receive, send))  # type: ignore[operator]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["body"] == b"/p"
+
+
+def test_asgi2_adapter_makes_one_instance_per_scope() -> None:
+    got: list[dict[str, Any]] = []
+
+    async def receive() -> str:
+        return "event"
+
+    async def send(message: dict[str, Any]) -> None:
+        got.append(message)
+
+    adapter = ASGI2Adapter(Asgi2)
+    asyncio.run(adapter({"n": 1}, receive, send))
+    asyncio.run(adapter({"n": 2}, receive, send))
+    assert [(m["scope"]["n"], m["got"]) for m in got] == [(1, "event"), (2, "event")]
+
+
+def test_asgi2_function_is_refused_with_how_to_wrap() -> None:
+    def app(scope: Any) -> Any:
+        return asgi_fn
+
+    with pytest.raises(AppLoadError, match="guarantee_single_callable"):
+        detect_kind(app)
