@@ -336,14 +336,17 @@ SETTINGS: tuple[Setting, ...] = (
        choices=("auto", "on", "off")),
     _s("ws", "str", "auto", "WebSocket for ASGI: auto (wsproto) or none.", "--ws",
        choices=("auto", "wsproto", "none")),
-    _s("post_fork", "str", None, "Hook module:func(worker) run in each worker after fork, "
-       "before the app is loaded; worker has .pid, .generation, .cfg; raising = boot error.",
+    _s("post_fork", "str", None, "Hook module:func(info) run in each worker after fork, "
+       "before the app is loaded; info has .pid, .generation and .cfg (the settings); "
+       "raising = boot error.",
        "--post-fork", validator=check_spec, metavar="SPEC", example="myapp.hooks:post_fork"),
     _s("pre_request", "str", None, "Hook module:func(worker, environ) called before each "
-       "request (ASGI: the scope instead of environ).",
+       "request: worker is the serving worker (.pid, .generation, .cfg), environ the WSGI "
+       "environ (ASGI: the scope); raising is logged, the request goes on.",
        "--pre-request", validator=check_spec, metavar="SPEC", example="myapp.hooks:pre_request"),
     _s("post_request", "str", None, "Hook module:func(worker, environ, status) called after "
-       "each response (ASGI: the scope instead of environ).",
+       "each response; status is the int status code, environ as for --pre-request (ASGI: "
+       "the scope); raising is logged.",
        "--post-request", validator=check_spec, metavar="SPEC",
        example="myapp.hooks:post_request"),
     _s("reuse_port", "bool", False, "Set SO_REUSEPORT on the listeners.", "--reuse-port",

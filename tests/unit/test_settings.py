@@ -135,3 +135,22 @@ def test_module_main(arg: str) -> None:
 
 def test_module_main_usage() -> None:
     assert settings.main(["--nope"]) == 2
+
+
+def test_hook_help_says_what_the_hook_receives() -> None:
+    """--help and README describe the arguments the workers really pass (issue 11 item 8)."""
+    from reclusterd.workers.base import Worker, WorkerInfo
+
+    post_fork = settings.BY_NAME["post_fork"].help
+    assert "module:func(info)" in post_fork
+    for field in dataclasses.fields(WorkerInfo):
+        assert f".{field.name}" in post_fork, field.name
+    assert "module:func(worker, environ)" in settings.BY_NAME["pre_request"].help
+    assert "module:func(worker, environ, status)" in settings.BY_NAME["post_request"].help
+    for attr in ("pid", "generation", "cfg"):
+        assert f".{attr}" in settings.BY_NAME["pre_request"].help
+        assert attr in Worker.__init__.__code__.co_names, attr  # the worker really has it
+    readme = (ROOT / "README.md").read_text()
+    for call in ("post_fork(info)", "pre_request(worker, environ)",
+                 "post_request(worker, environ, status)"):
+        assert f"`{call}`" in readme, call
