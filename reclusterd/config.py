@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "or as <name> in the -c TOML file.")
     p.add_argument("app", nargs="?", default=argparse.SUPPRESS, metavar="APP",
                    help=BY_NAME["app"].help)
-    p.add_argument("--version", action="store_true", default=argparse.SUPPRESS,
-                   help="print the version and exit")
+    p.add_argument("-v", "--version", action="store_true", default=argparse.SUPPRESS,
+                   help="print the version and exit (-v as in Gunicorn)")
     for s in SETTINGS:
         if "cli" not in s.sources or not s.flags:
             continue
@@ -158,7 +158,7 @@ def version_requested(argv: Sequence[str]) -> bool:
     try:
         ns = build_parser().parse_args(list(argv))
     except ConfigError:
-        return "--version" in argv
+        return "--version" in argv or "-v" in argv
     return bool(getattr(ns, "version", False))
 
 

@@ -35,10 +35,25 @@ def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
     return lines[0].removeprefix("reclusterd: error: ")
 
 
-def test_version() -> None:
-    r = run("--version")
+@pytest.mark.parametrize("flag", ["--version", "-v"])
+def test_version(flag: str) -> None:
+    r = run(flag)
     assert r.returncode == 0
     assert r.stdout.strip() == f"reclusterd {__version__}"
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["-w", "0"], "--workers: must be a positive integer, got 0"),
+    (["--workers", "abc"], "--workers: must be a positive integer, got 'abc'"),
+    (["--workers=-2"], "--workers: must be a positive integer, got -2"),
+    (["-w"], "--workers: expected one argument"),
+])
+def test_gunicorn_habits_workers_errors_exact(args: list[str], line: str) -> None:
+    r = run("examples.hello:app", *args)
+    assert r.returncode == 2
+    assert one_error_line(r) == line
+    assert r.stdout == ""
 
 
 def test_console_script_module_entry_point() -> None:

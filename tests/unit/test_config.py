@@ -296,6 +296,7 @@ def test_version_requested() -> None:
     assert config.version_requested(["--version"])
     assert config.version_requested(["app:app", "--version"])
     assert config.version_requested(["--bogus", "--version"])
+    assert config.version_requested(["-v"]) and config.version_requested(["--bogus", "-v"])
     assert not config.version_requested(["app:app"])
     assert config.version_text().startswith("reclusterd ")
 
