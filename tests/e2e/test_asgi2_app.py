@@ -17,13 +17,10 @@ ASGI2_APP = textwrap.dedent('''
 
         async def __call__(self, receive, send):
             if self.scope["type"] == "lifespan":
-                while True:
-                    message = await receive()
-                    if message["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    elif message["type"] == "lifespan.shutdown":
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
+                for _ in ("startup", "shutdown"):  # each answered with its ".complete"
+                    event = await receive()
+                    await send({"type": event["type"] + ".complete"})
+                return
             body = ("asgi2 " + self.scope["path"]).encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/plain")]})
