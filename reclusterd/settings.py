@@ -334,7 +334,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("factory", "bool", False, "APP is a callable returning the application.", "--factory"),
     _s("lifespan", "str", "auto", "ASGI lifespan: auto, on or off.", "--lifespan",
        choices=("auto", "on", "off")),
-    _s("ws", "str", "auto", "WebSocket for ASGI: auto (wsproto) or none.", "--ws",
+    _s("ws", "str", "auto", "WebSocket for ASGI: auto (on if wsproto is installed), "
+       "wsproto (required: boot error without it) or none.", "--ws",
        choices=("auto", "wsproto", "none")),
     _s("post_fork", "str", None, "Hook module:func(info) run in each worker after fork, "
        "before the app is loaded; info has .pid, .generation and .cfg (the settings); "
