@@ -1,5 +1,8 @@
 """Import the user's application from "module:attr" and tell WSGI from ASGI.
 
+This is the one "module:attr" resolver: apps (load_app), hooks (import_callable) and
+plug-in worker classes (import_class) all go through resolve().
+
 Errors the user can fix by typing a different APP (no such module, no such attribute,
 not an application) are one line; an exception raised by the user's own code keeps
 its traceback (with importlib's frames removed), because that is what they need to see.
@@ -10,9 +13,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import logging
 import os
 import sys
 import traceback as tb
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
     from reclusterd.config import Config
 
 AppKind = Literal["wsgi", "asgi"]
+log = logging.getLogger("reclusterd.error")
 
 
 class AppLoadError(Exception):
@@ -44,6 +50,23 @@ class AppLoadError(Exception):
 class LoadedApp:
     app: object
     kind: AppKind
+    asgi2: bool = False   # an ASGI 2 app, served through ASGI2Adapter
+
+
+class ASGI2Adapter:
+    """ASGI 3 in front of an ASGI 2 app ("double callable", ASGI spec: Legacy Applications):
+    the app is called with the scope alone and returns an instance that is awaited with
+    (receive, send). One instance per connection scope, as the ASGI 2 contract says."""
+
+    def __init__(self, app2: Callable[[object], object]) -> None:
+        self.app2 = app2
+
+    async def __call__(self, scope: object, receive: object, send: object) -> None:
+        instance = self.app2(scope)
+        if not callable(instance):
+            raise TypeError(f"ASGI 2 app {self.app2!r} returned {type(instance).__name__}, "
+                            "not a callable taking (receive, send)")
+        await instance(receive, send)
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -112,6 +135,38 @@ def resolve(spec: str) -> object:
     return obj
 
 
+def import_object(spec: str, what: str) -> object:
+    """The object a hook or plug-in spec names ("module:attr", dotted attr allowed).
+
+    `what` names the setting in messages (e.g. "--post-fork"); every failure is an
+    AppLoadError whose message is one line starting with it (the user's traceback, if
+    their module raised, is kept apart in .traceback).
+    """
+    module, sep, attr = spec.partition(":")
+    if not module or not sep or not attr:
+        raise AppLoadError(f"{what}: expected module:attr, got {spec!r}")
+    try:
+        return resolve(spec)
+    except AppLoadError as e:
+        raise AppLoadError(f"{what}: {e.message}", e.traceback) from None
+
+
+def import_callable(spec: str, what: str) -> Callable[..., object]:
+    """import_object for hooks: the object must be callable."""
+    obj = import_object(spec, what)
+    if not callable(obj):
+        raise AppLoadError(f"{what}: {spec!r} is not callable (got {type(obj).__name__})")
+    return obj
+
+
+def import_class(spec: str, what: str) -> type:
+    """import_object for plug-in classes (worker classes): the object must be a class."""
+    obj = import_object(spec, what)
+    if not isinstance(obj, type):
+        raise AppLoadError(f"{what}: {spec!r} is not a class (got {type(obj).__name__})")
+    return obj
+
+
 def _call_factory(factory: object, spec: str) -> object:
     if not callable(factory):
         raise AppLoadError(f"--factory: {spec!r} is not callable "
@@ -161,6 +216,22 @@ def _binds(sig: inspect.Signature, n: int) -> bool:
     return True
 
 
+def is_asgi2(app: object) -> bool:
+    """A class whose constructor takes the scope alone: ASGI 2 (a "double callable").
+
+    Only classes: a class is never a WSGI app taking one argument, while a plain function
+    of one argument is more likely a factory given without --factory. A class taking
+    (environ, start_response) stays WSGI (PEP 3333 allows class applications).
+    """
+    if not inspect.isclass(app) or hasattr(app, "__await__"):
+        return False
+    try:
+        sig = inspect.signature(app)
+    except (TypeError, ValueError):
+        return False
+    return _binds(sig, 1) and not _binds(sig, 2)
+
+
 def detect_kind(app: object, spec: str = "app") -> AppKind:
     """ASGI 3 = async (scope, receive, send); WSGI = callable(environ, start_response)."""
     if not callable(app):
@@ -182,6 +253,9 @@ def detect_kind(app: object, spec: str = "app") -> AppKind:
     hint = ""
     if _binds(sig, 0):
         hint = " (if it is an application factory, add --factory)"
+    elif _binds(sig, 1):
+        hint = (" (an ASGI 2 function taking the scope: wrap it with asgiref.compatibility."
+                "guarantee_single_callable, or make it a class)")
     raise AppLoadError(f"{spec!r} takes {sig}: not a WSGI or ASGI application; WSGI apps "
                        "take (environ, start_response), ASGI 3 apps are "
                        f"async (scope, receive, send){hint}")
@@ -193,5 +267,10 @@ def load_app(cfg: Config) -> LoadedApp:
     obj = resolve(cfg.app)
     if cfg.factory:
         obj = _call_factory(obj, cfg.app)
+    if is_asgi2(obj):
+        assert callable(obj)
+        log.info("%s is an ASGI 2 application (a class taking the scope): serving it "
+                 "through an ASGI 3 adapter", cfg.app)
+        return LoadedApp(ASGI2Adapter(obj), "asgi", asgi2=True)
     return LoadedApp(obj, detect_kind(obj, cfg.app))
 

@@ -7,15 +7,15 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from reclusterd import config
-from reclusterd.apploader import AppLoadError, load_app, resolve
+from reclusterd.apploader import AppLoadError, import_callable, import_class, load_app
 from reclusterd.settings import BY_NAME
 
 USAGE_EXIT = 2    # bad command line / config value
 CHECK_FAILED = 1  # --check-config found a problem
 
 
-def _err(message: str) -> None:
-    sys.stderr.write(f"reclusterd: error: {message}\n")
+def _err(message: str, level: str = "error") -> None:
+    sys.stderr.write(f"reclusterd: {level}: {message}\n")
     sys.stderr.flush()
 
 
@@ -29,13 +29,13 @@ def check_config(cfg: config.Config) -> int:
     """Load the app and everything importable the config names; print a short report."""
     try:
         loaded = load_app(cfg)
-        for hook in ("post_fork", "pre_request", "post_request"):
-            spec = getattr(cfg, hook)
-            if spec and not callable(resolve(spec)):
-                raise AppLoadError(f"--{hook.replace('_', '-')}: {spec!r} is not callable")
+        hooks = {"--post-fork": cfg.post_fork, "--pre-request": cfg.pre_request,
+                 "--post-request": cfg.post_request}
+        for flag, spec in hooks.items():
+            if spec:
+                import_callable(spec, flag)
         if ":" in cfg.worker_class:
-            if not isinstance(resolve(cfg.worker_class), type):
-                raise AppLoadError(f"--worker-class: {cfg.worker_class!r} is not a class")
+            import_class(cfg.worker_class, "--worker-class")
         from reclusterd.sockets import BindError, ssl_context
 
         try:
@@ -52,7 +52,8 @@ def check_config(cfg: config.Config) -> int:
         worker = "thread" if loaded.kind == "wsgi" else "asyncio"
     print("reclusterd: config OK")
     print(f"  config file: {cfg.config or '(none)'}")
-    print(f"  app:         {cfg.app} ({loaded.kind.upper()}{', factory' if cfg.factory else ''})")
+    kind = "ASGI 2, wrapped as ASGI 3" if loaded.asgi2 else loaded.kind.upper()
+    print(f"  app:         {cfg.app} ({kind}{', factory' if cfg.factory else ''})")
     print(f"  workers:     {cfg.workers} x {worker}")
     print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
     if cfg.status_bind:
@@ -65,6 +66,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if config.version_requested(argv):
         print(config.version_text())
         return 0
+    for warning in config.unknown_env(environ):
+        _err(warning, "warning")
     try:
         cfg = config.load(argv, environ)
     except config.ConfigError as e:

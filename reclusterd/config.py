@@ -8,6 +8,7 @@ Precedence: command line > RECLUSTERD_<NAME> environment > config file > default
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from reclusterd import __version__
-from reclusterd.settings import BY_NAME, DEFAULT_ACCESS_FORMAT, SETTINGS, show_value
+from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,57 +39,62 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting, typed. Attribute names are the long flags with '-' -> '_'."""
+    """Every setting, typed; attribute names are the long flags with '-' -> '_'.
+
+    Annotations only: defaults, flags and help live in the settings table, and
+    tests/unit/test_settings.py checks these fields name-for-name and type-for-type
+    against it (settings.Setting.python_type). Build one with load() or make().
+    """
 
     app: str
-    workers: int = 1
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    worker_class: str = "auto"
-    threads: int = 4
-    worker_connections: int = 1000
-    http: str = "httptools"
-    loop: str = "auto"
-    timeout: float = 30.0
-    boot_timeout: float = 60.0
-    graceful_timeout: float = 30.0
-    keep_alive: float = 5.0
-    header_timeout: float = 20.0
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    max_worker_memory: int = 0
-    backoff: float = 10.0
-    config: str | None = None
-    check_config: bool = False
-    chdir: str | None = None
-    pid: str | None = None
-    name: str | None = None
-    access_logfile: str | None = None
-    access_logformat: str = DEFAULT_ACCESS_FORMAT
-    error_logfile: str | None = None
-    log_level: str = "info"
-    certfile: str | None = None
-    keyfile: str | None = None
-    ca_certs: str | None = None
-    ciphers: str | None = None
-    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
-    limit_request_line: int = 8190
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    limit_request_body: int = 0
-    status_bind: str | None = None
-    shutdown_delay: float = 0.0
-    factory: bool = False
-    lifespan: str = "auto"
-    ws: str = "auto"
-    post_fork: str | None = None
-    pre_request: str | None = None
-    post_request: str | None = None
-    reuse_port: bool = False
-    backlog: int = 2048
-    preload: bool = False
-    user: str | None = None
-    group: str | None = None
-    umask: int | None = None
+    workers: int
+    bind: tuple[str, ...]
+    worker_class: str
+    threads: int
+    worker_connections: int
+    http: str
+    loop: str
+    timeout: float
+    boot_timeout: float
+    graceful_timeout: float
+    keep_alive: float
+    header_timeout: float
+    max_requests: int
+    max_requests_jitter: int
+    max_worker_memory: int
+    backoff: float
+    config: str | None
+    check_config: bool
+    chdir: str | None
+    pid: str | None
+    name: str | None
+    access_logfile: str | None
+    access_logformat: str
+    error_logfile: str | None
+    log_level: str
+    certfile: str | None
+    keyfile: str | None
+    ca_certs: str | None
+    ciphers: str | None
+    forwarded_allow_ips: tuple[str, ...]
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_body: int
+    status_bind: str | None
+    shutdown_delay: float
+    factory: bool
+    lifespan: str
+    ws: str
+    post_fork: str | None
+    pre_request: str | None
+    post_request: str | None
+    reuse_port: bool
+    backlog: int
+    preload: bool
+    user: str | None
+    group: str | None
+    umask: int | None
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
@@ -104,7 +110,13 @@ class _Parser(argparse.ArgumentParser):
             raise ConfigError(flag, m.group(2))
         m = re.match(r"unrecognized arguments: (.*)$", message)
         if m:
-            raise ConfigError(m.group(1).split()[0], "unknown option (see --help)")
+            word = m.group(1).split()[0]
+            if word.startswith("--"):
+                word = word.partition("=")[0]
+                flags = [f for f in self._option_string_actions if f.startswith("--")]
+                raise ConfigError(word, f"unknown option (see --help)"
+                                        f"{did_you_mean(word, flags, '--')}")
+            raise ConfigError(word, "unknown option (see --help)")
         raise ConfigError("reclusterd", message)
 
 
@@ -116,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "or as <name> in the -c TOML file.")
     p.add_argument("app", nargs="?", default=argparse.SUPPRESS, metavar="APP",
                    help=BY_NAME["app"].help)
-    p.add_argument("--version", action="store_true", default=argparse.SUPPRESS,
-                   help="print the version and exit")
+    p.add_argument("-v", "--version", action="store_true", default=argparse.SUPPRESS,
+                   help="print the version and exit (-v as in Gunicorn)")
     for s in SETTINGS:
         if "cli" not in s.sources or not s.flags:
             continue
@@ -146,7 +158,7 @@ def version_requested(argv: Sequence[str]) -> bool:
     try:
         ns = build_parser().parse_args(list(argv))
     except ConfigError:
-        return "--version" in argv
+        return "--version" in argv or "-v" in argv
     return bool(getattr(ns, "version", False))
 
 
@@ -198,15 +210,31 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def read_toml(path: str) -> dict[str, Any]:
-    """Typed values from a TOML file; unknown keys and wrong types are errors."""
+ACCEPTED_FORMATS = "use a TOML file (.toml, keys are setting names: workers = 4)"
+
+
+def _parse_config_file(path: str) -> dict[str, Any]:
+    """The file's TOML table; any other format is refused in one line naming TOML."""
+    if path.endswith(".py"):
+        # Gunicorn's gunicorn.conf.py often parses as TOML too (workers = 4), so the
+        # extension decides, before a half-understood file starts a server.
+        raise ConfigError("--config", f"{path!r}: Python config files are not supported "
+                                      f"yet; {ACCEPTED_FORMATS}")
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ConfigError("--config", f"cannot read {path!r}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("--config", f"invalid TOML in {path!r}: {e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        if path.endswith(".toml"):
+            raise ConfigError("--config", f"invalid TOML in {path!r}: {e}") from None
+        raise ConfigError("--config", f"{path!r} is not TOML ({e}); "
+                                      f"{ACCEPTED_FORMATS}") from None
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Typed values from a TOML file; unknown keys and wrong types are errors."""
+    data = _parse_config_file(path)
     out: dict[str, Any] = {}
     for key, raw in data.items():
         s = BY_NAME.get(key)
@@ -221,12 +249,29 @@ def read_toml(path: str) -> dict[str, Any]:
     return out
 
 
-def _suggest(key: str) -> str:
-    import difflib
+def did_you_mean(word: str, known: Sequence[str], prefix: str = "") -> str:
+    """"; did you mean X?" for the closest known name, or "" (flags, env vars, TOML keys).
 
+    A prefix every name shares ("--", "RECLUSTERD_") is left out of the comparison, or
+    it alone would make any word look close.
+    """
+    bare = {k.removeprefix(prefix): k for k in known}
+    close = difflib.get_close_matches(word.removeprefix(prefix), list(bare), n=1)
+    return f"; did you mean {bare[close[0]]}?" if close else ""
+
+
+def _suggest(key: str) -> str:
     names = [s.name for s in SETTINGS if "file" in s.sources]
-    close = difflib.get_close_matches(key.replace("-", "_"), names, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(key.replace("-", "_"), names)
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """A warning per RECLUSTERD_* variable that names no setting (a typo is ignored, so say
+    so); not an error, because the environment is shared with other programs."""
+    known = [s.env for s in SETTINGS if "env" in s.sources]
+    return [f"{name}: unknown setting (ignored){did_you_mean(name, known, ENV_PREFIX)}"
+            for name in sorted(environ)
+            if name.startswith(ENV_PREFIX) and name not in known and name not in INTERNAL_ENV]
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str],
@@ -235,15 +280,31 @@ def load(argv: Sequence[str], environ: Mapping[str, str],
     cli = _from_cli(build_parser().parse_args(list(argv)))
     env = _from_env(environ)
     path = toml_path or cli.get("config") or env.get("config")
-    values: dict[str, Any] = {s.name: s.default for s in SETTINGS if s.name in CONFIG_FIELDS}
+    values = _table_defaults()
     if path:
         values.update(read_toml(path))
     values.update(env)
     values.update(cli)
-    if values["workers"] is None:
-        values["workers"] = _default_workers(environ)
     values["config"] = path
     _cross_check(values)
+    return _build(values, environ)
+
+
+def make(**values: Any) -> Config:
+    """A Config from the table's defaults plus `values`, unchecked: for tests and tools
+    that need one without a command line (workers defaults as in load, from os.environ)."""
+    merged = _table_defaults()
+    merged.update(values)
+    return _build(merged, os.environ)
+
+
+def _table_defaults() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+def _build(values: dict[str, Any], environ: Mapping[str, str]) -> Config:
+    if values["workers"] is None:
+        values["workers"] = _default_workers(environ)
     return Config(**values)
 
 
@@ -260,5 +321,5 @@ def _cross_check(values: dict[str, Any]) -> None:
 
 def reload_ignored(old: Config, new: Config) -> list[str]:
     """Settings that differ after a HUP reload but only take effect on restart."""
-    return [s.name for s in SETTINGS if not s.reloadable and s.name in CONFIG_FIELDS
-            and getattr(old, s.name) != getattr(new, s.name)]
+    return [s.name for s in SETTINGS
+            if not s.reloadable and getattr(old, s.name) != getattr(new, s.name)]

@@ -20,12 +20,17 @@ Kind = Literal["int", "float", "str", "bool", "list", "umask"]
 Source = Literal["cli", "env", "file"]
 ALL_SOURCES: frozenset[Source] = frozenset(("cli", "env", "file"))
 ENV_PREFIX = "RECLUSTERD_"
+# RECLUSTERD_* variables that are not settings: the listeners handed over on USR2
+# (sockets.FDS_ENV) and knobs of the bench runner and the test suite. Unknown ones warn.
+INTERNAL_ENV = frozenset(("RECLUSTERD_FDS", "RECLUSTERD_BENCH_VENV", "RECLUSTERD_FUZZ_EXAMPLES"))
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _SPEC_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 _APP_RE = re.compile(rf"^{_DOTTED}(?::{_DOTTED})?$")
 _TRUE = {"1", "true", "yes", "on"}
+_PY_TYPES: dict[Kind, Any] = {"int": int, "float": float, "str": str, "bool": bool,
+                              "list": tuple[str, ...], "umask": int}
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -111,6 +116,13 @@ class Setting:
     metavar: str | None = None
     example: Any = None          # for conf/reclusterd.toml when the default is None
     default_doc: str | None = None
+    required: bool = False       # config.load always gives a value (never None)
+
+    @property
+    def python_type(self) -> object:
+        """The type of this setting's attribute on Config (a unit test checks they agree)."""
+        base = _PY_TYPES[self.kind]
+        return base if self.required or self.default is not None else base | None
 
     @property
     def env(self) -> str:
@@ -211,9 +223,10 @@ _LOGS = ("debug", "info", "warning", "error", "critical")
 SETTINGS: tuple[Setting, ...] = (
     _s("app", "str", None, "The application: module:attr (dotted attr; module alone means "
        "attr 'app'). Given as the positional APP.", validator=check_app, reloadable=False,
-       metavar="APP", example="examples.hello:app"),
+       metavar="APP", example="examples.hello:app", required=True),
     _s("workers", "int", None, "Number of worker processes.", "-w", "--workers", minimum=1,
-       metavar="N", example=4, default_doc="$WEB_CONCURRENCY, else the CPU count"),
+       metavar="N", example=4, default_doc="$WEB_CONCURRENCY, else the CPU count",
+       required=True),
     _s("bind", "list", ("127.0.0.1:8000",), "Address to listen on: HOST:PORT, [::1]:PORT, "
        "unix:PATH or fd://N; repeatable. systemd LISTEN_FDS is used when set.",
        "-b", "--bind", validator=check_addresses, reloadable=False, metavar="ADDR"),
@@ -292,16 +305,20 @@ SETTINGS: tuple[Setting, ...] = (
     _s("factory", "bool", False, "APP is a callable returning the application.", "--factory"),
     _s("lifespan", "str", "auto", "ASGI lifespan: auto, on or off.", "--lifespan",
        choices=("auto", "on", "off")),
-    _s("ws", "str", "auto", "WebSocket for ASGI: auto (wsproto) or none.", "--ws",
+    _s("ws", "str", "auto", "WebSocket for ASGI: auto (on if wsproto is installed), "
+       "wsproto (required: boot error without it) or none.", "--ws",
        choices=("auto", "wsproto", "none")),
-    _s("post_fork", "str", None, "Hook module:func(worker) run in each worker after fork, "
-       "before the app is loaded; worker has .pid, .generation, .cfg; raising = boot error.",
+    _s("post_fork", "str", None, "Hook module:func(info) run in each worker after fork, "
+       "before the app is loaded; info has .pid, .generation and .cfg (the settings); "
+       "raising = boot error.",
        "--post-fork", validator=check_spec, metavar="SPEC", example="myapp.hooks:post_fork"),
     _s("pre_request", "str", None, "Hook module:func(worker, environ) called before each "
-       "request (ASGI: the scope instead of environ).",
+       "request: worker is the serving worker (.pid, .generation, .cfg), environ the WSGI "
+       "environ (ASGI: the scope); raising is logged, the request goes on.",
        "--pre-request", validator=check_spec, metavar="SPEC", example="myapp.hooks:pre_request"),
     _s("post_request", "str", None, "Hook module:func(worker, environ, status) called after "
-       "each response (ASGI: the scope instead of environ).",
+       "each response; status is the int status code, environ as for --pre-request (ASGI: "
+       "the scope); raising is logged.",
        "--post-request", validator=check_spec, metavar="SPEC",
        example="myapp.hooks:post_request"),
     _s("reuse_port", "bool", False, "Set SO_REUSEPORT on the listeners.", "--reuse-port",

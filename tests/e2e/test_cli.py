@@ -35,10 +35,25 @@ def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
     return lines[0].removeprefix("reclusterd: error: ")
 
 
-def test_version() -> None:
-    r = run("--version")
+@pytest.mark.parametrize("flag", ["--version", "-v"])
+def test_version(flag: str) -> None:
+    r = run(flag)
     assert r.returncode == 0
     assert r.stdout.strip() == f"reclusterd {__version__}"
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["-w", "0"], "--workers: must be a positive integer, got 0"),
+    (["--workers", "abc"], "--workers: must be a positive integer, got 'abc'"),
+    (["--workers=-2"], "--workers: must be a positive integer, got -2"),
+    (["-w"], "--workers: expected one argument"),
+])
+def test_gunicorn_habits_workers_errors_exact(args: list[str], line: str) -> None:
+    r = run("examples.hello:app", *args)
+    assert r.returncode == 2
+    assert one_error_line(r) == line
+    assert r.stdout == ""
 
 
 def test_console_script_module_entry_point() -> None:
@@ -77,6 +92,21 @@ def test_bad_env_value_exit_2() -> None:
     assert one_error_line(r).startswith("RECLUSTERD_THREADS: ")
 
 
+def test_unknown_flag_exit_2_with_suggestion() -> None:
+    r = run("examples.hello:app", "--wrokers", "3")
+    assert r.returncode == 2
+    assert one_error_line(r) == "--wrokers: unknown option (see --help); did you mean --workers?"
+
+
+def test_unknown_env_var_warns_and_runs_on() -> None:
+    r = run("examples.hello:app", "--check-config", env={"RECLUSTERD_WORKRS": "3"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "reclusterd: warning: RECLUSTERD_WORKRS: unknown setting (ignored); "
+        "did you mean RECLUSTERD_WORKERS?"]
+    assert "config OK" in r.stdout
+
+
 def test_unknown_toml_key_exit_2(tmp_path: Path) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text("workers = 2\nworkrs = 4\n")
@@ -84,6 +114,21 @@ def test_unknown_toml_key_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2
     msg = one_error_line(r)
     assert msg.startswith("workrs: unknown setting") and str(conf) in msg
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("gunicorn.conf.py", "Python config files are not supported yet; use a TOML file"),
+    ("settings.yaml", "is not TOML (Expected '=' after a key"),
+])
+def test_non_toml_config_file_exit_2(tmp_path: Path, name: str, says: str) -> None:
+    conf = tmp_path / name
+    conf.write_text("import multiprocessing\nworkers = 2\n" if name.endswith(".py")
+                    else "workers: 2\n")
+    r = run("examples.hello:app", "-c", str(conf))
+    assert r.returncode == 2
+    msg = one_error_line(r)
+    assert msg.startswith(f"--config: '{conf}'") and says in msg, msg
+    assert msg.endswith("(.toml, keys are setting names: workers = 4)")
 
 
 def test_wrong_toml_type_exit_2(tmp_path: Path) -> None:
@@ -141,7 +186,19 @@ def test_check_config_chdir(tmp_path: Path) -> None:
 def test_check_config_bad_hook(tmp_path: Path) -> None:
     r = run("examples.hello:app", "--post-fork", "nosuchhooks:pf", "--check-config")
     assert r.returncode == 1
-    assert one_error_line(r) == "could not import module 'nosuchhooks'"
+    assert one_error_line(r) == "--post-fork: could not import module 'nosuchhooks'"
+
+
+def test_check_config_hook_not_callable_and_class_not_a_class() -> None:
+    r = run("examples.hello:app", "--pre-request", "examples.hello:app.__name__",
+            "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == ("--pre-request: 'examples.hello:app.__name__' is not "
+                                 "callable (got str)")
+    r = run("examples.hello:app", "--worker-class", "examples.hello:app", "--check-config")
+    assert r.returncode == 1
+    assert one_error_line(r) == ("--worker-class: 'examples.hello:app' is not a class "
+                                 "(got function)")
 
 
 def test_check_config_bad_value_exits_1() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -11,8 +13,19 @@ from typing import Any
 
 import pytest
 
-from reclusterd.apploader import AppLoadError, detect_kind, load_app, split_spec
-from reclusterd.config import Config
+from reclusterd.apploader import (
+    AppLoadError,
+    ASGI2Adapter,
+    detect_kind,
+    import_callable,
+    import_class,
+    import_object,
+    is_asgi2,
+    load_app,
+    put_on_path,
+    split_spec,
+)
+from reclusterd.config import Config, make
 
 
 @pytest.fixture
@@ -46,7 +59,7 @@ async def app(scope, receive, send):
 
 
 def cfg(app: str, **kw: Any) -> Config:
-    return Config(app=app, **kw)
+    return make(app=app, **kw)
 
 
 def test_wsgi_function(appdir: Path) -> None:
@@ -280,3 +293,141 @@ def test_real_frameworks() -> None:
     assert detect_kind(starlette_apps.Starlette()) == "asgi"
     assert detect_kind(fastapi.FastAPI()) == "asgi"
     assert detect_kind(flask.Flask("y").wsgi_app) == "wsgi"
+
+
+# ---------------------------------------------------------------- hooks and plug-in classes
+
+HOOKS = """
+def post_fork(info):
+    pass
+
+class Plugin:
+    pass
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.fixture
+def hookdir(appdir: Path) -> Path:
+    """appdir on sys.path, as the worker puts the app directory before importing hooks."""
+    put_on_path(str(appdir))
+    return appdir
+
+
+def test_import_object_finds_hooks_and_classes(hookdir: Path) -> None:
+    write(hookdir, "hooks1", HOOKS)
+    assert callable(import_callable("hooks1:post_fork", "--post-fork"))
+    assert import_class("hooks1:Plugin", "--worker-class").__name__ == "Plugin"
+    assert import_object("hooks1:Plugin.__name__", "--x") == "Plugin"
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("hooks2", "--post-fork: expected module:attr, got 'hooks2'"),
+    ("hooks2:", "--post-fork: expected module:attr, got 'hooks2:'"),
+    ("nosuchhooks:pf", "--post-fork: could not import module 'nosuchhooks'"),
+    ("hooks2:nope", "--post-fork: module 'hooks2' has no attribute 'nope'"),
+    ("hooks2:NOT_CALLABLE", "--post-fork: 'hooks2:NOT_CALLABLE' is not callable (got int)"),
+])
+def test_import_callable_errors_are_one_line(hookdir: Path, spec: str, message: str) -> None:
+    write(hookdir, "hooks2", HOOKS)
+    with pytest.raises(AppLoadError) as ei:
+        import_callable(spec, "--post-fork")
+    assert str(ei.value) == message
+    assert ei.value.traceback is None
+
+
+def test_import_class_refuses_a_function(hookdir: Path) -> None:
+    write(hookdir, "hooks3", HOOKS)
+    with pytest.raises(AppLoadError, match=r"^--worker-class: 'hooks3:post_fork' is not a "
+                       r"class \(got function\)$"):
+        import_class("hooks3:post_fork", "--worker-class")
+
+
+def test_import_object_keeps_the_users_traceback(hookdir: Path) -> None:
+    write(hookdir, "hooks4", "raise ValueError('bad hook module')\n")
+    with pytest.raises(AppLoadError) as ei:
+        import_object("hooks4:pf", "--pre-request")
+    assert str(ei.value) == ("--pre-request: error while importing module 'hooks4': "
+                             "ValueError: bad hook module")
+    assert ei.value.traceback is not None and "hooks4.py" in ei.value.traceback
+
+
+# ---------------------------------------------------------------- ASGI 2 (double callable)
+
+ASGI2 = """
+class App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": self.scope["path"].encode()})
+"""
+
+
+class Asgi2:
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        await send({"type": "seen", "scope": self.scope, "got": await receive()})
+
+
+class NotAsgi2WithAwait:
+    def __init__(self, scope: Any) -> None:
+        pass
+
+    def __await__(self) -> Iterator[None]:
+        yield None
+
+
+def test_is_asgi2() -> None:
+    assert is_asgi2(Asgi2)
+    for obj in (Asgi2({}), WsgiClass, AsyncCallable, asgi_fn, wsgi_fn, NotAsgi2WithAwait, 3):
+        assert not is_asgi2(obj), obj
+
+
+def test_asgi2_class_is_loaded_wrapped_and_logged(appdir: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    write(appdir, "asgi2mod", ASGI2)
+    with caplog.at_level(logging.INFO, logger="reclusterd.error"):
+        loaded = load_app(cfg("asgi2mod:App"))
+    assert loaded.kind == "asgi" and loaded.asgi2
+    assert isinstance(loaded.app, ASGI2Adapter)
+    assert detect_kind(loaded.app) == "asgi"
+    assert "asgi2mod:App is an ASGI 2 application" in caplog.text
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(loaded.app({"type": "http", "path": "/p"}, receive, send))  # type: ignore[operator]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["body"] == b"/p"
+
+
+def test_asgi2_adapter_makes_one_instance_per_scope() -> None:
+    got: list[dict[str, Any]] = []
+
+    async def receive() -> str:
+        return "event"
+
+    async def send(message: dict[str, Any]) -> None:
+        got.append(message)
+
+    adapter = ASGI2Adapter(Asgi2)
+    asyncio.run(adapter({"n": 1}, receive, send))
+    asyncio.run(adapter({"n": 2}, receive, send))
+    assert [(m["scope"]["n"], m["got"]) for m in got] == [(1, "event"), (2, "event")]
+
+
+def test_asgi2_function_is_refused_with_how_to_wrap() -> None:
+    def app(scope: Any) -> Any:
+        return asgi_fn
+
+    with pytest.raises(AppLoadError, match="guarantee_single_callable"):
+        detect_kind(app)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
 
 from reclusterd import config
-from reclusterd.config import Config, ConfigError, load
+from reclusterd.config import ConfigError, load
 
 
 def err(argv: list[str], env: dict[str, str] | None = None) -> str:
@@ -71,6 +72,37 @@ def test_unknown_option_and_missing_value() -> None:
     assert err(["app:app", "--bogus"]).startswith("--bogus: unknown option")
     assert err(["app:app", "--workers"]) == "--workers: expected one argument"
     assert err(["app:app", "--work", "2"]).startswith("--work: unknown option")  # no abbrev
+
+
+@pytest.mark.parametrize("argv", [["--wrokers", "3"], ["--wrokers=3"], ["-w", "2", "--wrokers"]])
+def test_unknown_flag_suggests_the_near_one(argv: list[str]) -> None:
+    assert err(["app:app", *argv]) == \
+        "--wrokers: unknown option (see --help); did you mean --workers?"
+
+
+def test_unknown_flag_far_from_any_has_no_suggestion() -> None:
+    assert err(["app:app", "--zzzzzzzz"]) == "--zzzzzzzz: unknown option (see --help)"
+
+
+def test_unknown_env_var_warns_with_suggestion() -> None:
+    env = {"RECLUSTERD_WORKRS": "3", "RECLUSTERD_WORKERS": "2", "RECLUSTERD_FDS": "[]",
+           "RECLUSTERD_QQQQQQQQ": "1", "OTHER_WORKRS": "1"}
+    assert config.unknown_env(env) == [
+        "RECLUSTERD_QQQQQQQQ: unknown setting (ignored)",
+        "RECLUSTERD_WORKRS: unknown setting (ignored); did you mean RECLUSTERD_WORKERS?"]
+    assert load(["app:app"], env).workers == 2  # a warning, not an error
+
+
+def test_every_reclusterd_env_name_in_the_tree_is_known() -> None:
+    """A RECLUSTERD_* name used by our own code or tools must not draw the unknown warning."""
+    root = Path(__file__).resolve().parents[2]
+    names: set[str] = set()
+    for folder in ("reclusterd", "loadtests", "tests", "conf", "examples"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".py", ".toml", ".service", ".yaml", ".md"):
+                names.update(re.findall(r"\bRECLUSTERD_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
+    names -= {"RECLUSTERD_WORKRS", "RECLUSTERD_QQQQQQQQ"}  # the typos tested here
+    assert config.unknown_env(dict.fromkeys(names, "")) == []
 
 
 def test_precedence_cli_env_file_default(tmp_path: Path) -> None:
@@ -222,7 +254,38 @@ def test_toml_errors(tmp_path: Path, text: str, start: str) -> None:
 
 
 def test_toml_unknown_key_suggests(tmp_path: Path) -> None:
-    assert "did you mean 'workers'" in err(["app:app", "-c", toml(tmp_path, "workrs = 4\n")])
+    path = toml(tmp_path, "workrs = 4\n")
+    assert err(["app:app", "-c", path]) == \
+        f"workrs: unknown setting (in {path}); did you mean workers?"
+
+
+ACCEPTED = "use a TOML file (.toml, keys are setting names: workers = 4)"
+
+
+def test_python_config_file_not_supported_yet(tmp_path: Path) -> None:
+    # Valid TOML as well as valid Python: the extension decides, nothing is half-read.
+    path = tmp_path / "gunicorn.conf.py"
+    path.write_text('workers = 4\nbind = "0.0.0.0:8000"\n')
+    assert err(["app:app", "-c", str(path)]) == \
+        f"--config: {str(path)!r}: Python config files are not supported yet; {ACCEPTED}"
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("c.yaml", b"workers: 4\n"), ("c.json", b'{"workers": 4}'),
+    ("c.ini", b"[server]\nbind = 0.0.0.0:8000\n"),
+    ("config", b"\xff\xfe\x00binary"),
+])
+def test_other_formats_name_the_accepted_one(tmp_path: Path, name: str, content: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    msg = err(["app:app", "-c", str(path)])
+    assert msg.startswith(f"--config: {str(path)!r} is not TOML (") and msg.endswith(ACCEPTED)
+
+
+def test_toml_content_in_a_file_of_any_name_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "reclusterd.conf"
+    path.write_text("workers = 3\n")
+    assert load(["app:app", "-c", str(path)], {}).workers == 3
 
 
 def test_toml_missing_file(tmp_path: Path) -> None:
@@ -233,6 +296,7 @@ def test_version_requested() -> None:
     assert config.version_requested(["--version"])
     assert config.version_requested(["app:app", "--version"])
     assert config.version_requested(["--bogus", "--version"])
+    assert config.version_requested(["-v"]) and config.version_requested(["--bogus", "-v"])
     assert not config.version_requested(["app:app"])
     assert config.version_text().startswith("reclusterd ")
 
@@ -243,6 +307,6 @@ def test_reload_ignored() -> None:
     assert config.reload_ignored(old, new) == ["bind"]
 
 
-def test_config_dataclass_direct() -> None:
-    cfg = Config(app="x:y")
+def test_config_made_directly() -> None:
+    cfg = config.make(app="x:y")
     assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == 4

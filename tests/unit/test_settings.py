@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,27 @@ def test_names_unique_and_match_config_fields() -> None:
     assert names == list(config.CONFIG_FIELDS)
 
 
-def test_defaults_match_config_dataclass() -> None:
+def test_config_fields_typed_from_table() -> None:
+    """Config declares each setting once more only as an annotation: same name, same type."""
+    hints = typing.get_type_hints(config.Config)
+    assert list(hints) == [s.name for s in SETTINGS]
+    for s in SETTINGS:
+        assert hints[s.name] == s.python_type, s.name
+
+
+def test_config_has_no_defaults_of_its_own() -> None:
+    """The table is the only list of defaults: Config's fields have none."""
     for f in dataclasses.fields(config.Config):
-        s = settings.BY_NAME[f.name]
-        if f.name in ("app", "workers"):
-            continue  # required / computed at load time
-        assert f.default == s.default, f.name
+        assert f.default is dataclasses.MISSING, f.name
+        assert f.default_factory is dataclasses.MISSING, f.name
+
+
+def test_make_fills_table_defaults() -> None:
+    cfg = config.make(app="x:y", workers=2)
+    for s in SETTINGS:
+        if s.name not in ("app", "workers"):
+            assert getattr(cfg, s.name) == s.default, s.name
+    assert (cfg.app, cfg.workers) == ("x:y", 2)
 
 
 def test_long_flag_is_attribute_name() -> None:
@@ -119,3 +135,22 @@ def test_module_main(arg: str) -> None:
 
 def test_module_main_usage() -> None:
     assert settings.main(["--nope"]) == 2
+
+
+def test_hook_help_says_what_the_hook_receives() -> None:
+    """--help and README describe the arguments the workers really pass (issue 11 item 8)."""
+    from reclusterd.workers.base import Worker, WorkerInfo
+
+    post_fork = settings.BY_NAME["post_fork"].help
+    assert "module:func(info)" in post_fork
+    for field in dataclasses.fields(WorkerInfo):
+        assert f".{field.name}" in post_fork, field.name
+    assert "module:func(worker, environ)" in settings.BY_NAME["pre_request"].help
+    assert "module:func(worker, environ, status)" in settings.BY_NAME["post_request"].help
+    for attr in ("pid", "generation", "cfg"):
+        assert f".{attr}" in settings.BY_NAME["pre_request"].help
+        assert attr in Worker.__init__.__code__.co_names, attr  # the worker really has it
+    readme = (ROOT / "README.md").read_text()
+    for call in ("post_fork(info)", "pre_request(worker, environ)",
+                 "post_request(worker, environ, status)"):
+        assert f"`{call}`" in readme, call
