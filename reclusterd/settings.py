@@ -286,7 +286,7 @@ SETTINGS: tuple[Setting, ...] = (
        reloadable=False, metavar="FILE", example="/etc/ssl/ca.pem"),
     _s("ciphers", "str", None, "TLS cipher string (OpenSSL format).", "--ciphers",
        reloadable=False, metavar="CIPHERS", example="ECDHE+AESGCM"),
-    _s("forwarded_allow_ips", "list", ("127.0.0.1",), "Peers (IPs, CIDRs, '*') whose "
+    _s("forwarded_allow_ips", "list", ("127.0.0.1", "::1"), "Peers (IPs, CIDRs, '*') whose "
        "X-Forwarded-For/-Proto and Forwarded headers are believed; comma-separated.",
        "--forwarded-allow-ips", validator=check_allow_ips, metavar="LIST"),
     _s("limit_request_line", "int", 8190, "Max request line bytes (over: 414).",
@@ -330,7 +330,8 @@ SETTINGS: tuple[Setting, ...] = (
        "-u", "--user", reloadable=False, metavar="USER", example="www-data"),
     _s("group", "str", None, "Switch workers to this group (name or gid) after binding.",
        "-g", "--group", reloadable=False, metavar="GROUP", example="www-data"),
-    _s("umask", "umask", None, "umask of the processes (octal, e.g. 022).", "-m", "--umask",
+    _s("umask", "umask", None, "umask of the processes (octal, e.g. 022); a unix socket's mode is "
+       "0777 minus it. Unset: processes keep theirs, unix sockets get 0777.", "-m", "--umask",
        reloadable=False, metavar="MASK", example="022"),
 )
 
