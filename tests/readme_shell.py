@@ -255,9 +255,10 @@ class BlockRunner:
     @staticmethod
     def _bound_port(args: list[str]) -> int:
         for i, a in enumerate(args):
-            value = args[i + 1] if a in ("-b", "--bind") else a.partition("=")[2]
-            if a in ("-b", "--bind") or a.startswith("--bind="):
-                return int(value.rpartition(":")[2])
+            if a in ("-b", "--bind"):
+                return int(args[i + 1].rpartition(":")[2])
+            if a.startswith("--bind="):
+                return int(a.rpartition(":")[2])
         raise AssertionError(f"no --bind in {args}")
 
     def curl(self, cmd: Command) -> None:

@@ -24,6 +24,7 @@ def test_block(block: Block, tmp_path: Path) -> None:
         pytest.skip(f"marked not-run in README: {block.not_run}")
     runner = BlockRunner(block, tmp_path)
     runner.run()
+    print("\n".join(runner.notes))  # what was only checked, shown by `pytest -rP`
     if runner.skips:  # everything else in the block ran and passed
         pytest.skip("; ".join(runner.skips))
 
