@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: reclusterd vs Gunicorn, Uvicorn and Granian, with wrk.
 
-    python loadtests/bench.py                 # full run (~8 min), writes loadtests/RESULTS.md
-    python loadtests/bench.py --quick         # reclusterd + one peer, hello, 1 round of 1 s
-    python loadtests/bench.py --servers reclusterd-asgi,uvicorn --scenarios hello,json
+From the repository root, after installing the `bench` extra (the peers, locust, py-spy)
+into the project's virtualenv:
 
-On first use it creates loadtests/.venv with the peers (gunicorn, uvicorn[standard],
-uvicorn-worker, granian when pip can install it, locust) and reclusterd from this
-checkout (pip install -e), then re-runs itself inside it; `--no-venv` uses the current
-interpreter and skips servers whose package is missing. Servers listen on 127.0.0.1
-only and are stopped (whole process group) on exit, errors and Ctrl-C.
+    python3 -m venv .venv && .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python loadtests/bench.py           # full run (~9 min), writes loadtests/RESULTS.md
+    .venv/bin/python loadtests/bench.py --quick   # reclusterd + one peer, hello, 1 round of 1 s
+    .venv/bin/python loadtests/bench.py --servers reclusterd-asgi,uvicorn --scenarios hello,json
+    .venv/bin/python loadtests/bench.py --dry-run # check the arguments, print the plan, run nothing
+
+Servers run with this interpreter; one whose package is missing is skipped, said so.
+wrk must be on PATH. Servers listen on 127.0.0.1 only and are stopped (whole process
+group) on exit, errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import os
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,28 +34,8 @@ import report  # noqa: E402
 import servers  # noqa: E402
 import wrkrun  # noqa: E402
 
-VENV = HERE / ".venv"
-VENV_REQS = ["gunicorn", "uvicorn[standard]", "uvicorn-worker", "psutil"]
-VENV_OPTIONAL = ["granian", "locust"]
-STAMP = "bench-venv-1 " + " ".join(VENV_REQS + VENV_OPTIONAL)
 QUICK_SERVERS = ["reclusterd-wsgi", "gunicorn-gthread"]
-
-
-def ensure_venv(argv: list[str]) -> None:
-    """Create/refresh loadtests/.venv, then re-exec this script inside it (never returns)."""
-    py = VENV / "bin" / "python"
-    stamp = VENV / ".bench-stamp"
-    if not (py.exists() and stamp.exists() and stamp.read_text() == STAMP):
-        print(f"setting up {VENV} (once) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run(pip + VENV_REQS + ["-e", str(servers.ROOT)], check=True)
-        for pkg in VENV_OPTIONAL:
-            if subprocess.run(pip + [pkg], check=False).returncode != 0:
-                print(f"note: could not install {pkg}; it is skipped", flush=True)
-        stamp.write_text(STAMP)
-    env = dict(os.environ, RECLUSTERD_BENCH_VENV="1")
-    os.execve(str(py), [str(py), str(Path(__file__).resolve()), *argv], env)
+INSTALL_HINT = "install the bench extra: .venv/bin/pip install -e '.[bench]'"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -73,8 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                          "everywhere, and 256 for hello and sleep)")
     ap.add_argument("--servers", default=None,
                     help=f"comma list (default all available): {', '.join(servers.BY_NAME)}")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="check the arguments, print what would run, start nothing")
     ap.add_argument("--no-venv", action="store_true",
-                    help="use the current interpreter; skip servers it cannot import")
+                    help=argparse.SUPPRESS)  # old flag: the current interpreter is always used
     ap.add_argument("--results", default=None,
                     help="where to write the results (default loadtests/RESULTS.md; "
                          "--quick writes none unless given)")
@@ -98,7 +82,8 @@ def pick_specs(names: str | None) -> list[servers.Spec]:
         if spec.available():
             specs.append(spec)
         else:
-            print(f"skip {spec.name}: python package {spec.needs!r} not installed", flush=True)
+            print(f"skip {spec.name}: python package {spec.needs!r} not installed "
+                  f"({INSTALL_HINT})", flush=True)
     return specs
 
 
@@ -106,18 +91,32 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def bench(args: argparse.Namespace, argv: list[str]) -> int:
-    if wrkrun.wrk_path() is None:
-        print(wrkrun.WRK_INSTALL_HINT, file=sys.stderr)
-        return 2
+def plan(args: argparse.Namespace) -> tuple[list[wrkrun.Case], list[servers.Spec]]:
+    """The wrk cases and the servers to run; bad names exit with the valid choices."""
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in scenarios if s not in wrkrun.SCENARIOS]
     if bad:
         sys.exit(f"unknown scenario(s) {bad}; choose from {', '.join(wrkrun.SCENARIOS)}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    conns = [int(c) for c in args.conns.split(",")] if args.conns else None
-    cases = wrkrun.build_cases(scenarios, modes, conns)
-    specs = pick_specs(args.servers)
+    if not set(modes) <= {"ka", "close"}:
+        sys.exit(f"unknown mode(s) in {args.modes!r}; choose from ka, close")
+    try:
+        conns = [int(c) for c in args.conns.split(",")] if args.conns else None
+    except ValueError:
+        sys.exit(f"--conns: comma list of integers, got {args.conns!r}")
+    return wrkrun.build_cases(scenarios, modes, conns), pick_specs(args.servers)
+
+
+def bench(args: argparse.Namespace, argv: list[str]) -> int:
+    cases, specs = plan(args)
+    if args.dry_run:
+        print(f"would run {len(specs)} servers ({', '.join(s.name for s in specs)}) x "
+              f"{len(cases)} cases ({', '.join(c.label for c in cases)}) x {args.rounds} "
+              f"rounds x {args.duration}s")
+        return 0
+    if wrkrun.wrk_path() is None:
+        print(wrkrun.WRK_INSTALL_HINT, file=sys.stderr)
+        return 2
     facts = report.machine_facts()
     est = args.rounds * len(cases) * len(specs) * (args.duration + 0.4)
     print(f"{len(specs)} servers x {len(cases)} cases x {args.rounds} rounds x "
@@ -192,7 +191,8 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     if args.results is None and not args.quick:
         args.results = str(HERE / "RESULTS.md")
     if args.results and not args.no_results:
-        command = "python loadtests/bench.py" + ("".join(" " + shlex.quote(a) for a in argv))
+        command = ".venv/bin/python loadtests/bench.py" + "".join(" " + shlex.quote(a)
+                                                                   for a in argv)
         text = report.results_md(summary, cases, shown, runs, command, facts, args.rounds,
                                  args.duration)
         Path(args.results).write_text(text)
@@ -203,9 +203,6 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    in_venv = Path(sys.prefix).resolve() == VENV.resolve()
-    if not args.no_venv and not in_venv and not os.environ.get("RECLUSTERD_BENCH_VENV"):
-        ensure_venv(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
     try:

@@ -5,11 +5,12 @@ parse and one write), so it shows how close reclusterd gets to the floor of the 
 Same shape as the others: a parent binds 127.0.0.1:PORT and forks N workers that accept
 on the shared socket.
 
-    python loadtests/ceiling.py PORT [WORKERS]
+    .venv/bin/python loadtests/ceiling.py PORT [WORKERS]    # from the repository root
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -53,8 +54,11 @@ def serve(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
-    port = int(argv[0])
-    workers = int(argv[1]) if len(argv) > 1 else 2
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("port", type=int, help="TCP port on 127.0.0.1")
+    ap.add_argument("workers", type=int, nargs="?", default=2, help="processes (default 2)")
+    args = ap.parse_args(argv)
+    port, workers = args.port, args.workers
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))

@@ -1,8 +1,14 @@
 """Locust scenario for examples/sessions: log in once, then read the session and bump the counter.
 
-    REDIS_URL=redis://127.0.0.1:6379/0 reclusterd examples.sessions.app:app -w 4 -b 127.0.0.1:8000
-    locust -f loadtests/locust_sessions.py --headless -u 50 -r 10 -t 30s \
+From the repository root, with the `bench` extra installed (it brings locust) and a
+Redis at REDIS_URL:
+
+    .venv/bin/pip install -e '.[bench]'
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/reclusterd examples.sessions.app:app \
+        -w 4 -b 127.0.0.1:8000 &
+    .venv/bin/locust -f loadtests/locust_sessions.py --headless -u 50 -r 10 -t 30s \
         --host http://127.0.0.1:8000 --csv /tmp/sessions
+    kill %1
 
 Each simulated user keeps its own cookie jar, so every user has its own session. A
 GET /session that answers anything but the next hit number for that user counts as a

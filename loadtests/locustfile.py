@@ -1,12 +1,13 @@
 """A realistic user of the bench apps (loadtests/apps.py): browse, post a form, stream.
 
-Start any server on the bench apps, e.g. from loadtests/:
+From the repository root, with the `bench` extra installed (it brings locust), start any
+server on the bench apps, then run locust headless against it:
 
-    python -m reclusterd apps:wsgi_app -w 2 -b 127.0.0.1:8000      # or apps:asgi_app
-
-then, headless (locust is installed in loadtests/.venv by bench.py):
-
-    locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 30s --host http://127.0.0.1:8000
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/reclusterd --chdir loadtests apps:wsgi_app -w 2 -b 127.0.0.1:8000 &  # or asgi_app
+    .venv/bin/locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 30s \
+        --host http://127.0.0.1:8000
+    kill %1
 
 Each user mostly browses (small pages, JSON, a 64 KiB page), sometimes posts a JSON form
 and reads a chunked streamed answer, with think time between actions. Answers are

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Micro-benchmark of reclusterd's sans-IO HTTP layer: CPU µs per request, no sockets.
 
-    python loadtests/micro.py            # from the repository root
+    .venv/bin/python loadtests/micro.py            # from the repository root
+    .venv/bin/python loadtests/micro.py 100000     # more calls per step (default 20000)
 
 Feeds the request wrk sends (GET /hello with Host) through `make_parser(...).feed()` and
 builds the hello response with `Response(...)`, in one thread, timed with the process
@@ -11,6 +12,7 @@ httptools with no-op callbacks and a pre-built response is the floor to compare 
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -52,8 +54,11 @@ class _Noop:
         pass
 
 
-def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("calls", nargs="?", type=int, default=20000,
+                    help="calls per timed step (default 20000)")
+    n = ap.parse_args(argv).calls
     limits = Limits(request_line=8190, fields=100, field_size=8190, body=0)
     rows: list[tuple[str, float]] = []
     for label, raw in (("wrk GET", WRK_GET), ("browser GET, 7 headers", BROWSER_GET)):

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Where does reclusterd spend its time? py-spy under wrk load, summarized per function.
 
-    loadtests/.venv/bin/python loadtests/profile.py wsgi     # or: asgi
-    loadtests/.venv/bin/python loadtests/profile.py asgi --scenario json --seconds 8
+    .venv/bin/python loadtests/profile.py wsgi     # from the repository root; or: asgi
+    .venv/bin/python loadtests/profile.py asgi --scenario json --seconds 8
 
 Starts reclusterd (2 workers, bench apps) under `py-spy record --subprocesses --gil`
 (only the thread holding the GIL is sampled: Python CPU time, not waits; py-spy
 cannot attach to a running process here, so it launches the server), drives it with
 wrk, then prints the functions with the most samples (self and inclusive) in the
-worker processes, grouped by file. Needs py-spy (`pip install py-spy`, in the bench
-venv) and wrk. Loopback only; the server is stopped afterwards.
+worker processes, grouped by file. Needs py-spy (in the `bench` extra:
+`.venv/bin/pip install -e '.[bench]'`) and wrk. Loopback only; the server is stopped afterwards.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists() or wrkrun.wrk_path() is None:
-        print("needs py-spy (pip install py-spy) and wrk (apt-get install wrk)", file=sys.stderr)
+        print("needs py-spy (.venv/bin/pip install -e '.[bench]') and wrk (apt-get install wrk)",
+              file=sys.stderr)
         return 2
     out = Path(args.out or tempfile.mktemp(prefix="reclusterd-prof-", suffix=".txt"))
     port = servers.free_port()

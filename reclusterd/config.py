@@ -317,6 +317,8 @@ def _cross_check(values: dict[str, Any]) -> None:
     chdir = values["chdir"]
     if chdir and not os.path.isdir(chdir):
         raise ConfigError("--chdir", f"not a directory: {chdir!r}")
+    if chdir:  # a worker chdirs, then puts it on sys.path: relative would resolve twice
+        values["chdir"] = os.path.abspath(chdir)
 
 
 def reload_ignored(old: Config, new: Config) -> list[str]:

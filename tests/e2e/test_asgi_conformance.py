@@ -1,5 +1,5 @@
 """Peer-corpus conformance (issue 5) against the asyncio worker, both parsers: every case of
-shared/conformance/requests.json sent to an ASGI echo app (WSGI-style echo keys, so the
+tests/data/conformance/requests.json sent to an ASGI echo app (WSGI-style echo keys, so the
 corpus expectations and checks of test_conformance.py apply unchanged)."""
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_conformance import CASES, CORPUS, drive_case
+from tests.e2e.test_conformance import CASES, drive_case
 from tests.support import Server, reclusterd
-
-pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus at {CORPUS}")
 
 ECHO = '''
 import json

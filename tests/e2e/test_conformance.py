@@ -1,4 +1,4 @@
-"""Peer-corpus conformance (issue 5): every case of shared/conformance/requests.json, sent
+"""Peer-corpus conformance (issue 5): every case of tests/data/conformance/requests.json, sent
 to a running server (default worker class) with the echo app, for both parsers."""
 
 from __future__ import annotations
@@ -7,17 +7,15 @@ import base64
 import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.data import conformance_cases
 from tests.support import Server, read_responses, reclusterd, server_closes
 
-CORPUS = Path(__file__).parents[2].parent / "shared" / "conformance" / "requests.json"
-CASES: list[dict[str, Any]] = json.loads(CORPUS.read_text()) if CORPUS.exists() else []
+CASES = conformance_cases()  # a missing corpus fails collection, never skips
 REJECT = {400, 413, 414, 431, 501, 505}
-pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus at {CORPUS}")
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])

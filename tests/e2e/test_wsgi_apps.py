@@ -26,7 +26,7 @@ def _reply(start: Start, body: bytes, status: str = "200 OK",
 
 
 def echo(environ: Env, start: Start) -> list[bytes]:
-    """The conformance echo app (see shared/conformance/README.md)."""
+    """The conformance echo app (see tests/data/conformance/README.md)."""
     inp = environ["wsgi.input"]
     body = b"".join(iter(lambda: inp.read(65536), b""))
     data = {

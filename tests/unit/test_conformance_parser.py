@@ -1,4 +1,4 @@
-"""The peer conformance corpus (../shared/conformance/requests.json) at the parser level.
+"""The peer conformance corpus (tests/data/conformance/requests.json) at the parser level.
 
 Every case, both parsers, fed whole, per byte and in random splits: accept cases give the
 listed requests in order; reject cases give a ProtocolError with an allowed status.
@@ -7,18 +7,16 @@ listed requests in order; reject cases give a ProtocolError with an allowed stat
 from __future__ import annotations
 
 import base64
-import json
 import random
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import pytest
 
 from reclusterd.http import Data, EndOfMessage, Event, ProtocolError, Request, make_parser
+from tests.data import conformance_cases
 
-CORPUS = Path(__file__).parents[2].parent / "shared/conformance/requests.json"
-CASES: list[dict[str, Any]] = json.loads(CORPUS.read_text()) if CORPUS.exists() else []
+CASES = conformance_cases()
 REJECT_STATUSES = {400, 413, 414, 431, 501, 505}
 PARSERS = ["httptools", "h11"]
 
