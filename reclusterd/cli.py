@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import config, gunicorn_conf, hooks
+from reclusterd import appenv, config, gunicorn_conf, hooks
 from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
@@ -79,6 +79,9 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     except config.ConfigError as e:
         _err(str(e))
         return CHECK_FAILED if _check_mode(argv, environ) else USAGE_EXIT
+    # The app's environment, before the app is imported (--check-config, --preload) and
+    # before workers fork; the arbiter applies it again on HUP.
+    appenv.apply(appenv.app_environ(cfg))
     if cfg.check_config:
         return check_config(cfg)
     from reclusterd.arbiter import Arbiter

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
-from reclusterd import __version__, gunicorn_conf
+from reclusterd import __version__, appenv, gunicorn_conf
 from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
@@ -365,6 +365,11 @@ def _cross_check(values: dict[str, Any]) -> None:
     chdir = values["chdir"]
     if chdir and not os.path.isdir(chdir):
         raise ConfigError("--chdir", f"not a directory: {chdir!r}")
+    if values["env_file"]:
+        try:
+            appenv.read_env_file(values["env_file"])
+        except appenv.EnvError as e:
+            raise ConfigError("--env-file", str(e)) from None
 
 
 def reload_ignored(old: Config, new: Config) -> list[str]:
