@@ -362,6 +362,9 @@ def _cross_check(values: dict[str, Any]) -> None:
                                  "(e.g. reclusterd myapp:app)")
     if values["keyfile"] and not values["certfile"]:
         raise ConfigError("--keyfile", "needs --certfile")
+    if values["cert_reqs"] in ("optional", "required") and not values["ca_certs"]:
+        raise ConfigError("--cert-reqs", f"{values['cert_reqs']} needs --ca-certs (the CAs "
+                                         "client certificates are checked against)")
     chdir = values["chdir"]
     if chdir and not os.path.isdir(chdir):
         raise ConfigError("--chdir", f"not a directory: {chdir!r}")
