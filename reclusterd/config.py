@@ -368,6 +368,10 @@ def _cross_check(values: dict[str, Any]) -> None:
     chdir = values["chdir"]
     if chdir and not os.path.isdir(chdir):
         raise ConfigError("--chdir", f"not a directory: {chdir!r}")
+    if chdir:
+        # Absolute once, here: a worker that chdirs and then puts the relative path on
+        # sys.path would look for the app in DIR/DIR (issue 14 item 12).
+        values["chdir"] = os.path.abspath(chdir)
     if values["env_file"]:
         try:
             appenv.read_env_file(values["env_file"])

@@ -266,3 +266,18 @@ def test_check_config_into_a_closed_pipe_is_quiet() -> None:
     err = p.stderr.read().decode()
     assert p.wait(30) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_relative_chdir_serves(tmp_path: Path) -> None:
+    """`cd /srv && reclusterd app:app --chdir run/site` (issue 14 item 12)."""
+    from tests.support import get_body, reclusterd
+
+    site = tmp_path / "run" / "site"
+    site.mkdir(parents=True)
+    (site / "relapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'from site']\n")
+    with reclusterd("relapp:app", "-w", "1", "--chdir", "run/site", cwd=tmp_path) as srv:
+        srv.wait_ready()
+        assert get_body(srv.port) == "from site"

@@ -311,3 +311,11 @@ def test_reload_ignored() -> None:
 def test_config_made_directly() -> None:
     cfg = config.make(app="x:y")
     assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == 4
+
+
+def test_relative_chdir_made_absolute_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    (tmp_path / "run" / "site").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    cfg = load(["app:app", "--chdir", "run/site"], {})
+    assert cfg.chdir == str(tmp_path / "run" / "site")
