@@ -274,3 +274,24 @@ def load_app(cfg: Config) -> LoadedApp:
         return LoadedApp(ASGI2Adapter(obj), "asgi", asgi2=True)
     return LoadedApp(obj, detect_kind(obj, cfg.app))
 
+
+
+def load_hooks(cfg: Config) -> dict[str, Callable[..., object]]:
+    """Import and check every configured server hook (hooks.HOOKS); AppLoadError (one
+    line naming the flag) on the first bad one.
+
+    Call it where the hooks run (the arbiter after chdir, a worker after fork): the
+    same sys.path as the app. Gunicorn-style hooks from a .py config are already
+    adapted to reclusterd's calls (hooks.adapt).
+    """
+    from reclusterd import hooks
+
+    out: dict[str, Callable[..., object]] = {}
+    for name, spec in hooks.configured(cfg).items():
+        flag = "--" + name.replace("_", "-")
+        fn = import_callable(spec, flag)
+        why = hooks.check_arity(fn, name, hooks.BY_NAME[name].args)
+        if why:
+            raise AppLoadError(f"{flag}: {spec}: {why}")
+        out[name] = fn
+    return out

@@ -6,8 +6,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import config
-from reclusterd.apploader import AppLoadError, import_callable, import_class, load_app
+from reclusterd import appenv, config, gunicorn_conf, hooks
+from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
 USAGE_EXIT = 2    # bad command line / config value
@@ -29,11 +29,7 @@ def check_config(cfg: config.Config) -> int:
     """Load the app and everything importable the config names; print a short report."""
     try:
         loaded = load_app(cfg)
-        hooks = {"--post-fork": cfg.post_fork, "--pre-request": cfg.pre_request,
-                 "--post-request": cfg.post_request}
-        for flag, spec in hooks.items():
-            if spec:
-                import_callable(spec, flag)
+        load_hooks(cfg)
         if ":" in cfg.worker_class:
             import_class(cfg.worker_class, "--worker-class")
         from reclusterd.sockets import BindError, ssl_context
@@ -58,7 +54,17 @@ def check_config(cfg: config.Config) -> int:
     print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
     if cfg.status_bind:
         print(f"  status:      {cfg.status_bind}")
+    found = hooks.configured(cfg)
+    if found:
+        print(f"  hooks:       {', '.join(_describe_hook(cfg, n, s) for n, s in found.items())}")
     return 0
+
+
+def _describe_hook(cfg: config.Config, name: str, spec: str) -> str:
+    """`when_ready (gunicorn.conf.py)` for a hook the .py config defines, else name=spec."""
+    if spec.startswith(gunicorn_conf.MODULE + ":"):
+        return f"{name} ({os.path.basename(cfg.config or '')})"
+    return f"{name}={spec}"
 
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
@@ -69,10 +75,13 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     for warning in config.unknown_env(environ):
         _err(warning, "warning")
     try:
-        cfg = config.load(argv, environ)
+        cfg = config.load(argv, environ, warn=lambda m: _err(m, "warning"))
     except config.ConfigError as e:
         _err(str(e))
         return CHECK_FAILED if _check_mode(argv, environ) else USAGE_EXIT
+    # The app's environment, before the app is imported (--check-config, --preload) and
+    # before workers fork; the arbiter applies it again on HUP.
+    appenv.apply(appenv.app_environ(cfg))
     if cfg.check_config:
         return check_config(cfg)
     from reclusterd.arbiter import Arbiter

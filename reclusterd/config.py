@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
-from reclusterd import __version__
+from reclusterd import __version__, appenv, gunicorn_conf
 from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+log = logging.getLogger("reclusterd.error")
 
 
 class ConfigError(Exception):
@@ -76,6 +80,9 @@ class Config:
     keyfile: str | None
     ca_certs: str | None
     ciphers: str | None
+    keyfile_password: str | None
+    ssl_min_version: str
+    cert_reqs: str | None
     forwarded_allow_ips: tuple[str, ...]
     limit_request_line: int
     limit_request_fields: int
@@ -89,6 +96,20 @@ class Config:
     post_fork: str | None
     pre_request: str | None
     post_request: str | None
+    on_starting: str | None
+    on_reload: str | None
+    when_ready: str | None
+    pre_fork: str | None
+    post_worker_init: str | None
+    worker_int: str | None
+    worker_abort: str | None
+    pre_exec: str | None
+    child_exit: str | None
+    worker_exit: str | None
+    nworkers_changed: str | None
+    on_exit: str | None
+    env_file: str | None
+    env: tuple[str, ...]
     reuse_port: bool
     backlog: int
     preload: bool
@@ -190,7 +211,7 @@ def _from_cli(ns: argparse.Namespace) -> dict[str, Any]:
             if s.kind == "bool":
                 out[name] = s.check(bool(raw))
             elif s.kind == "list":
-                out[name] = s.from_string(",".join(raw))
+                out[name] = s.from_string(s.separator.join(raw))
             else:
                 out[name] = s.from_string(raw)
         except ValueError as e:
@@ -210,16 +231,13 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-ACCEPTED_FORMATS = "use a TOML file (.toml, keys are setting names: workers = 4)"
+ACCEPTED_FORMATS = ("use a TOML file (.toml, keys are setting names: workers = 4) or a "
+                    "Gunicorn config file (.py)")
+Warn = Callable[[str], None]
 
 
 def _parse_config_file(path: str) -> dict[str, Any]:
     """The file's TOML table; any other format is refused in one line naming TOML."""
-    if path.endswith(".py"):
-        # Gunicorn's gunicorn.conf.py often parses as TOML too (workers = 4), so the
-        # extension decides, before a half-understood file starts a server.
-        raise ConfigError("--config", f"{path!r}: Python config files are not supported "
-                                      f"yet; {ACCEPTED_FORMATS}")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -249,6 +267,33 @@ def read_toml(path: str) -> dict[str, Any]:
     return out
 
 
+def read_gunicorn(path: str, warn: Warn) -> dict[str, Any]:
+    """Typed values from a Gunicorn .py file (executed, as Gunicorn does), hooks included.
+
+    Errors name the Gunicorn setting (or file:line for an exception in the file);
+    Gunicorn settings that are harmless to ignore are passed to `warn`.
+    """
+    try:
+        conf = gunicorn_conf.read(path, frozenset(BY_NAME))
+    except gunicorn_conf.GunicornConfigError as e:
+        raise ConfigError(e.setting, e.message) from None
+    for warning in conf.warnings:
+        warn(warning)
+    out: dict[str, Any] = {}
+    for gname, name, raw in conf.settings:
+        try:
+            out[name] = BY_NAME[name].from_toml(raw)
+        except ValueError as e:
+            raise ConfigError(gname, f"{e} (in {path})") from None
+    out.update(conf.hooks)
+    return out
+
+
+def read_config_file(path: str, warn: Warn) -> dict[str, Any]:
+    """The -c file: Gunicorn's Python format for .py, else TOML."""
+    return read_gunicorn(path, warn) if path.endswith(".py") else read_toml(path)
+
+
 def did_you_mean(word: str, known: Sequence[str], prefix: str = "") -> str:
     """"; did you mean X?" for the closest known name, or "" (flags, env vars, TOML keys).
 
@@ -275,14 +320,17 @@ def unknown_env(environ: Mapping[str, str]) -> list[str]:
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str],
-         toml_path: str | None = None) -> Config:
-    """Build the Config; toml_path (HUP reload) overrides the -c found in argv/env."""
+         toml_path: str | None = None, warn: Warn | None = None) -> Config:
+    """Build the Config; toml_path (HUP reload) overrides the -c found in argv/env.
+
+    `warn` gets one line per ignored Gunicorn setting (default: the error log).
+    """
     cli = _from_cli(build_parser().parse_args(list(argv)))
     env = _from_env(environ)
     path = toml_path or cli.get("config") or env.get("config")
     values = _table_defaults()
     if path:
-        values.update(read_toml(path))
+        values.update(read_config_file(path, warn or log.warning))
     values.update(env)
     values.update(cli)
     values["config"] = path
@@ -314,11 +362,21 @@ def _cross_check(values: dict[str, Any]) -> None:
                                  "(e.g. reclusterd myapp:app)")
     if values["keyfile"] and not values["certfile"]:
         raise ConfigError("--keyfile", "needs --certfile")
+    if values["cert_reqs"] in ("optional", "required") and not values["ca_certs"]:
+        raise ConfigError("--cert-reqs", f"{values['cert_reqs']} needs --ca-certs (the CAs "
+                                         "client certificates are checked against)")
     chdir = values["chdir"]
     if chdir and not os.path.isdir(chdir):
         raise ConfigError("--chdir", f"not a directory: {chdir!r}")
-    if chdir:  # a worker chdirs, then puts it on sys.path: relative would resolve twice
+    if chdir:
+        # Absolute once, here: a worker that chdirs and then puts the relative path on
+        # sys.path would look for the app in DIR/DIR (issue 14 item 12).
         values["chdir"] = os.path.abspath(chdir)
+    if values["env_file"]:
+        try:
+            appenv.read_env_file(values["env_file"])
+        except appenv.EnvError as e:
+            raise ConfigError("--env-file", str(e)) from None
 
 
 def reload_ignored(old: Config, new: Config) -> list[str]:

@@ -1,7 +1,7 @@
 """Every setting, declared once: the CLI, env vars, TOML keys and the docs are generated from it.
 
-Run `python -m reclusterd.settings --markdown` for the README reference table and
-`python -m reclusterd.settings --toml` for conf/reclusterd.toml.
+Run `python -m reclusterd.settings --markdown` for the README reference table,
+`--toml` for conf/reclusterd.toml and `--gunicorn` for README's Gunicorn table.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reclusterd.hooks import HOOKS
 from reclusterd.sockets import parse_address
 
 Kind = Literal["int", "float", "str", "bool", "list", "umask"]
@@ -89,6 +90,26 @@ def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:
     return items
 
 
+def check_env_pairs(items: tuple[str, ...]) -> tuple[str, ...]:
+    """KEY=VALUE items: a non-empty key without '=' or NUL (what os.environ accepts)."""
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or "\0" in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    return tuple(f"{k.strip()}={v}" for k, _, v in (i.partition("=") for i in items))
+
+
+_TLS_VERSIONS = {"tlsv1.2": "TLSv1.2", "1.2": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.3": "TLSv1.3"}
+
+
+def check_tls_version(value: str) -> str:
+    """TLSv1.2 or TLSv1.3 (also spelt 1.2, 1.3): older protocols are broken (RFC 8996)."""
+    try:
+        return _TLS_VERSIONS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"must be TLSv1.2 or TLSv1.3 (or 1.2, 1.3), got {value!r}") from None
+
+
 def parse_umask(raw: str) -> int:
     """"022", "0o22", "0x12" or "18"... a leading 0 or no prefix means octal, like Gunicorn."""
     text = raw.strip().lower()
@@ -117,6 +138,7 @@ class Setting:
     example: Any = None          # for conf/reclusterd.toml when the default is None
     default_doc: str | None = None
     required: bool = False       # config.load always gives a value (never None)
+    separator: str = ","         # between list items in one string (env var, TOML string)
 
     @property
     def python_type(self) -> object:
@@ -173,7 +195,7 @@ class Setting:
             elif self.kind == "umask":
                 value = parse_umask(raw)
             elif self.kind == "list":
-                value = tuple(p.strip() for p in raw.split(",") if p.strip())
+                value = tuple(p.strip() for p in raw.split(self.separator) if p.strip())
             else:
                 value = raw
         except ValueError:
@@ -260,7 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
        "0 = off.", "--max-worker-memory", minimum=0, metavar="MB"),
     _s("backoff", "float", 10.0, "Ceiling of the respawn delay (seconds).", "--backoff",
        minimum=0, metavar="S"),
-    _s("config", "str", None, "TOML config file; keys are setting names.", "-c", "--config",
+    _s("config", "str", None, "Config file: TOML (keys are setting names) or a Gunicorn "
+       ".py file (see Coming from Gunicorn).", "-c", "--config",
        reloadable=False, sources=_NOT_FILE, metavar="FILE"),
     _s("check_config", "bool", False, "Load the config and the app, report, exit 0 (or 1).",
        "--check-config", reloadable=False, sources=_NOT_FILE),
@@ -286,6 +309,15 @@ SETTINGS: tuple[Setting, ...] = (
        reloadable=False, metavar="FILE", example="/etc/ssl/ca.pem"),
     _s("ciphers", "str", None, "TLS cipher string (OpenSSL format).", "--ciphers",
        reloadable=False, metavar="CIPHERS", example="ECDHE+AESGCM"),
+    _s("keyfile_password", "str", None, "Password of an encrypted --keyfile.",
+       "--keyfile-password", reloadable=False, metavar="PASSWORD", example="s3cret"),
+    _s("ssl_min_version", "str", "TLSv1.2", "Oldest TLS version accepted: TLSv1.2 or TLSv1.3 "
+       "(1.2 and 1.3 work too).", "--ssl-min-version", validator=check_tls_version,
+       reloadable=False, metavar="VERSION"),
+    _s("cert_reqs", "str", None, "Client certificates (checked against --ca-certs): none, "
+       "optional (verified when sent) or required (handshake fails without one).",
+       "--cert-reqs", choices=("none", "optional", "required"), reloadable=False,
+       example="required", default_doc="optional with --ca-certs, else none"),
     _s("forwarded_allow_ips", "list", ("127.0.0.1", "::1"), "Peers (IPs, CIDRs, '*') whose "
        "X-Forwarded-For/-Proto and Forwarded headers are believed; comma-separated.",
        "--forwarded-allow-ips", validator=check_allow_ips, metavar="LIST"),
@@ -321,6 +353,16 @@ SETTINGS: tuple[Setting, ...] = (
        "the scope); raising is logged.",
        "--post-request", validator=check_spec, metavar="SPEC",
        example="myapp.hooks:post_request"),
+    *(_s(h.name, "str", None, f"Hook module:func({', '.join(h.gunicorn_args)}) called "
+         f"{h.when}; arguments as in Gunicorn.", "--" + h.name.replace("_", "-"),
+         validator=check_spec, metavar="SPEC", example=f"myapp.hooks:{h.name}")
+      for h in HOOKS if h.native_args is None),
+    _s("env_file", "str", None, "Environment for the app from this dotenv file (KEY=VALUE "
+       "lines), set in the arbiter before workers fork; re-read on HUP.", "--env-file",
+       metavar="FILE", example=".env"),
+    _s("env", "list", (), "Environment for the app: KEY=VALUE, repeatable (one per line in "
+       "RECLUSTERD_ENV); wins over --env-file.", "-e", "--env", validator=check_env_pairs,
+       metavar="KEY=VALUE", separator="\n"),
     _s("reuse_port", "bool", False, "Set SO_REUSEPORT on the listeners.", "--reuse-port",
        reloadable=False),
     _s("backlog", "int", 2048, "Listen backlog.", "--backlog", minimum=1, reloadable=False,
@@ -411,7 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--toml"]:
         sys.stdout.write(render_toml())
         return 0
-    sys.stderr.write("usage: python -m reclusterd.settings --markdown | --toml\n")
+    if args == ["--gunicorn"]:
+        from reclusterd import gunicorn_map
+
+        sys.stdout.write(gunicorn_map.render_markdown())
+        return 0
+    sys.stderr.write("usage: python -m reclusterd.settings --markdown | --toml | --gunicorn\n")
     return 2
 
 

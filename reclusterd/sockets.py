@@ -17,9 +17,12 @@ import ssl
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from reclusterd import systemd
+
+if TYPE_CHECKING:
+    from reclusterd.tls import TLSSettings
 
 FDS_ENV = "RECLUSTERD_FDS"
 DEFAULT_PORT = 8000
@@ -425,23 +428,11 @@ class _LegacyConfig(Protocol):
     def group(self) -> str | None: ...
 
 
-class _LegacyTLSConfig(Protocol):
-    @property
-    def certfile(self) -> str | None: ...
-    @property
-    def keyfile(self) -> str | None: ...
-    @property
-    def ca_certs(self) -> str | None: ...
-    @property
-    def ciphers(self) -> str | None: ...
-
-
-def ssl_context(cfg: _LegacyTLSConfig) -> ssl.SSLContext | None:
+def ssl_context(cfg: TLSSettings) -> ssl.SSLContext | None:
     """Old entry point: use tls.ssl_context(tls.TLSOptions(...)) instead."""
     from reclusterd import tls
 
     try:
-        return tls.ssl_context(tls.TLSOptions(cfg.certfile, cfg.keyfile, cfg.ca_certs,
-                                              cfg.ciphers, alpn=("http/1.1",)))
+        return tls.ssl_context(tls.TLSOptions.of(cfg, alpn=("http/1.1",)))
     except tls.TLSError as e:
         raise TLSError(e.message) from None

@@ -1,4 +1,5 @@
-"""Server TLS: the SSLContext built from --certfile/--keyfile/--ca-certs/--ciphers, and ALPN.
+"""Server TLS: the SSLContext built from --certfile/--keyfile/--ca-certs/--ciphers,
+--keyfile-password, --ssl-min-version and --cert-reqs, and ALPN.
 
 Standard library only, so the arbiter (which builds the context once, before forking)
 and every worker class can use it without importing each other.
@@ -10,6 +11,7 @@ import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 # --http-protocols names -> ALPN protocol IDs (IANA "TLS ALPN Protocol IDs" registry).
 ALPN_IDS = {"h2": "h2", "h1": "http/1.1"}
@@ -35,6 +37,36 @@ class TLSOptions:
     ca_certs: str | None
     ciphers: str | None
     alpn: tuple[str, ...]
+    keyfile_password: str | None = None
+    min_version: str = "TLSv1.2"          # TLSv1.2 or TLSv1.3 (settings.check_tls_version)
+    cert_reqs: str | None = None          # none/optional/required; None: optional with CA
+
+    @classmethod
+    def of(cls, cfg: TLSSettings, alpn: tuple[str, ...]) -> TLSOptions:
+        """The options a Config names; an object without the newer settings (a test's
+        stand-in, a Config from before them) gets their defaults."""
+        return cls(cfg.certfile, cfg.keyfile, cfg.ca_certs, cfg.ciphers, alpn,
+                   getattr(cfg, "keyfile_password", None),
+                   getattr(cfg, "ssl_min_version", "TLSv1.2"), getattr(cfg, "cert_reqs", None))
+
+
+class TLSSettings(Protocol):
+    """The Config attributes TLSOptions.of needs (keyfile_password, ssl_min_version and
+    cert_reqs are read when present)."""
+
+    @property
+    def certfile(self) -> str | None: ...
+    @property
+    def keyfile(self) -> str | None: ...
+    @property
+    def ca_certs(self) -> str | None: ...
+    @property
+    def ciphers(self) -> str | None: ...
+
+
+_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+              "required": ssl.CERT_REQUIRED}
 
 
 def alpn_protocols(http_protocols: Iterable[str]) -> tuple[str, ...]:
@@ -85,17 +117,23 @@ def _build(options: TLSOptions) -> ssl.SSLContext | None:
         if path and not os.path.isfile(path):
             raise TLSError(f"{name}: no such file: {path}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(certfile, keyfile or None)
-    except (ssl.SSLError, OSError) as e:
-        raise TLSError(f"certfile/keyfile: cannot load {certfile}: {_reason(e)}") from None
+    if options.min_version not in _VERSIONS:
+        raise TLSError(f"ssl_min_version: must be TLSv1.2 or TLSv1.3, got "
+                       f"{options.min_version!r}")
+    ctx.minimum_version = _VERSIONS[options.min_version]
+    _load_key(ctx, options)
+    reqs = options.cert_reqs or ("optional" if ca_certs else "none")
+    if reqs not in _CERT_REQS:
+        raise TLSError(f"cert_reqs: must be none, optional or required, got {reqs!r}")
+    if reqs != "none" and not ca_certs:
+        raise TLSError(f"cert_reqs: {reqs} needs ca_certs (the CAs client certificates "
+                       "are checked against)")
     if ca_certs:
         try:
             ctx.load_verify_locations(cafile=ca_certs)
         except (ssl.SSLError, OSError) as e:
             raise TLSError(f"ca_certs: cannot load {ca_certs}: {_reason(e)}") from None
-        ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.verify_mode = _CERT_REQS[reqs]
     if options.ciphers:
         try:
             ctx.set_ciphers(options.ciphers)
@@ -104,6 +142,31 @@ def _build(options: TLSOptions) -> ssl.SSLContext | None:
     if options.alpn:
         ctx.set_alpn_protocols(list(options.alpn))
     return ctx
+
+
+def _load_key(ctx: ssl.SSLContext, options: TLSOptions) -> None:
+    """load_cert_chain with the password given through a callback: OpenSSL calls it only
+    for an encrypted key, so we know whether a failure was the password's, and without a
+    password it never prompts on a tty."""
+    certfile = options.certfile or ""
+    keyfile = options.keyfile or certfile
+    asked: list[bool] = []
+
+    def password() -> str:
+        asked.append(True)
+        if options.keyfile_password is None:
+            raise TLSError("keyfile_password: the key is encrypted; give --keyfile-password")
+        return options.keyfile_password
+
+    try:
+        ctx.load_cert_chain(certfile, options.keyfile or None, password=password)
+    except TLSError:
+        raise
+    except (ssl.SSLError, OSError) as e:
+        if asked:
+            raise TLSError(f"keyfile_password: cannot decrypt {keyfile}: wrong password "
+                           f"({_reason(e)})") from None
+        raise TLSError(f"certfile/keyfile: cannot load {certfile}: {_reason(e)}") from None
 
 
 def _reason(e: ssl.SSLError | OSError) -> str:

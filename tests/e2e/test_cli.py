@@ -116,19 +116,34 @@ def test_unknown_toml_key_exit_2(tmp_path: Path) -> None:
     assert msg.startswith("workrs: unknown setting") and str(conf) in msg
 
 
-@pytest.mark.parametrize(("name", "says"), [
-    ("gunicorn.conf.py", "Python config files are not supported yet; use a TOML file"),
-    ("settings.yaml", "is not TOML (Expected '=' after a key"),
-])
-def test_non_toml_config_file_exit_2(tmp_path: Path, name: str, says: str) -> None:
-    conf = tmp_path / name
-    conf.write_text("import multiprocessing\nworkers = 2\n" if name.endswith(".py")
-                    else "workers: 2\n")
+def test_non_toml_config_file_exit_2(tmp_path: Path) -> None:
+    conf = tmp_path / "settings.yaml"
+    conf.write_text("workers: 2\n")
     r = run("examples.hello:app", "-c", str(conf))
     assert r.returncode == 2
     msg = one_error_line(r)
-    assert msg.startswith(f"--config: '{conf}'") and says in msg, msg
-    assert msg.endswith("(.toml, keys are setting names: workers = 4)")
+    assert msg.startswith(f"--config: '{conf}'") and "is not TOML (Expected '='" in msg, msg
+    assert msg.endswith("or a Gunicorn config file (.py)")
+
+
+def test_gunicorn_config_error_exit_2_names_file_and_line(tmp_path: Path) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("import multiprocessing\nworkers = multiprocessing.cpu_count(\n")
+    r = run("examples.hello:app", "-c", str(conf))
+    assert r.returncode == 2
+    assert one_error_line(r).startswith(f"--config: {conf}:2: SyntaxError"), r.stderr
+
+
+def test_gunicorn_config_check_reports_hooks_and_warns(tmp_path: Path) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("import multiprocessing\nworkers = multiprocessing.cpu_count()\n"
+                    "worker_tmp_dir = '/dev/shm'\nworker_class = 'sync'\n"
+                    "def when_ready(server):\n    pass\n")
+    r = run("examples.hello:app", "-c", str(conf), "--check-config")
+    assert r.returncode == 0, r.stderr
+    assert "hooks:       when_ready (gunicorn.conf.py)" in r.stdout
+    assert "x sync" in r.stdout
+    assert "reclusterd: warning: worker_tmp_dir: Gunicorn setting ignored" in r.stderr
 
 
 def test_wrong_toml_type_exit_2(tmp_path: Path) -> None:
@@ -251,3 +266,18 @@ def test_check_config_into_a_closed_pipe_is_quiet() -> None:
     err = p.stderr.read().decode()
     assert p.wait(30) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_relative_chdir_serves(tmp_path: Path) -> None:
+    """`cd /srv && reclusterd app:app --chdir run/site` (issue 14 item 12)."""
+    from tests.support import get_body, reclusterd
+
+    site = tmp_path / "run" / "site"
+    site.mkdir(parents=True)
+    (site / "relapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'from site']\n")
+    with reclusterd("relapp:app", "-w", "1", "--chdir", "run/site", cwd=tmp_path) as srv:
+        srv.wait_ready()
+        assert get_body(srv.port) == "from site"

@@ -259,15 +259,16 @@ def test_toml_unknown_key_suggests(tmp_path: Path) -> None:
         f"workrs: unknown setting (in {path}); did you mean workers?"
 
 
-ACCEPTED = "use a TOML file (.toml, keys are setting names: workers = 4)"
+ACCEPTED = ("use a TOML file (.toml, keys are setting names: workers = 4) or a Gunicorn "
+            "config file (.py)")
 
 
-def test_python_config_file_not_supported_yet(tmp_path: Path) -> None:
-    # Valid TOML as well as valid Python: the extension decides, nothing is half-read.
+def test_python_config_file_is_read_as_gunicorn_config(tmp_path: Path) -> None:
+    # Valid TOML as well as valid Python: the extension decides.
     path = tmp_path / "gunicorn.conf.py"
     path.write_text('workers = 4\nbind = "0.0.0.0:8000"\n')
-    assert err(["app:app", "-c", str(path)]) == \
-        f"--config: {str(path)!r}: Python config files are not supported yet; {ACCEPTED}"
+    cfg = load(["app:app", "-c", str(path)], {})
+    assert (cfg.workers, cfg.bind) == (4, ("0.0.0.0:8000",))
 
 
 @pytest.mark.parametrize(("name", "content"), [
@@ -310,3 +311,11 @@ def test_reload_ignored() -> None:
 def test_config_made_directly() -> None:
     cfg = config.make(app="x:y")
     assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == 4
+
+
+def test_relative_chdir_made_absolute_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    (tmp_path / "run" / "site").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    cfg = load(["app:app", "--chdir", "run/site"], {})
+    assert cfg.chdir == str(tmp_path / "run" / "site")
