@@ -302,6 +302,15 @@ class BlockRunner:
             assert (self.cwd / src).is_file(), f"{self.block.where}: no such file {src}"
         self.note(cmd, "not run: copies outside the repository (needs root)")
 
+    def kubectl(self, cmd: Command) -> None:
+        args = cmd.argv
+        for i, a in enumerate(args[:-1]):
+            if a == "-f":
+                path = self.cwd / args[i + 1]
+                assert path.is_file(), f"{self.block.where}: no such file {args[i + 1]}"
+        self.note(cmd, "not run: needs a cluster (the manifests are validated by "
+                       "tests/e2e/test_ops_deploy.py)")
+
     def external(self, cmd: Command) -> None:
         self.note(cmd, "not run: needs a system service (root, systemd or Redis)")
 
@@ -314,4 +323,5 @@ RULES: dict[str, Callable[[BlockRunner, Command], None]] = {
     "locust": BlockRunner.locust, "kill": BlockRunner.kill, "cd": BlockRunner.cd,
     "docker": BlockRunner.docker, "cp": BlockRunner.cp, "systemctl": BlockRunner.external,
     "redis-server": BlockRunner.external, "echo": BlockRunner.noop,
+    "kubectl": BlockRunner.kubectl,
 }
