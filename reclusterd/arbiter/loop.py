@@ -27,6 +27,7 @@ from reclusterd.arbiter.process import (
     die_with_parent,
     exit_description,
     log_file_problem,
+    pidfile_owner,
     remove_pidfile,
     set_title,
     start_line,
@@ -357,6 +358,10 @@ class Arbiter:
         return self.policy.snapshot(time.monotonic(), self.pid)
 
     def _write_pidfile(self, path: str) -> None:
+        other = pidfile_owner(path, self.pid)
+        if other is not None:
+            raise StartupError(f"pid: {path} names process {other}, which is running "
+                               "(another reclusterd?); stop it or remove the file")
         try:
             write_pidfile(path, self.pid)
         except OSError as e:

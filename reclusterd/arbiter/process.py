@@ -48,6 +48,28 @@ def start_line(pid: int, cfg: Config, listeners: Sequence[Listener]) -> str:
             f"open {urls}")
 
 
+def pidfile_owner(path: str, pid: int) -> int | None:
+    """The live process (not `pid`) a pidfile already names, if any.
+
+    Written before bind, a pidfile must not be clobbered by a second start that is
+    about to fail on the busy port: a stale file (dead pid, garbage) is fine.
+    """
+    try:
+        with open(path) as f:
+            other = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if other <= 0 or other == pid:
+        return None
+    try:
+        os.kill(other, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return other
+    return other
+
+
 def write_pidfile(path: str, pid: int) -> None:
     """Atomically write PID to PATH (OSError propagates to the caller)."""
     tmp = f"{path}.{pid}.tmp"
