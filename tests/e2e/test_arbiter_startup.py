@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 
@@ -64,3 +65,20 @@ def test_second_start_on_a_live_pidfile_leaves_it_alone(tmp_path: Path) -> None:
             assert second.wait_exit(10) == 1
             assert f"names process {first.pid}, which is running" in second.stderr()
         assert pidfile.read_text().strip() == str(first.pid)
+
+
+def test_graceful_stop_says_when_draining_starts(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    with arbiter_server(tmp_path, "--workers", "1", "--graceful-timeout", "7") as srv:
+        wait_log(srv, "generation 1 ready:")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(15) == 0
+        err = srv.stderr()
+    assert "graceful shutdown: draining now; requests in flight get 7s to finish" in err
+    assert "draining in 0.0s" not in err
+    with arbiter_server(tmp_path, "--workers", "1", "--shutdown-delay", "0.5") as srv:
+        wait_log(srv, "generation 1 ready:")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(15) == 0
+        assert "reporting not ready for 0.5s (--shutdown-delay), then draining" \
+            in srv.stderr()
