@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 SD_LISTEN_FDS_START = 3
@@ -22,14 +23,31 @@ def _notify_address(environ: Mapping[str, str]) -> str | bytes | None:
     return addr
 
 
+def stamped(state: str) -> str:
+    """`state` with MONOTONIC_USEC= added to a RELOADING=1 message.
+
+    systemd's Type=notify-reload (sd_notify(3)) requires it: the CLOCK_MONOTONIC
+    time in microseconds at which the reload began, so it can tell this RELOADING=1
+    from one for an earlier reload.
+    """
+    lines = state.split("\n")
+    if "RELOADING=1" not in lines or any(x.startswith("MONOTONIC_USEC=") for x in lines):
+        return state
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return "\n".join(["RELOADING=1", f"MONOTONIC_USEC={usec}",
+                      *(x for x in lines if x != "RELOADING=1")])
+
+
 def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
     """Send `state` (e.g. "READY=1", "STATUS=...") to NOTIFY_SOCKET; False when not sent.
 
-    Never raises: a broken notify socket must not take the server down.
+    RELOADING=1 gets its MONOTONIC_USEC= here (see `stamped`). Never raises: a
+    broken notify socket must not take the server down.
     """
     addr = _notify_address(os.environ if environ is None else environ)
     if addr is None:
         return False
+    state = stamped(state)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.setblocking(False)

@@ -38,7 +38,7 @@ def test_stuck_request_is_killed_after_timeout_with_its_stack_logged(tmp_path: P
     write_app(tmp_path)
     with arbiter_server(tmp_path, "--workers", "2", "--timeout", "1.5") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         before = wait_worker_pids(srv, 2)
         t = threading.Thread(target=lambda: get_body(srv.port, "/hang", timeout=20), daemon=True)
         t.start()
@@ -67,7 +67,7 @@ def test_recycling_replaces_workers_without_losing_a_request(
     write_app(tmp_path)
     with arbiter_server(tmp_path, "--workers", "2", *opts) as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         with LoadGen(srv.port, keepalive=2, fresh=2) as load:
             if trigger:
                 load.wait_requests(20)
@@ -89,7 +89,7 @@ def test_usr2_then_term_old_master_leaves_the_new_one_serving(tmp_path: Path) ->
     with arbiter_server(tmp_path, "--workers", "2", "--pid", str(pidfile),
                         "--status-bind", f"127.0.0.1:{sport}") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         old_workers = wait_worker_pids(srv, 2)
         srv.signal(signal.SIGUSR2)
         oldbin = Path(str(pidfile) + ".oldbin")
@@ -168,7 +168,7 @@ def test_as_pid_1_term_exits_0_and_orphans_are_reaped(tmp_path: Path) -> None:
         srv.wait_ready()
         (master,) = wait_for(lambda: psutil.Process(srv.pid).children(), what="the arbiter")
         arb = psutil.Process(master.pid)
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         # each worker's orphaned grandchild was re-parented to PID 1 (us) and must be reaped
         def reaped() -> bool:
             try:   # a child may vanish between children() and status(): poll again
@@ -188,7 +188,7 @@ def test_status_endpoint_served_by_the_arbiter(tmp_path: Path) -> None:
     with arbiter_server(tmp_path, "--workers", "2", "--status-bind", f"127.0.0.1:{sport}",
                         "--shutdown-delay", "1.5") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         for _ in range(7):
             assert get_body(srv.port).startswith("v1 ")
         assert http_get(sport, "/livez")[0] == 200

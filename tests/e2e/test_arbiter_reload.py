@@ -22,7 +22,7 @@ def test_hup_under_load_switches_code_with_zero_failed_requests(tmp_path: Path) 
     write_app(tmp_path, "v1")
     with arbiter_server(tmp_path, "--workers", "2", "--graceful-timeout", "10") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         old = wait_worker_pids(srv, 2)
         with LoadGen(srv.port, keepalive=3, fresh=3) as load:
             load.wait_requests(200)
@@ -45,7 +45,7 @@ def test_hup_with_code_raising_at_import_rolls_back(tmp_path: Path) -> None:
     write_app(tmp_path, "v1")
     with arbiter_server(tmp_path, "--workers", "2") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         old = wait_worker_pids(srv, 2)
         with LoadGen(srv.port, keepalive=1, fresh=1) as load:
             load.wait_requests(20)
@@ -71,7 +71,7 @@ def test_hup_with_code_hanging_at_import_rolls_back_after_boot_timeout(tmp_path:
     write_app(tmp_path, "v1")
     with arbiter_server(tmp_path, "--workers", "2", "--boot-timeout", "1.5") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         write_app(tmp_path, "v2", extra="time.sleep(120)")
         srv.signal(signal.SIGHUP)
         err = wait_log(srv, "reload rolled back: generation 2 failed", timeout=10)
@@ -91,7 +91,7 @@ def test_bad_config_on_hup_keeps_serving(tmp_path: Path) -> None:
     conf.write_text("workers = 1\n")
     with arbiter_server(tmp_path, "-c", str(conf)) as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         conf.write_text("workers = 'many'\n")
         srv.signal(signal.SIGHUP)
         wait_log(srv, "reload aborted: configuration error")
@@ -108,7 +108,7 @@ def test_hup_keeps_settings_that_need_a_restart_and_says_so(tmp_path: Path) -> N
     conf.write_text('workers = 1\npid = "a.pid"\n')
     with arbiter_server(tmp_path, "-c", str(conf)) as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         assert (tmp_path / "a.pid").read_text().strip() == str(srv.pid)
         conf.write_text('workers = 2\npid = "b.pid"\nbacklog = 64\n')
         srv.signal(signal.SIGHUP)
@@ -128,7 +128,7 @@ def test_hup_with_an_unopenable_log_file_is_aborted(tmp_path: Path) -> None:
     conf.write_text("workers = 1\n")
     with arbiter_server(tmp_path, "-c", str(conf)) as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         bad = tmp_path / "no-such-dir" / "access.log"
         conf.write_text(f'workers = 1\naccess_logfile = "{bad}"\n')
         srv.signal(signal.SIGHUP)
@@ -145,7 +145,7 @@ def test_crashing_worker_is_retried_at_growing_intervals_and_recovers(tmp_path: 
     write_app(tmp_path, "v1")
     with arbiter_server(tmp_path, "--workers", "1", "--backoff", "0.8") as srv:
         srv.wait_ready()
-        wait_log(srv, "workers of generation 1 ready")
+        wait_log(srv, "generation 1 ready:")
         (pid,) = wait_worker_pids(srv, 1)
         write_app(tmp_path, "v2", extra="raise RuntimeError('crash loop')")
         os.kill(pid, signal.SIGKILL)

@@ -1,15 +1,15 @@
-"""The arbiter's view of its workers: per-worker state, and the snapshot for /metrics.
+"""The arbiter's record of its workers: per-worker state, the table, and the snapshot.
 
-Kept apart from the master loop so the loop reads as policy (what to do when)
-and this file as bookkeeping (who is where, what they reported).
+Bookkeeping only (who is where, what they reported); what to do about it is
+policy.py. No sockets here: the loop keeps each worker's control channel by pid.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import socket
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,6 @@ class Worker:
     pid: int
     generation: int
     cfg: Config
-    sock: socket.socket            # arbiter end of the control channel
     spawned_at: float
     state: State = State.BOOTING
     ready_at: float | None = None
@@ -60,6 +59,39 @@ class Worker:
     def active(self) -> bool:
         """Booting or ready and not being stopped: counts towards the target."""
         return self.reason is None and self.state in (State.BOOTING, State.READY)
+
+
+class Table:
+    """Every live worker by pid (exited ones are removed when reaped)."""
+
+    def __init__(self) -> None:
+        self.by_pid: dict[int, Worker] = {}
+
+    def add(self, w: Worker) -> None:
+        self.by_pid[w.pid] = w
+
+    def pop(self, pid: int) -> Worker | None:
+        return self.by_pid.pop(pid, None)
+
+    def get(self, pid: int) -> Worker | None:
+        return self.by_pid.get(pid)
+
+    def __iter__(self) -> Iterator[Worker]:
+        return iter(list(self.by_pid.values()))
+
+    def __len__(self) -> int:
+        return len(self.by_pid)
+
+    def of_generation(self, gen: int) -> list[Worker]:
+        return [w for w in self if w.generation == gen]
+
+    def serving(self, gen: int) -> list[Worker]:
+        """Active workers of `gen`, not counting one whose replacement is on its way."""
+        return [w for w in self if w.generation == gen and w.active() and not w.replacing]
+
+    def ready_count(self) -> int:
+        """Workers ready and not being stopped (what /readyz and /livez look at)."""
+        return sum(1 for w in self if w.state is State.READY and w.reason is None)
 
 
 class Stats:
@@ -93,6 +125,11 @@ def clean_stats(payload: object) -> dict[str, float]:
     return out
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 worker', '3 workers': log lines that read right."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def ready_threshold(target: int) -> int:
     """/readyz needs at least half the target (and at least one) worker ready."""
     return max(1, (target + 1) // 2)
@@ -113,7 +150,8 @@ def describe_worker(w: Worker, now: float) -> dict[str, object]:
 
 
 def snapshot(workers: list[Worker], stats: Stats, now: float, *, pid: int, generation: int,
-             pending: int | None, target: int, stopping: bool) -> dict[str, object]:
+             pending: int | None, target: int, stopping: bool,
+             live: bool) -> dict[str, object]:
     """A JSON-able picture of the cluster (the status server's data source)."""
     states = Counter(w.state.value for w in workers)
     ready = sum(1 for w in workers if w.state is State.READY and w.reason is None)
@@ -130,6 +168,6 @@ def snapshot(workers: list[Worker], stats: Stats, now: float, *, pid: int, gener
         "restarts": dict(stats.restarts),
         "totals": stats.summed(workers),
         "shutting_down": stopping,
-        "live": True,
+        "live": live,
         "ready": (not stopping) and ready >= ready_threshold(target),
     }

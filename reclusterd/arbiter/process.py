@@ -1,14 +1,22 @@
-"""Small master-process chores kept out of the loop: title, pidfile, status fds after fork."""
+"""Master-process chores kept out of the loop: title, pidfile, log files, exit status."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from reclusterd import __version__
+from reclusterd.arbiter.table import plural
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
+    from reclusterd.sockets import Listener
+
+AUTO_CLASS = "auto (thread for WSGI, asyncio for ASGI)"
 
 
 def set_title(name: str) -> None:
@@ -19,6 +27,47 @@ def set_title(name: str) -> None:
         setproctitle.setproctitle(f"reclusterd: master [{name}]")
     except ImportError:
         pass
+
+
+def url(listener: Listener, tls: bool) -> str:
+    """What to open for one listener: http(s)://HOST:PORT (the bound port), or unix:PATH."""
+    sock = listener.sock
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return listener.address       # unix:PATH as written, or fd://N
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if sock.family == socket.AF_INET6 else host
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def start_line(pid: int, cfg: Config, listeners: Sequence[Listener]) -> str:
+    """The first thing an operator reads: version, app, workers, class, parser, URLs."""
+    klass = AUTO_CLASS if cfg.worker_class == "auto" else cfg.worker_class
+    urls = ", ".join(url(lis, bool(cfg.certfile)) for lis in listeners)
+    return (f"reclusterd {__version__} master {pid} started: {cfg.app}, "
+            f"{plural(cfg.workers, 'worker')}, worker class {klass}, parser {cfg.http}; "
+            f"open {urls}")
+
+
+def pidfile_owner(path: str, pid: int) -> int | None:
+    """The live process (not `pid`) a pidfile already names, if any.
+
+    Written before bind, a pidfile must not be clobbered by a second start that is
+    about to fail on the busy port: a stale file (dead pid, garbage) is fine.
+    """
+    try:
+        with open(path) as f:
+            other = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if other <= 0 or other == pid:
+        return None
+    try:
+        os.kill(other, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return other
+    return other
 
 
 def write_pidfile(path: str, pid: int) -> None:
@@ -47,26 +96,6 @@ def remove_pidfile(path: str, pid: int) -> None:
         pass
 
 
-def close_status_in_child(status: object) -> None:
-    """Close a StatusServer's fds in a forked child without unlinking a unix socket file.
-
-    Otherwise a worker would keep status connections open (the client never sees EOF).
-    """
-    closer = getattr(status, "close_in_child", None)
-    if closer is not None:
-        closer()
-        return
-    lis = getattr(status, "listener", None)
-    socks = [getattr(lis, "sock", None)]
-    socks += [getattr(c, "sock", None) for c in getattr(status, "conns", {}).values()]
-    for sock in socks:
-        if sock is not None:
-            sock.close()
-    sel = getattr(status, "selector", None)
-    if sel is not None:
-        sel.close()
-
-
 def log_file_problem(cfg: Config) -> str | None:
     """One line naming the setting if the error or access log file cannot be opened.
 
@@ -84,6 +113,17 @@ def log_file_problem(cfg: Config) -> str | None:
             return f"{setting}: cannot open {path}: {e.strerror or e}"
         os.close(fd)
     return None
+
+
+def exit_description(status: int) -> str:
+    """'exited with code 3' or 'killed by SIGKILL', from a waitpid() status."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 PR_SET_PDEATHSIG = 1   # linux/prctl.h

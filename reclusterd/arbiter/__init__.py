@@ -1,0 +1,6 @@
+"""The master process (DESIGN.md "Layout"): loop, table, policy, rollout, stop, reexec,
+process, status. Only `cli` imports it, for `Arbiter`."""
+
+from reclusterd.arbiter.loop import Arbiter, StartupError
+
+__all__ = ["Arbiter", "StartupError"]

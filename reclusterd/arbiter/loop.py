@@ -1,0 +1,383 @@
+"""The master process: bind, fork workers, watch them; the policy decides the rest.
+
+One thread, one loop (Gunicorn's arbiter shape): signal handlers only enqueue and
+write to a wakeup pipe; the loop `select()`s on that pipe, every worker's control
+channel and the status server, with a timeout that is the nearest deadline. Each
+turn: read control messages, dispatch signals by name, reap, run the timers,
+manage. The loop owns the table (through `Policy`) and the side effects (it is
+the policy's `Effects`): fork, kill, sd_notify, closing listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from reclusterd import control, sockets, systemd
+from reclusterd import logging as rlogging
+from reclusterd.arbiter.policy import Policy
+from reclusterd.arbiter.process import (
+    die_with_parent,
+    exit_description,
+    log_file_problem,
+    pidfile_owner,
+    remove_pidfile,
+    set_title,
+    start_line,
+    write_pidfile,
+)
+from reclusterd.arbiter.reexec import ReExec
+from reclusterd.arbiter.rollout import load_config
+from reclusterd.arbiter.status import StatusServer
+from reclusterd.arbiter.table import plural
+from reclusterd.backoff import Backoff
+from reclusterd.signals import SignalQueue, signame
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+
+log = logging.getLogger("reclusterd.error")
+
+MAX_SLEEP = 5.0            # never sleep longer than this (a safety net, not polling)
+STATUS_RETRY = 1.0         # a re-exec'd master retries --status-bind this often
+
+
+class StartupError(Exception):
+    """Could not start (bind, TLS, pidfile): one line for the log; exit 1."""
+
+
+class Arbiter:
+    """`Arbiter(cfg, argv, environ).run()` -> exit status."""
+
+    def __init__(self, cfg: Config, argv: Sequence[str], environ: Mapping[str, str]) -> None:
+        self.cfg = cfg
+        self.argv = list(argv)
+        self.environ = dict(environ)
+        self.pid = os.getpid()
+        self.listeners: list[sockets.Listener] = []
+        self.channels: dict[int, socket.socket] = {}   # pid -> arbiter end of its channel
+        self.sigq = SignalQueue()
+        self.selector = selectors.DefaultSelector()
+        self.policy = Policy(cfg, self, Backoff(cfg.backoff), time.monotonic())
+        self.app: object = None
+        self.pidfile: str | None = None
+        self.reexec = ReExec()
+        self.status: StatusServer | None = None
+        self.status_retry_at: float | None = None
+        self.watchdog: float | None = systemd.watchdog_interval(self.environ)
+        self.watchdog_at = 0.0
+        self.handlers: dict[int, Callable[[float], None]] = {
+            signal.SIGHUP: self.handle_hup, signal.SIGTERM: self.handle_term,
+            signal.SIGINT: self.handle_quit, signal.SIGQUIT: self.handle_quit,
+            signal.SIGTTIN: self.handle_ttin, signal.SIGTTOU: self.handle_ttou,
+            signal.SIGUSR1: self.handle_usr1, signal.SIGUSR2: self.handle_usr2,
+        }
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> int:
+        """Serve until stopped; 0 after TERM/INT/QUIT, 1 if startup or first boot failed."""
+        try:
+            self._start()
+        except StartupError as e:
+            log.error("%s", e)
+            self._cleanup()
+            return 1
+        try:
+            while not self.policy.finished():
+                self._tick()
+        except Exception:
+            log.exception("arbiter crashed; killing workers")
+            self.policy.exit_code = 1
+            self.policy.stopper.kill_all()
+        finally:
+            self._cleanup()
+        log.info("master %d exiting with status %d", self.pid, self.policy.exit_code)
+        return self.policy.exit_code
+
+    def _start(self) -> None:
+        try:
+            rlogging.setup_logging(self.cfg)
+        except OSError as e:
+            raise StartupError(f"error-logfile: cannot open {self.cfg.error_logfile}: "
+                               f"{e.strerror or e}") from None
+        set_title(self.cfg.name or self.cfg.app)
+        # Handlers before binding: once the port answers, a TERM must be a clean stop.
+        self.sigq.install()
+        self.selector.register(self.sigq.fileno(), selectors.EVENT_READ, None)
+        # The pidfile before the port: a script that waits for the port reads it next
+        # (listen() alone makes the kernel complete TCP handshakes, no accept() needed).
+        if self.cfg.pid:
+            self._write_pidfile(self.cfg.pid)
+        try:
+            self.listeners = sockets.bind_listeners(self.cfg, self.environ)
+            sockets.ssl_context(self.cfg)
+        except sockets.BindError as e:
+            raise StartupError(str(e)) from None
+        except OSError as e:
+            raise StartupError(f"cannot listen: {e}") from None
+        try:
+            sockets.drop_privileges(self.cfg)
+        except sockets.BindError as e:
+            raise StartupError(str(e)) from None
+        problem = log_file_problem(self.cfg)
+        if problem:
+            raise StartupError(problem)
+        if self.cfg.preload:
+            with self.sigq.defaults((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
+                self._preload()
+        self._start_status_server()
+        log.info("%s", start_line(self.pid, self.cfg, self.listeners))
+        self.notify(f"STATUS=starting {plural(self.cfg.workers, 'worker')}")
+
+    def _preload(self) -> None:
+        from reclusterd.apploader import AppLoadError, load_app
+
+        try:
+            self.app = load_app(self.cfg)
+        except AppLoadError as e:
+            raise StartupError(f"cannot load app {self.cfg.app}: {e}"
+                               + (f"\n{e.traceback}" if e.traceback else "")) from None
+
+    def _start_status_server(self) -> None:
+        """Bind --status-bind; a re-exec'd master (USR2) retries until the old one lets go."""
+        self.status_retry_at = None
+        if not self.cfg.status_bind:
+            return
+        try:
+            server = StatusServer(self.cfg, self.snapshot)
+        except (OSError, sockets.BindError) as e:
+            if sockets.FDS_ENV not in self.environ:
+                raise StartupError(f"status-bind {self.cfg.status_bind}: {e}") from None
+            log.warning("status-bind %s: %s; retrying (old master still holds it?)",
+                        self.cfg.status_bind, e)
+            self.status_retry_at = time.monotonic() + STATUS_RETRY
+            return
+        self.status = server
+        self.selector.register(server.fileno(), selectors.EVENT_READ, server)
+
+    def _tick(self) -> None:
+        events = self.selector.select(self._sleep_time())
+        # Control messages first: a worker's "ready" that arrived with a TERM must count
+        # (it may already be serving), else TERM would treat it as still booting.
+        for key, _ in events:
+            if isinstance(key.data, int):
+                self._read_control(key.data)
+            elif self.status is not None and key.data is self.status:
+                try:
+                    self.status.handle_io()
+                except Exception:
+                    log.exception("status server error")
+        for sig in self.sigq.drain():
+            self._on_signal(sig)
+        self._reap()
+        now = time.monotonic()
+        if self.watchdog and now >= self.watchdog_at:
+            self.notify("WATCHDOG=1")
+            self.watchdog_at = now + self.watchdog
+        if self.status_retry_at is not None and now >= self.status_retry_at:
+            self._start_status_server()
+        self.policy.check_timers(now)
+        self.policy.manage(now)
+
+    def _sleep_time(self) -> float:
+        now = time.monotonic()
+        deadlines = [now + MAX_SLEEP]
+        policy = self.policy.next_deadline(now)
+        if policy is not None:
+            deadlines.append(policy)
+        if self.status_retry_at is not None:
+            deadlines.append(self.status_retry_at)
+        if self.watchdog:
+            deadlines.append(self.watchdog_at)
+        return max(0.0, min(deadlines) - now)
+
+    # ------------------------------------------------------------ signals, by name
+
+    def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGCHLD:
+            return  # reaped every turn
+        if sig != signal.SIGUSR1:
+            log.info("master %d got %s", self.pid, signame(sig))
+        if self.policy.stopping is not None and sig not in (
+                signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            return
+        handler = self.handlers.get(sig)
+        if handler is not None:
+            handler(time.monotonic())
+
+    def handle_term(self, now: float) -> None:
+        self.policy.stop_graceful(now)
+
+    def handle_quit(self, now: float) -> None:
+        self.policy.stop_fast(now)
+
+    def handle_hup(self, now: float) -> None:
+        new = load_config(self.argv, self.environ, self.policy.cfg,
+                                  self.policy.generation)
+        if new is not None:
+            self.policy.reload(new, time.monotonic())
+
+    def handle_ttin(self, now: float) -> None:
+        self.policy.scale(+1)
+
+    def handle_ttou(self, now: float) -> None:
+        self.policy.scale(-1)
+
+    def handle_usr1(self, now: float) -> None:
+        rlogging.reopen_logs()
+        log.info("master %d got SIGUSR1: log files reopened", self.pid)
+        self.policy.forward_usr1()
+
+    def handle_usr2(self, now: float) -> None:
+        self.pidfile = self.reexec.start(self.argv, self.environ, self.listeners, self.pidfile)
+
+    # ------------------------------------------------------------ Effects
+
+    def spawn(self, generation: int, cfg: Config) -> int | None:
+        """Fork one worker of `generation`; the child never returns."""
+        arb, chan = control.pair()
+        # Block our signals across fork: one sent to the new child before it drops the
+        # master's handlers would be swallowed by them (a TERM to a booting worker lost);
+        # blocked, it stays pending until the child has reset them to the defaults.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigq.signals)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            log.error("fork failed: %s", e)
+            arb.close()
+            chan.close()
+            return None
+        if pid == 0:
+            self._child(cfg, chan, arb, generation)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        chan.close()
+        self.channels[pid] = arb
+        self.selector.register(arb.fileno(), selectors.EVENT_READ, pid)
+        return pid
+
+    def send(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def notify(self, state: str) -> None:
+        systemd.notify(state, self.environ)
+
+    def close_listeners(self) -> None:
+        if self.listeners:
+            sockets.close_listeners(self.listeners, unlink=self.reexec.pid is None)
+            self.listeners = []
+
+    def apply_logging(self, cfg: Config) -> None:
+        try:
+            rlogging.setup_logging(cfg)
+        except Exception:
+            log.exception("reload: could not apply log settings")
+
+    # ------------------------------------------------------------ workers
+
+    def _child(self, cfg: Config, chan: control.WorkerChannel, arb: socket.socket,
+               generation: int) -> NoReturn:
+        code = 1
+        try:
+            self.sigq.close_in_child()
+            die_with_parent(self.pid)
+            self.selector.close()
+            for other in self.channels.values():
+                other.close()
+            arb.close()
+            if self.status is not None:
+                self.status.close_in_child()
+                self.status = None
+            from reclusterd.workers.base import run_worker
+
+            run_worker(cfg, self.listeners, chan, generation, self.app)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            log.exception("worker %d crashed", os.getpid())
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(code)
+
+    def _read_control(self, pid: int) -> None:
+        sock = self.channels.get(pid)
+        w = self.policy.table.get(pid)
+        if sock is None or w is None:
+            return
+        now = time.monotonic()
+        for data in control.recv_all(sock):
+            try:
+                kind, payload = control.decode(data)
+            except ValueError as e:
+                log.warning("%s sent a bad control message: %s", w.label, e)
+                continue
+            self.policy.on_message(w, kind, payload, now)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            if pid == self.reexec.pid:
+                self.pidfile = self.reexec.exited(status, self.pid, self.pidfile)
+                continue
+            self._read_control(pid)  # a boot_error sent just before exiting
+            sock = self.channels.pop(pid, None)
+            if sock is not None:
+                self.selector.unregister(sock.fileno())
+                sock.close()
+            what = exit_description(status)
+            if self.policy.exited(pid, what, time.monotonic()) is None:
+                log.debug("reaped process %d (not a worker)", pid)
+
+    # ------------------------------------------------------------ helpers
+
+    def snapshot(self) -> dict[str, object]:
+        """Cluster state for the status server (see Policy.snapshot)."""
+        return self.policy.snapshot(time.monotonic(), self.pid)
+
+    def _write_pidfile(self, path: str) -> None:
+        other = pidfile_owner(path, self.pid)
+        if other is not None:
+            raise StartupError(f"pid: {path} names process {other}, which is running "
+                               "(another reclusterd?); stop it or remove the file")
+        try:
+            write_pidfile(path, self.pid)
+        except OSError as e:
+            raise StartupError(f"pid: cannot write pidfile {path}: {e.strerror or e}") from None
+        self.pidfile = path
+
+    def _cleanup(self) -> None:
+        self.close_listeners()
+        if self.status is not None:
+            try:
+                self.status.close()
+            except Exception:
+                pass
+            self.status = None
+        if self.pidfile:
+            remove_pidfile(self.pidfile, self.pid)
+            self.pidfile = None
+        self.sigq.uninstall()
+        self.selector.close()
