@@ -159,8 +159,9 @@ class Step:
 def build_steps(log: str) -> list[Step]:
     """The steps of a `buildah bud` log, in order (FROM steps have no result: left out).
 
-    buildah prints `[s/S] STEP i/n: INSTRUCTION` (no `[s/S]` for one stage), then `--> Using cache <full id>` when
-    the layer is reused, and `--> <short id>` for the step's result either way.
+    buildah prints `[s/S] STEP i/n: INSTRUCTION` (no `[s/S]` for one stage), then
+    `--> Using cache <full id>` when the layer is reused, and `--> <short id>` for the
+    step's result either way.
     """
     out: list[Step] = []
     stage, step, cached = 0, "", False
