@@ -9,24 +9,29 @@
 # Workers default to $WEB_CONCURRENCY, else the CPU count: set WEB_CONCURRENCY to match
 # the container's CPU limit.
 
+# The base of both stages. Any image with python3 >= 3.11 and its venv module works (the
+# tests build on a Debian bookworm base made from the host's packages: --build-arg BASE=...).
+ARG BASE=python:3.11-slim
+
 # ---- build: a venv with reclusterd and its dependencies (no compilers in the final image)
-FROM python:3.11-slim AS build
+FROM ${BASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /venv
+# `python3`, not `python`: Debian's python3 has no `python` alias (the venv has both).
+RUN python3 -m venv /venv
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone: editing a source file reuses this layer
 # (and the pip cache mount keeps downloads out of every layer).
 COPY pyproject.toml ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/deps.txt \
+    python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/deps.txt \
  && /venv/bin/pip install -r /tmp/deps.txt
 COPY README.md ./
 COPY reclusterd ./reclusterd
 RUN --mount=type=cache,target=/root/.cache/pip \
     /venv/bin/pip install --no-deps .
 
-# ---- runtime: the venv copied over (same base image, same /usr/local/bin/python)
-FROM python:3.11-slim
+# ---- runtime: the venv copied over (same base image, so the venv's python link resolves)
+FROM ${BASE}
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/venv/bin:$PATH
