@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
-from reclusterd import __version__, appenv, gunicorn_conf
+from reclusterd import __version__, appenv, gunicorn_conf, logconfig
 from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
@@ -120,6 +120,7 @@ class Config:
     reload_dir: tuple[str, ...]
     reload_include: tuple[str, ...]
     reload_exclude: tuple[str, ...]
+    log_config: str | None
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
@@ -383,6 +384,13 @@ def _cross_check(values: dict[str, Any]) -> None:
             raise ConfigError("--env-file", str(e)) from None
     if values["reload"]:
         _check_reload(values)
+    if values["log_config"]:
+        # Absolute once: workers read it again after changing to --chdir.
+        values["log_config"] = os.path.abspath(values["log_config"])
+        try:
+            logconfig.read(values["log_config"])
+        except logconfig.LogConfigError as e:
+            raise ConfigError("--log-config", str(e)) from None
 
 
 def _check_reload(values: dict[str, Any]) -> None:

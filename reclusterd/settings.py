@@ -390,6 +390,11 @@ SETTINGS: tuple[Setting, ...] = (
        "--reload-include (or *.py here) is dropped.", "--reload-exclude", reloadable=False,
        metavar="GLOB", default_doc="`.venv`, `venv`, `__pycache__`, `.git`, `.hg`, "
        "`node_modules`, tool caches, `*.pyc`, editor swap and backup files"),
+    _s("log_config", "str", None, "Logging config applied on top of the built-in one "
+       "(master and workers; re-applied on HUP): dictConfig from .json or .toml, fileConfig "
+       "from .ini or .conf. Its loggers: reclusterd.error, reclusterd.access (access lines "
+       "go there when this is set).", "--log-config", metavar="FILE",
+       example="/etc/reclusterd/logging.json"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
