@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import appenv, config, gunicorn_conf, hooks
+from reclusterd import appenv, config, gunicorn_conf, hooks, logconfig
 from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
@@ -54,10 +54,24 @@ def check_config(cfg: config.Config) -> int:
     print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
     if cfg.status_bind:
         print(f"  status:      {cfg.status_bind}")
+    if cfg.log_config:
+        print(f"  log config:  {cfg.log_config} ({logconfig.read(cfg.log_config).kind})")
     found = hooks.configured(cfg)
     if found:
         print(f"  hooks:       {', '.join(_describe_hook(cfg, n, s) for n, s in found.items())}")
     return 0
+
+
+def _try_log_config(cfg: config.Config) -> str | None:
+    """Apply --log-config once (what config load cannot check: handler classes, files
+    handlers open...); the one-line problem, or None. The master applies it again."""
+    if not cfg.log_config:
+        return None
+    try:
+        logconfig.apply(logconfig.read(cfg.log_config))
+    except logconfig.LogConfigError as e:
+        return str(e)
+    return None
 
 
 def _describe_hook(cfg: config.Config, name: str, spec: str) -> str:
@@ -82,6 +96,10 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     # The app's environment, before the app is imported (--check-config, --preload) and
     # before workers fork; the arbiter applies it again on HUP.
     appenv.apply(appenv.app_environ(cfg))
+    problem = _try_log_config(cfg)
+    if problem:
+        _err(f"--log-config: {problem}")
+        return CHECK_FAILED if cfg.check_config else USAGE_EXIT
     if cfg.check_config:
         return check_config(cfg)
     from reclusterd.arbiter import Arbiter

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
-from reclusterd import __version__, appenv, gunicorn_conf
+from reclusterd import __version__, appenv, gunicorn_conf, logconfig
 from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
 
 if sys.version_info >= (3, 11):
@@ -116,6 +116,11 @@ class Config:
     user: str | None
     group: str | None
     umask: int | None
+    reload: bool
+    reload_dir: tuple[str, ...]
+    reload_include: tuple[str, ...]
+    reload_exclude: tuple[str, ...]
+    log_config: str | None
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
@@ -377,6 +382,32 @@ def _cross_check(values: dict[str, Any]) -> None:
             appenv.read_env_file(values["env_file"])
         except appenv.EnvError as e:
             raise ConfigError("--env-file", str(e)) from None
+    if values["reload"]:
+        _check_reload(values)
+    if values["log_config"]:
+        # Absolute once: workers read it again after changing to --chdir.
+        values["log_config"] = os.path.abspath(values["log_config"])
+        try:
+            logconfig.read(values["log_config"])
+        except logconfig.LogConfigError as e:
+            raise ConfigError("--log-config", str(e)) from None
+
+
+def _check_reload(values: dict[str, Any]) -> None:
+    """--reload: watchfiles importable, no --preload, watched directories that exist."""
+    if values["preload"]:
+        raise ConfigError("--reload", "cannot be used with --preload (the master would keep "
+                                      "the old code imported); drop --preload for development")
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        raise ConfigError("--reload", "needs watchfiles: pip install 'reclusterd[reload]' "
+                                      "(or pip install watchfiles)") from None
+    dirs = values["reload_dir"]
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise ConfigError("--reload-dir", f"not a directory: {d!r}")
+    values["reload_dir"] = tuple(os.path.abspath(d) for d in dirs)
 
 
 def reload_ignored(old: Config, new: Config) -> list[str]:

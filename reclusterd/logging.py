@@ -3,7 +3,10 @@
 Everyone logs through `logging.getLogger("reclusterd.error")`; `setup_logging`
 only decides where it goes. The access log writes each line with one `os.write`
 on an O_APPEND fd: no buffering, safe from many threads, and reopen swaps the fd
-in place with dup2 so writers never see a closed file.
+in place with dup2 so writers never see a closed file. With --log-config the
+access lines go to the `reclusterd.access` logger instead, and the user's file
+(reclusterd/logconfig.py) is applied on top of the built-in handlers, in the
+master and again in each worker after fork.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reclusterd import logconfig
+
 if TYPE_CHECKING:
     from reclusterd.config import Config
 
 ERROR_LOGGER = "reclusterd.error"
+ACCESS_LOGGER = "reclusterd.access"
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 
-_handlers: list[logging.Handler] = []          # what setup_logging installed
+_handlers: list[tuple[logging.Logger, logging.Handler]] = []   # what setup_logging added
+_last_good: logconfig.LogConfig | None = None   # the --log-config applied last, kept on failure
 _access_logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()
 _lock = threading.Lock()
 
@@ -49,36 +56,99 @@ class _ReopenableFileHandler(logging.FileHandler):
             self.release()
 
 
-def setup_logging(cfg: Config) -> None:
-    """Point the error log at cfg.error_logfile ('-'/None = stderr) at cfg.log_level."""
-    logger = logging.getLogger(ERROR_LOGGER)
+def _stream_or_file(path: str | None, stream: Any) -> logging.Handler:
+    if path in (None, "", "-"):
+        return logging.StreamHandler(stream)
+    return _ReopenableFileHandler(str(path), mode="a", encoding="utf-8")
+
+
+def _builtin(cfg: Config) -> None:
+    """The built-in setup: error log to cfg.error_logfile ('-'/None = stderr) at
+    cfg.log_level; with --log-config, access lines to the `reclusterd.access` logger,
+    which writes them to --access-logfile (if any) unless the user's file says else."""
     with _lock:
-        for h in _handlers:
+        for logger, h in _handlers:
             logger.removeHandler(h)
             h.close()
         _handlers.clear()
-        path = getattr(cfg, "error_logfile", None)
-        handler: logging.Handler
-        if path in (None, "", "-"):
-            handler = logging.StreamHandler(sys.stderr)
-        else:
-            handler = _ReopenableFileHandler(str(path), mode="a", encoding="utf-8")
+        logger = logging.getLogger(ERROR_LOGGER)
+        handler = _stream_or_file(getattr(cfg, "error_logfile", None), sys.stderr)
         handler.setFormatter(logging.Formatter(ERROR_FORMAT, DATE_FORMAT))
         logger.addHandler(handler)
-        _handlers.append(handler)
+        _handlers.append((logger, handler))
         logger.setLevel(_LEVELS.get(str(getattr(cfg, "log_level", "info")).lower(),
                                     logging.INFO))
         logger.propagate = False
+        access_path = getattr(cfg, "access_logfile", None)
+        if getattr(cfg, "log_config", None):
+            access = logging.getLogger(ACCESS_LOGGER)
+            access.setLevel(logging.INFO)
+            access.propagate = False
+            if access_path:
+                handler = _stream_or_file(access_path, sys.stdout)
+                handler.setFormatter(logging.Formatter("%(message)s"))
+                access.addHandler(handler)
+                _handlers.append((access, handler))
+
+
+def setup_logging(cfg: Config) -> None:
+    """The built-in setup, then --log-config on top of it (if set).
+
+    A --log-config that fails to apply (HUP, or a worker forked after it) is logged
+    and the last one that worked stays in force (the built-in one if none did);
+    it is never raised: the CLI applies it once before start to refuse a bad file.
+    """
+    global _last_good
+    _builtin(cfg)
+    path = getattr(cfg, "log_config", None)
+    if not path:
+        return
+    try:
+        applied = logconfig.read(path)
+        logconfig.apply(applied)
+    except logconfig.LogConfigError as e:
+        _builtin(cfg)
+        kept = "the built-in logging"
+        if _last_good is not None:
+            try:
+                logconfig.apply(_last_good)
+                kept = f"the previous logging config ({_last_good.path} as it was read)"
+            except logconfig.LogConfigError:
+                _builtin(cfg)
+        logging.getLogger(ERROR_LOGGER).error("log-config: %s; keeping %s", e, kept)
+        return
+    _last_good = applied
 
 
 def reopen_logs() -> None:
     """USR1: reopen the error log file and every access log file of this process."""
     with _lock:
-        for h in _handlers:
+        for _, h in _handlers:
             if isinstance(h, _ReopenableFileHandler):
                 h.reopen()
+    if _last_good is not None:
+        _reopen_configured()
     for access in list(_access_logs):
         access.reopen()
+
+
+def _reopen_configured() -> None:
+    """USR1 with --log-config: reopen the plain FileHandlers the user's file created
+    (WatchedFileHandler reopens by itself; rotating ones rotate by themselves)."""
+    loggers = [logging.getLogger()] + [
+        v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)]
+    seen: set[int] = set()
+    for logger in loggers:
+        for h in logger.handlers:
+            if type(h) is logging.FileHandler and id(h) not in seen:
+                seen.add(id(h))
+                h.acquire()
+                try:
+                    if h.stream:
+                        h.stream.close()
+                    h.stream = h._open()
+                finally:
+                    h.release()
 
 
 # ---------------------------------------------------------------- access log
@@ -231,7 +301,13 @@ class AccessLog:
         self.enabled = self.path is not None
         self._fd = -1
         self._owns_fd = False
-        if self.path == "-":
+        # --log-config: lines go to the `reclusterd.access` logger (setup_logging gave
+        # it --access-logfile as a handler; the user's file may route them elsewhere).
+        self.logger: logging.Logger | None = None
+        if getattr(cfg, "log_config", None):
+            self.logger = logging.getLogger(ACCESS_LOGGER)
+            self.enabled = True
+        elif self.path == "-":
             self._fd = sys.stdout.fileno() if sys.stdout is not None else 1
         elif self.path is not None:
             self._fd = self._open(self.path)
@@ -245,6 +321,10 @@ class AccessLog:
     def log(self, info: AccessInfo) -> None:
         """Write one line; never raises into the request path."""
         if not self.enabled:
+            return
+        if self.logger is not None:
+            if self.logger.isEnabledFor(logging.INFO):
+                self.logger.info("%s", format_line(self.format, info))
             return
         try:
             line = format_line(self.format, info) + "\n"

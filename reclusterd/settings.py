@@ -375,6 +375,26 @@ SETTINGS: tuple[Setting, ...] = (
     _s("umask", "umask", None, "umask of the processes (octal, e.g. 022); a unix socket's mode is "
        "0777 minus it. Unset: processes keep theirs, unix sockets get 0777.", "-m", "--umask",
        reloadable=False, metavar="MASK", example="022"),
+    _s("reload", "bool", False, "Development: a changed file under --reload-dir starts a "
+       "reload, health-gated as HUP (an edit that breaks the app leaves the last good code "
+       "serving). Needs watchfiles: pip install 'reclusterd[reload]'. Not with --preload.",
+       "--reload", reloadable=False),
+    _s("reload_dir", "list", (), "Directory watched by --reload; repeatable.", "--reload-dir",
+       reloadable=False, metavar="DIR", default_doc="--chdir, else the current directory"),
+    _s("reload_include", "list", (), "Glob of the files --reload watches, added to the "
+       "default; repeatable. Without '/' it matches the file name, with '/' the path "
+       "under --reload-dir.", "--reload-include", reloadable=False, metavar="GLOB",
+       default_doc="`*.py`"),
+    _s("reload_exclude", "list", (), "Glob --reload ignores (a file name or any directory "
+       "on the path), added to the defaults; repeatable. A default named in "
+       "--reload-include (or *.py here) is dropped.", "--reload-exclude", reloadable=False,
+       metavar="GLOB", default_doc="`.venv`, `venv`, `__pycache__`, `.git`, `.hg`, "
+       "`node_modules`, tool caches, `*.pyc`, editor swap and backup files"),
+    _s("log_config", "str", None, "Logging config applied on top of the built-in one "
+       "(master and workers; re-applied on HUP): dictConfig from .json or .toml, fileConfig "
+       "from .ini or .conf. Its loggers: reclusterd.error, reclusterd.access (access lines "
+       "go there when this is set).", "--log-config", metavar="FILE",
+       example="/etc/reclusterd/logging.json"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -34,6 +34,7 @@ from reclusterd.arbiter.process import (
     write_pidfile,
 )
 from reclusterd.arbiter.reexec import ReExec
+from reclusterd.arbiter.reloader import Reloader, describe, patterns_for
 from reclusterd.arbiter.rollout import load_config
 from reclusterd.arbiter.status import StatusServer
 from reclusterd.arbiter.table import plural
@@ -71,6 +72,7 @@ class Arbiter:
         self.reexec = ReExec()
         self.status: StatusServer | None = None
         self.status_retry_at: float | None = None
+        self.reloader: Reloader | None = None    # --reload
         self.watchdog: float | None = systemd.watchdog_interval(self.environ)
         self.watchdog_at = 0.0
         self.handlers: dict[int, Callable[[float], None]] = {
@@ -134,6 +136,10 @@ class Arbiter:
             with self.sigq.defaults((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
                 self._preload()
         self._start_status_server()
+        if self.cfg.reload:
+            self.reloader = Reloader(patterns_for(self.cfg))
+            self.selector.register(self.reloader.fileno(), selectors.EVENT_READ, None)
+            self.reloader.start()
         log.info("%s", start_line(self.pid, self.cfg, self.listeners))
         self.notify(f"STATUS=starting {plural(self.cfg.workers, 'worker')}")
 
@@ -177,6 +183,8 @@ class Arbiter:
                     log.exception("status server error")
         for sig in self.sigq.drain():
             self._on_signal(sig)
+        if self.reloader is not None:
+            self._on_change(self.reloader.take())
         self._reap()
         now = time.monotonic()
         if self.watchdog and now >= self.watchdog_at:
@@ -224,6 +232,14 @@ class Arbiter:
                                   self.policy.generation)
         if new is not None:
             self.policy.reload(new, time.monotonic())
+
+    def _on_change(self, changed: list[str]) -> None:
+        """--reload: files changed; the same health-gated reload as HUP."""
+        if not changed or self.reloader is None or self.policy.stopping is not None:
+            return
+        log.info("reload: %s changed; reloading (as on HUP)",
+                 describe(changed, self.reloader.patterns))
+        self.handle_hup(time.monotonic())
 
     def handle_ttin(self, now: float) -> None:
         self.policy.scale(+1)
@@ -299,6 +315,8 @@ class Arbiter:
             if self.status is not None:
                 self.status.close_in_child()
                 self.status = None
+            if self.reloader is not None:
+                self.reloader.close_in_child()
             from reclusterd.workers.base import run_worker
 
             run_worker(cfg, self.listeners, chan, generation, self.app)
@@ -370,6 +388,9 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         self.close_listeners()
+        if self.reloader is not None:
+            self.reloader.stop()
+            self.reloader = None
         if self.status is not None:
             try:
                 self.status.close()

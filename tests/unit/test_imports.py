@@ -120,16 +120,16 @@ def test_config_layer_is_self_contained() -> None:
     """settings/config sit at the bottom: they import no other part of reclusterd, except
     the bind-address grammar in sockets (one parser for validation and binding), which
     itself imports only the stdlib-only systemd and tls modules, and the stdlib-only
-    Gunicorn config reader, its table and the hook table."""
+    Gunicorn config reader, its table, the hook table and the --log-config reader."""
     bottom = ("reclusterd.sockets", "reclusterd.systemd", "reclusterd.tls",
               "reclusterd.hooks", "reclusterd.gunicorn_conf", "reclusterd.gunicorn_map",
-              "reclusterd.appenv")
+              "reclusterd.appenv", "reclusterd.logconfig")
     for mod in ("reclusterd.settings", *bottom):
         for imp in MODULES[mod]:
             if imp.startswith("reclusterd") and imp != "reclusterd":
                 assert any(_hits({imp}, b) for b in bottom), f"{mod} imports {imp}"
     allowed = {"reclusterd", "reclusterd.__version__", "reclusterd.settings",
-               "reclusterd.gunicorn_conf", "reclusterd.appenv"}
+               "reclusterd.gunicorn_conf", "reclusterd.appenv", "reclusterd.logconfig"}
     for imp in MODULES["reclusterd.config"]:
         if imp.startswith("reclusterd"):
             assert imp in allowed or imp.startswith("reclusterd.settings."), imp
