@@ -25,10 +25,10 @@ from typing import Any
 
 # Persistent between runs (the base image and the layer cache live here); /var/tmp
 # survives reboots, unlike /tmp.
-STORE = Path(os.environ.get("RECLUSTERD_BUILDAH_STORE", "/var/tmp/reclusterd-buildah"))
+STORE = Path(os.environ.get("BUILDAH_TEST_STORE", "/var/tmp/reclusterd-buildah"))
 SUITE = "bookworm"                     # Debian 12: python3 is 3.11, as python:3.11-slim
 BASE_IMAGE = f"localhost/reclusterd-base:{SUITE}"
-MIRROR = os.environ.get("RECLUSTERD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+MIRROR = os.environ.get("BUILDAH_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 CA_IN_IMAGE = "/etc/ssl/certs/ca-certificates.crt"
 
 
