@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from reclusterd.workers.base import BootError, Worker
 
 if TYPE_CHECKING:
-    from reclusterd.asgi import ServerState
+    from reclusterd.asgi.state import ServerState
     from reclusterd.config import Config
     from reclusterd.control import WorkerChannel
     from reclusterd.sockets import Listener
@@ -108,10 +108,11 @@ class AsyncioWorker(Worker):
 
     async def serve(self) -> int:
         """Lifespan startup, listen, report ready, serve until TERM, drain; the exit code."""
-        from reclusterd.asgi import HttpProtocol, ServerState
-        from reclusterd.lifespan import Lifespan, LifespanFailed
+        from reclusterd.asgi.lifespan import Lifespan, LifespanFailed
+        from reclusterd.asgi.protocol import HttpProtocol
+        from reclusterd.asgi.state import ServerState
+        from reclusterd.http.forwarded import from_config
         from reclusterd.logging import AccessLog
-        from reclusterd.proxy import from_config
         from reclusterd.sockets import ssl_context
 
         loop = asyncio.get_running_loop()
@@ -121,7 +122,7 @@ class AsyncioWorker(Worker):
             self.stop_event.set()
         ctx = ssl_context(cfg)
         state = self.state = ServerState(
-            self.app, cfg, self, loop, ctx is not None,
+            self.app, cfg, self.meter, loop, ctx is not None,
             from_config(cfg.forwarded_allow_ips, secure=ctx is not None), AccessLog(cfg),
             self.ws)
         lifespan = Lifespan(self.app, cfg.lifespan, loop)
@@ -164,7 +165,7 @@ class AsyncioWorker(Worker):
             now = state.now
             if now >= next_hb:
                 next_hb = now + hb_every
-                channel.heartbeat(self.stats())
+                channel.heartbeat(self.meter.stats())
             self._tick = loop.call_later(interval, tick)
 
         self._tick = loop.call_later(0, tick)
@@ -183,7 +184,4 @@ class AsyncioWorker(Worker):
         except asyncio.TimeoutError:
             log.warning("worker %d: %d connection(s) still open after the graceful timeout",
                         self.pid, len(state.connections))
-            for conn in list(state.connections):
-                if conn.cycle is not None and conn.cycle.task is not None:
-                    conn.cycle.task.cancel()
-                conn.close()
+            state.cut()

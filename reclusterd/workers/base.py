@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import faulthandler
 import importlib
-import itertools
 import logging
 import os
 import random
@@ -22,6 +21,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from reclusterd.meter import Meter
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -45,8 +46,6 @@ _RESET_SIGNALS = tuple(
 _IGNORED_WHILE_BOOTING = frozenset(
     getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
     if hasattr(signal, n))
-MEMORY_CHECK_INTERVAL = 1.0
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 
 class BootError(Exception):
@@ -249,30 +248,20 @@ class Worker:
         self.generation = 0
         self.alive = True
         self.draining = False
-        self.requests = 0
-        self.status_counts = [0] * 6
-        self._tokens = itertools.count(1)
-        self.in_flight: dict[int, float] = {}     # token -> last progress (monotonic)
-        from reclusterd.metrics import DurationHistogram
-        self.durations = DurationHistogram()
         timeout = float(cfg.timeout or 0)
         self.timeout = timeout
         self.hb_interval = min(1.0, timeout / 4) if timeout > 0 else 1.0
         self._next_hb = 0.0
-        self.max_requests = 0
+        max_requests = 0
         if cfg.max_requests > 0:
-            jitter = max(0, cfg.max_requests_jitter)
-            self.max_requests = cfg.max_requests + random.randint(0, jitter)
-        self.max_rss_kb = int(cfg.max_worker_memory) * 1024
-        self._next_mem_check = 0.0
-        self.rss_kb = 0
-        self.recycle_requested = False
-        self.pre_request: Callable[..., Any] | None = None
-        self.post_request: Callable[..., Any] | None = None
-        if cfg.pre_request:
-            self.pre_request = import_object(cfg.pre_request, "pre_request hook")
-        if cfg.post_request:
-            self.post_request = import_object(cfg.post_request, "post_request hook")
+            max_requests = cfg.max_requests + random.randint(0, max(0, cfg.max_requests_jitter))
+        self.meter = Meter(
+            timeout, max_requests, int(cfg.max_worker_memory) * 1024,
+            import_object(cfg.pre_request, "pre_request hook") if cfg.pre_request else None,
+            import_object(cfg.post_request, "post_request hook") if cfg.post_request else None,
+            owner=self)
+        self.meter.on_recycle = channel.recycle
+        self.meter.on_progress = self.maybe_heartbeat
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_w, False)
@@ -301,7 +290,11 @@ class Worker:
         if not self.draining:
             self.draining = True
             log.info("worker %d draining", self.pid)
+            self.on_drain()
         self.wake()
+
+    def on_drain(self) -> None:
+        """Hook for worker classes: responses from now on say Connection: close."""
 
     def handle_quit(self, signum: int, frame: object) -> None:
         self.alive = False
@@ -334,52 +327,7 @@ class Worker:
         except OSError:
             pass
 
-    # -- accounting (hot path) ---------------------------------------------
-    def request_started(self) -> int:
-        """Mark a request in flight; returns a token for request_finished()."""
-        token = next(self._tokens)
-        self.in_flight[token] = time.monotonic()
-        return token
-
-    def request_finished(self, token: int, status: int, duration: float = 0.0) -> None:
-        """Count a finished request (`duration` in s, for the histogram); may ask the
-        arbiter for a recycle."""
-        self.in_flight.pop(token, None)
-        self.durations.observe(duration)
-        self.requests += 1
-        self.status_counts[min(status // 100, 5)] += 1
-        if self.max_requests and self.requests >= self.max_requests:
-            self.ask_recycle("max-requests")
-        if self.max_rss_kb:
-            now = time.monotonic()
-            if now >= self._next_mem_check:
-                self._next_mem_check = now + MEMORY_CHECK_INTERVAL
-                if self.read_rss_kb() > self.max_rss_kb:
-                    self.ask_recycle("memory")
-
-    def ask_recycle(self, reason: str) -> None:
-        """Once: ask the arbiter for a replacement; keep serving until it sends TERM."""
-        if not self.recycle_requested:
-            self.recycle_requested = True
-            log.info("worker %d asks to be recycled (%s) after %d requests, rss %d kB",
-                     self.pid, reason, self.requests, self.rss_kb)
-            self.channel.recycle(reason)
-
-    def read_rss_kb(self) -> int:
-        try:
-            with open("/proc/self/statm", "rb") as f:
-                self.rss_kb = int(f.read().split()[1]) * _PAGE_KB
-        except (OSError, ValueError, IndexError):
-            pass
-        return self.rss_kb
-
-    def stuck(self, now: float) -> bool:
-        """True while some request has run longer than cfg.timeout (go silent then)."""
-        if self.timeout <= 0 or not self.in_flight:
-            return False
-        limit = now - self.timeout
-        return any(t < limit for t in list(self.in_flight.values()))
-
+    # -- heartbeats ------------------------------------------------------------
     def heartbeat_due(self, now: float) -> bool:
         return now >= self._next_hb
 
@@ -390,34 +338,10 @@ class Worker:
         if now < self._next_hb:
             return
         self._next_hb = now + self.hb_interval
-        if self.stuck(now):
+        if self.meter.stuck(now):
             return
-        self.channel.heartbeat(self.stats())
-
-    def stats(self) -> dict[str, int | float]:
-        c = self.status_counts
-        if not self.max_rss_kb:
-            self.read_rss_kb()
-        return {"requests": self.requests, "in_flight": len(self.in_flight),
-                "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
-                "rss_kb": self.rss_kb, **self.durations.stats()}
+        self.channel.heartbeat(self.meter.stats())
 
     def final_heartbeat(self) -> None:
         """One last beat when leaving run(), so counts since the previous one are not lost."""
-        self.channel.heartbeat(self.stats())
-
-    def call_pre_request(self, info: object) -> None:
-        """pre_request(worker, environ_or_scope); a failing hook is logged, not fatal."""
-        if self.pre_request is not None:
-            try:
-                self.pre_request(self, info)
-            except Exception:
-                log.exception("pre_request hook failed")
-
-    def call_post_request(self, info: object, status: int) -> None:
-        """post_request(worker, environ_or_scope, status)."""
-        if self.post_request is not None:
-            try:
-                self.post_request(self, info, status)
-            except Exception:
-                log.exception("post_request hook failed")
+        self.channel.heartbeat(self.meter.stats())

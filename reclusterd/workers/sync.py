@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import ProtocolError, Request, error_response
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -36,11 +37,15 @@ class SyncWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        self.handler = WSGIHandler(self, app, multithread=False)
-        self.handler.keep_alive = False
-        self.header_timeout = float(cfg.header_timeout or 0) or 1e9
         from reclusterd.sockets import ssl_context
         self.ssl = ssl_context(cfg)
+        self.handler = WSGIHandler(cfg, app, self.meter, multithread=False,
+                                   secure=self.ssl is not None)
+        self.handler.keep_alive = False
+        self.header_timeout = float(cfg.header_timeout or 0) or 1e9
+
+    def on_drain(self) -> None:
+        self.handler.draining = True
 
     def run(self) -> None:
         self.install_signals()
@@ -49,7 +54,7 @@ class SyncWorker(Worker):
         for lst in self.listeners:
             sock = lst.sock
             sock.setblocking(False)
-            env = self.handler.listener_environ(sock, self.ssl is not None)
+            env = self.handler.listener_environ(sock)
             lsocks[sock.fileno()] = (sock, env)
             poller.register(sock.fileno(), select.POLLIN)
         poller.register(self.wake_fd, select.POLLIN)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request, error_response
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -49,7 +50,10 @@ class ThreadWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        self.handler = WSGIHandler(self, app, multithread=cfg.threads > 1)
+        from reclusterd.sockets import ssl_context
+        self.ssl = ssl_context(cfg)
+        self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads > 1,
+                                   secure=self.ssl is not None)
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.lock = threading.Lock()
@@ -57,8 +61,6 @@ class ThreadWorker(Worker):
         self.max_conns = max(1, cfg.worker_connections)
         self.keep_alive = float(cfg.keep_alive)
         self.header_timeout = float(cfg.header_timeout or 0) or 1e9
-        from reclusterd.sockets import ssl_context
-        self.ssl = ssl_context(cfg)
         self.threads: list[threading.Thread] = []
         # Pollers wait in epoll and serve what they get; spares are parked (see _spare_duty).
         # Start "starved" so the first spare is promoted at once.
@@ -67,13 +69,16 @@ class ThreadWorker(Worker):
         self.starved_since = 1.0
         self.duty = threading.Lock()
 
+    def on_drain(self) -> None:
+        self.handler.draining = True
+
     # -- main thread: lifecycle, heartbeats, deadlines ----------------------
     def run(self) -> None:
         self.install_signals()
         for lst in self.listeners:
             sock = lst.sock
             sock.setblocking(False)
-            env = self.handler.listener_environ(sock, self.ssl is not None)
+            env = self.handler.listener_environ(sock)
             self.lsocks[sock.fileno()] = (sock, env)
             self.ep.register(sock.fileno(), _ARM)
         for i in range(max(1, self.cfg.threads)):

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from reclusterd.metrics import BUCKETS, DurationHistogram, StatusServer, is_ready, render
+from reclusterd.meter import BUCKETS, DurationHistogram
+from reclusterd.metrics import StatusServer, is_ready, render
 
 
 def test_histogram_buckets() -> None:

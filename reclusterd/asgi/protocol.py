@@ -1,10 +1,11 @@
-"""ASGI 3 HTTP over the sans-IO http/ package: one asyncio.Protocol per connection.
+"""The asyncio driver: ASGI 3 HTTP over the sans-IO http/ package, one asyncio.Protocol
+per connection.
 
 `HttpProtocol` feeds socket bytes to the parser in data_received, runs one
 `Cycle` (scope + receive/send) per request as a task, answers pipelined
 requests in order and hands upgraded connections to `websocket.py`. Timeouts
 (keep-alive idle, header deadline) are checked by the worker's periodic sweep
-(`ServerState.sweep`) instead of a timer per request: cheaper on the hot path.
+(`asgi.state.ServerState.sweep`) instead of a timer per request: cheaper on the hot path.
 """
 
 from __future__ import annotations
@@ -14,36 +15,24 @@ import contextvars
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
+from typing import Any
 
-from reclusterd.asgi_cycle import (
-    ASGI_VERSION,
-    HIGH_WATER,
-    ASGIApp,
-    ClientDisconnected,
-    Cycle,
-    Message,
-)
+from reclusterd.asgi.cycle import HIGH_WATER, Cycle
+from reclusterd.asgi.state import ServerState
+from reclusterd.asgi.types import ASGI_VERSION, Message, Scope
+from reclusterd.asgi.websocket import WebSocketSession
 from reclusterd.http import (
     Data,
     EndOfMessage,
     Event,
-    Limits,
     ProtocolError,
     Request,
+    decode_path,
     error_response,
     make_parser,
 )
 
-if TYPE_CHECKING:
-    from reclusterd.logging import AccessLog
-    from reclusterd.proxy import ProxyResolver
-    from reclusterd.websocket import WebSocketSession
-    from reclusterd.workers.base import Worker
-
-__all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtocol", "Message",
-           "ServerState"]
+__all__ = ["HttpProtocol"]
 
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
@@ -52,68 +41,6 @@ LINGER = 1.0                  # seconds to drain a client's input after an error
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 _EMPTY_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
-
-
-class ServerState:
-    """What every connection of one worker shares: app, settings, counters, open connections."""
-
-    def __init__(self, app: ASGIApp, cfg: Any, worker: Worker, loop: asyncio.AbstractEventLoop,
-                 secure: bool, resolver: ProxyResolver | None, access: AccessLog | None,
-                 ws: bool) -> None:
-        self.app = app
-        self.worker = worker
-        self.loop = loop
-        self.http = str(cfg.http)
-        self.limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
-                             cfg.limit_request_field_size, cfg.limit_request_body)
-        self.keep_alive = float(cfg.keep_alive)
-        self.header_timeout = float(cfg.header_timeout)
-        self.max_connections = int(cfg.worker_connections)
-        self.scheme = "https" if secure else "http"
-        self.resolver = resolver
-        self.access = access if access is not None and access.enabled else None
-        self.hooks = worker.pre_request is not None or worker.post_request is not None
-        self.ws = ws
-        self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
-        self.connections: set[HttpProtocol] = set()
-        self.draining = False
-        self.now = loop.time()
-        self.trust_cache: dict[str | None, bool] = {}
-        self.empty: asyncio.Event | None = None     # set when draining and no connection left
-
-    def is_trusted(self, ip: str | None) -> bool:
-        """Is the peer one of --forwarded-allow-ips? Cached: parsing an IP costs ~4 us."""
-        cache = self.trust_cache
-        hit = cache.get(ip)
-        if hit is None:
-            assert self.resolver is not None
-            if len(cache) > 4096:
-                cache.clear()
-            hit = cache[ip] = self.resolver.trusted(ip)
-        return hit
-
-    def sweep(self) -> None:
-        """Periodic: close idle keep-alive connections, 408 heads past the header deadline."""
-        now = self.now = self.loop.time()
-        for conn in list(self.connections):
-            conn.check_timeouts(now)
-
-    def drain(self) -> None:
-        """Stop reusing connections. Busy ones close after their response (Connection: close);
-        idle keep-alive ones stay open: closing them would race with the client's next request
-        already on the wire. That request is answered with Connection: close; a connection
-        that stays silent is closed by the keep-alive timeout (the sweep goes on)."""
-        self.draining = True
-        for conn in list(self.connections):
-            conn.shutdown()
-        self.empty = asyncio.Event()
-        if not self.connections:
-            self.empty.set()
-
-    def forget(self, conn: HttpProtocol) -> None:
-        self.connections.discard(conn)
-        if self.empty is not None and not self.connections:
-            self.empty.set()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -272,7 +199,6 @@ class HttpProtocol(asyncio.Protocol):
         s = self.s
         if req.upgrade is not None and s.ws and req.upgrade.lower() == b"websocket" \
                 and req.method == b"GET":
-            from reclusterd.websocket import WebSocketSession
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
@@ -285,7 +211,7 @@ class HttpProtocol(asyncio.Protocol):
             "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
             "server": self.server, "client": self.peer, "scheme": s.scheme, "root_path": "",
             "method": method,
-            "path": (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
+            "path": decode_path(raw).decode("utf-8", "replace"),
             "raw_path": raw, "query_string": req.query, "headers": headers,
         }
         if self.trusted:
@@ -304,13 +230,14 @@ class HttpProtocol(asyncio.Protocol):
         anyio/sniffio (FastAPI sync routes) need asyncio.current_task(), and 3.11 has no
         eager tasks (3.12's eager_task_factory would be the way)."""
         s = self.s
-        cycle.token = s.worker.request_started()
+        meter = s.meter
+        cycle.token = meter.started()
         cycle.t0 = time.monotonic()
-        if s.hooks:
-            s.worker.call_pre_request(cycle.scope)
+        if meter.pre_request is not None:
+            meter.before(cycle.scope)
         cycle.task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
 
-    def forwarded(self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
         assert self.s.resolver is not None
         ip, scheme = self.s.resolver.resolve(self.peer_ip, headers)
@@ -330,8 +257,12 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(error_response(err.status, err.reason))
             self.linger()
 
-    def cycle_done(self, cycle: Cycle, keep: bool) -> None:
-        """The response is complete: close, or go on with the next pipelined request."""
+    def cycle_done(self, keep: bool) -> None:
+        """The current request's response is complete: close, or go on with the next
+        pipelined request."""
+        cycle = self.cycle
+        if cycle is None:
+            return
         if not keep or self.eof:
             # keep is False while draining (the response said Connection: close). A response
             # whose head went out before the drain said keep-alive: the connection stays,
@@ -444,6 +375,13 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.transport.abort()      # a full write buffer cannot be flushed anyway
                 self.closed = True
+
+    def cut(self) -> None:
+        """Graceful timeout over: cancel the app's task and close."""
+        cycle = self.cycle
+        if cycle is not None and cycle.task is not None:
+            cycle.task.cancel()
+        self.close()
 
     def shutdown(self) -> None:
         """Draining: WebSockets get their close frame; HTTP connections are left to

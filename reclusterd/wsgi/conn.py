@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from reclusterd.http import Parser
+
 RECV_SIZE = 65536
 LINGER_BYTES = 256 * 1024
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
@@ -40,12 +42,12 @@ class Conn:
                  "busy", "closed", "deadline", "head_start", "partial", "tls", "served",
                  "polled", "on_progress")
 
-    def __init__(self, sock: socket.socket, parser: Any, base_environ: Environ,
+    def __init__(self, sock: socket.socket, parser: Parser, base_environ: Environ,
                  remote_addr: str, timeout: float) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.parser = parser
-        self.events: deque[Any] = deque()
+        self.events: deque[Any] = deque()     # parser events not handled yet
         self.base_environ = base_environ
         self.remote_addr = remote_addr
         self.timeout = timeout          # idle limit for each body read / response write

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reclusterd.http import InvalidResponse, Request, Response
-from reclusterd.wsgi_conn import Conn
-from reclusterd.wsgi_input import DRAIN_LIMIT, Input, NoBody
+from reclusterd.meter import Meter
+from reclusterd.wsgi.conn import Conn
+from reclusterd.wsgi.input import DRAIN_LIMIT, Input, NoBody
 
-if TYPE_CHECKING:
-    from reclusterd.wsgi import WSGIHandler
+
+class Reuse(Protocol):
+    """May a response keep its connection? Read when the head is built (a drain that
+    starts while the app runs still makes the response say close)."""
+
+    @property
+    def keep_alive(self) -> bool: ...
+
+    @property
+    def draining(self) -> bool: ...
+
 
 log = logging.getLogger("reclusterd.error")
 
@@ -73,11 +82,12 @@ _STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
 class Exchange:
     """One request/response: start_response(), write() and what was sent."""
 
-    __slots__ = ("h", "conn", "req", "status", "code", "headers", "resp", "sent", "token",
-                 "input", "length")
+    __slots__ = ("reuse", "meter", "conn", "req", "status", "code", "headers", "resp", "sent",
+                 "token", "input", "length")
 
-    def __init__(self, handler: WSGIHandler, conn: Conn, req: Request) -> None:
-        self.h = handler
+    def __init__(self, reuse: Reuse, meter: Meter, conn: Conn, req: Request) -> None:
+        self.reuse = reuse
+        self.meter = meter
         self.conn = conn
         self.req = req
         self.status: str | None = None
@@ -124,7 +134,8 @@ class Exchange:
             raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
         # The parser stops after an Upgrade request (WSGI cannot switch protocols), so the
         # connection ends here and the response must say so.
-        keep = (self.h.keep_alive and not self.h.worker.draining and self.req.upgrade is None
+        reuse = self.reuse
+        keep = (reuse.keep_alive and not reuse.draining and self.req.upgrade is None
                 and self._may_keep())
         resp = Response(self.req, key[0], hb, key[1], keep)
         self.code = key[0]
@@ -175,12 +186,6 @@ class Exchange:
         return resp.keep_alive
 
     def progress(self) -> None:
-        """Client I/O happened: the request is not stuck; heartbeats may go out (from the
-        serving thread, which is what the sync worker needs during a long upload)."""
-        worker = self.h.worker
-        now = time.monotonic()
-        if self.token in worker.in_flight:
-            worker.in_flight[self.token] = now
-        if worker.heartbeat_due(now):
-            worker.maybe_heartbeat(now)
+        """Client I/O happened: the request is not stuck (see Meter.progress)."""
+        self.meter.progress(self.token)
 
