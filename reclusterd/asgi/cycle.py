@@ -14,6 +14,7 @@ from typing import Any
 
 from reclusterd.asgi.types import ClientDisconnected, Connection, Message
 from reclusterd.http import CONTINUE_100, InvalidResponse, Request, Response, error_response
+from reclusterd.http.connection import DRAIN_LIMIT, body_allows_reuse
 from reclusterd.logging import AccessInfo, AccessLog
 
 __all__ = ["Cycle", "HIGH_WATER"]
@@ -60,8 +61,11 @@ class Cycle:
                 w.set_result(None)
 
     def on_data(self, data: bytes) -> None:
-        if self.complete:
-            return               # response sent already: discard the rest of the body
+        if self.complete:        # response sent already: discard the rest of the body
+            self.received += len(data)
+            if self.received > DRAIN_LIMIT + (self.request.content_length or 0):
+                self.conn.linger()   # a chunked rest too long to skip: close instead
+            return
         self.body.append(data)
         self.buffered += len(data)
         self.received += len(data)
@@ -175,8 +179,7 @@ class Cycle:
             transport.write(data)
         self.complete = True
         self.finished()
-        self.conn.cycle_done(r.keep_alive and r.complete and (
-            self.request_done or self.continue_sent or not self.request.expect_continue))
+        self.conn.cycle_done(r.keep_alive and r.complete)
         if self.waiter is not None:
             self.wake()
 
@@ -211,7 +214,11 @@ class Cycle:
             raise TypeError(f"http.response.start 'status' must be int, not {type(status)!r}")
         headers = message.get("headers", ())
         req = self.request
-        keep = req.upgrade is None and not self.conn.s.draining
+        conn = self.conn
+        # Decided when the head is built, so the head says what will happen (http.connection).
+        keep = (req.upgrade is None and conn.h1.reusable and not conn.s.draining
+                and body_allows_reuse(req, self.received, self.request_done, False,
+                                      req.expect_continue and not self.continue_sent))
         try:    # http.Response takes tuple or list pairs (list pairs are just not cached)
             if type(headers) is not list:
                 headers = list(headers)

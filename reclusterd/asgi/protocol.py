@@ -31,12 +31,12 @@ from reclusterd.http import (
     error_response,
     make_parser,
 )
+from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
 
 __all__ = ["HttpProtocol"]
 
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
-DRAIN_LIMIT = 64 * 1024       # unread request body we still read to keep the connection
 LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
@@ -46,8 +46,8 @@ _EMPTY_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": Fal
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parser, the current request cycle, queued pipelined events."""
 
-    __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "server", "peer_ip", "peer",
-                 "trusted", "idle_since", "head_start", "read_paused", "write_paused",
+    __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
+                 "trusted", "read_paused", "write_paused",
                  "drain_waiters", "closed", "eof", "ws", "ctx")
 
     def __init__(self, state: ServerState) -> None:
@@ -60,21 +60,23 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.ws: WebSocketSession | None = None
-        self.head_start = 0.0
         self.trusted = False
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         s = self.s
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        if len(s.connections) >= s.max_connections:
-            self.transport.write(error_response(503, "too many connections"))
+        busy = over_capacity(len(s.connections), s.max_connections)
+        if busy is not None:
+            self.transport.write(busy)
             self.linger()
             return
         s.connections.add(self)     # also while draining: answered with Connection: close
         if s.empty is not None:
             s.empty.clear()
-        self.parser = make_parser(s.http, s.limits)
+        self.h1 = H1Connection(s.rules, make_parser(s.http, s.limits), s.loop.time)
+        if s.draining:
+            self.h1.begin_drain(s.drain_grace)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
@@ -91,7 +93,6 @@ class HttpProtocol(asyncio.Protocol):
             "type": "http", "asgi": ASGI_VERSION, "http_version": "1.1", "server": server,
             "client": self.peer, "scheme": s.scheme, "root_path": "",
         }
-        self.idle_since = s.now
         # every request starts from this context, whichever request's task launches it
         self.ctx = contextvars.copy_context()
 
@@ -102,18 +103,15 @@ class HttpProtocol(asyncio.Protocol):
         if ws is not None:
             ws.feed(data)
             return
-        events = self.parser.feed(data)
+        events = self.h1.receive(data)
         if events:
-            self.head_start = 0.0
             self.handle(events)
-        elif self.cycle is None and not self.head_start:
-            self.head_start = self.s.now
 
     def eof_received(self) -> bool | None:
         if self.closed or self.ws is not None:
             return None
         self.eof = True
-        events = self.parser.feed(b"")
+        events = self.h1.receive(b"")
         if self.cycle is None and not self.queue:
             if events:
                 self.handle(events)
@@ -199,6 +197,7 @@ class HttpProtocol(asyncio.Protocol):
         s = self.s
         if req.upgrade is not None and s.ws and req.upgrade.lower() == b"websocket" \
                 and req.method == b"GET":
+            self.h1.start_request()
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
@@ -221,6 +220,7 @@ class HttpProtocol(asyncio.Protocol):
                     break
         if s.state is not None:
             scope["state"] = s.state.copy()
+        self.h1.start_request()
         self.cycle = Cycle(self, req, scope)
 
     def launch(self, cycle: Cycle) -> None:
@@ -263,6 +263,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is None:
             return
+        keep = self.h1.response_done(keep)
         if not keep or self.eof:
             # keep is False while draining (the response said Connection: close). A response
             # whose head went out before the drain said keep-alive: the connection stays,
@@ -273,19 +274,15 @@ class HttpProtocol(asyncio.Protocol):
                 self.linger()
             return
         if not cycle.request_done:
-            # The app answered without reading the whole body. Read and drop a small rest
-            # (on_end() then goes on with the next request); close on a large/unknown one.
-            cl = cycle.request.content_length
-            if cl is not None and cl - cycle.received <= DRAIN_LIMIT:
-                self.resume_reading()
-            else:
-                self.linger()
+            # The app answered without reading the whole body, and the head said keep-alive
+            # (http.connection.body_allows_reuse): read and drop the rest (Cycle.on_data stops
+            # at DRAIN_LIMIT); on_end() then goes on with the next request.
+            self.resume_reading()
             return
         self.next_request()
 
     def next_request(self) -> None:
         self.cycle = None
-        self.idle_since = self.s.now
         queue = self.queue
         while queue and not self.closed:
             cycle = self.cycle
@@ -333,15 +330,19 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- timeouts / drain (called by ServerState) ------------------------------------
     def check_timeouts(self, now: float) -> None:
+        """The periodic sweep: act on the deadline http.connection gives, if it passed."""
         if self.closed or self.ws is not None or self.queue:
             return
         if self.cycle is not None:
             self.check_progress(self.cycle, now)
-        elif self.head_start:
-            if now - self.head_start > self.s.header_timeout:
-                self.transport.write(error_response(408, "request head not received in time"))
-                self.linger()
-        elif now - self.idle_since > self.s.keep_alive:
+            return
+        when, what = self.h1.next_deadline()
+        if now < when:
+            return
+        if what == TIMEOUT:
+            self.transport.write(error_response(408, "request head not received in time"))
+            self.linger()
+        elif what == CLOSE:
             self.close()
 
     def check_progress(self, cycle: Cycle, now: float) -> None:
@@ -360,10 +361,10 @@ class HttpProtocol(asyncio.Protocol):
         if mark != cycle.progress:
             cycle.progress = mark
             cycle.progress_at = now
-        elif now - cycle.progress_at > self.s.header_timeout:
+        elif now - cycle.progress_at > self.s.rules.io_timeout:
             cycle.progress = -1
             log.info("closing %s: no progress for %.0fs %s (%s %s)", self.peer_ip or "client",
-                     self.s.header_timeout, "reading the request body" if mark >= 0 else
+                     self.s.rules.io_timeout, "reading the request body" if mark >= 0 else
                      "writing the response", cycle.scope["method"], cycle.scope["path"])
             if not cycle.started:
                 self.transport.write(error_response(408, "request body timed out"))
@@ -384,7 +385,8 @@ class HttpProtocol(asyncio.Protocol):
         self.close()
 
     def shutdown(self) -> None:
-        """Draining: WebSockets get their close frame; HTTP connections are left to
-        cycle_done / the keep-alive sweep (see ServerState.drain)."""
+        """Draining: WebSockets get their close frame; HTTP connections have their waits
+        shortened (http.connection) and are left to cycle_done / the sweep."""
+        self.h1.begin_drain(self.s.drain_grace)
         if self.ws is not None:
             self.ws.shutdown()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reclusterd.asgi.types import ASGIApp
 from reclusterd.http import Limits
+from reclusterd.http.connection import ConnectionRules
 from reclusterd.http.forwarded import ProxyResolver
 from reclusterd.logging import AccessLog
 from reclusterd.meter import Meter
@@ -36,8 +37,8 @@ class ServerState:
         self.http = str(cfg.http)
         self.limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
                              cfg.limit_request_field_size, cfg.limit_request_body)
-        self.keep_alive = float(cfg.keep_alive)
-        self.header_timeout = float(cfg.header_timeout)
+        self.rules = ConnectionRules(float(cfg.keep_alive), float(cfg.header_timeout))
+        self.drain_grace = self.rules.drain_grace(float(cfg.graceful_timeout))
         self.max_connections = int(cfg.worker_connections)
         self.scheme = "https" if secure else "http"
         self.resolver = resolver
@@ -69,9 +70,10 @@ class ServerState:
 
     def drain(self) -> None:
         """Stop reusing connections. Busy ones close after their response (Connection: close);
-        idle keep-alive ones stay open: closing them would race with the client's next request
-        already on the wire. That request is answered with Connection: close; a connection
-        that stays silent is closed by the keep-alive timeout (the sweep goes on)."""
+        idle keep-alive ones stay open a little: closing them would race with the client's
+        next request already on the wire. That request is answered with Connection: close;
+        a connection that stays silent is closed by the sweep (http.connection's drain
+        deadlines)."""
         self.draining = True
         for conn in list(self.connections):
             conn.shutdown()

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from reclusterd.http import Parser
+from reclusterd.http.connection import H1Connection
 from reclusterd.logging import AccessLog
 from reclusterd.meter import Meter
 
@@ -52,7 +52,7 @@ class Connection(Protocol):
     @property
     def transport(self) -> asyncio.Transport: ...
     @property
-    def parser(self) -> Parser: ...
+    def h1(self) -> H1Connection: ...
     @property
     def base(self) -> Scope: ...
     @property

@@ -70,7 +70,7 @@ class WebSocketSession:
             conn.transport.write(error_response(400, "bad WebSocket handshake"))
             conn.close()
             return
-        self.pending += conn.parser.unprocessed()
+        self.pending += conn.h1.parser.unprocessed()
         raw = req.path
         scope = conn.base.copy()
         scope.update({

@@ -103,6 +103,10 @@ class Framer:
         """Bytes received after an upgrade request (the new protocol's first bytes)."""
         return self._rest
 
+    def head_pending(self) -> bool:
+        """Part of a request head is here, its end is not (the header deadline runs)."""
+        return self._state == IDLE and bool(self._pend)
+
     def feed(self, data: bytes) -> list[Event]:
         """Parse `data` from the peer (b"" = EOF); return the events it completes."""
         events: list[Event] = []

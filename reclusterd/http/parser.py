@@ -22,11 +22,14 @@ __all__ = ["Parser", "make_parser", "HttptoolsParser", "H11Parser"]
 
 
 class Parser(Protocol):
-    """What workers use: feed bytes, get events; unprocessed() after an upgrade."""
+    """What workers use: feed bytes, get events; unprocessed() after an upgrade;
+    head_pending() for the header deadline (http.connection)."""
 
     def feed(self, data: bytes) -> list[Event]: ...
 
     def unprocessed(self) -> bytes: ...
+
+    def head_pending(self) -> bool: ...
 
 
 def make_parser(kind: str = "httptools", limits: Limits | None = None) -> Parser:

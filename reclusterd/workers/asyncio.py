@@ -154,7 +154,7 @@ class AsyncioWorker(Worker):
 
     def _start_ticker(self, loop: asyncio.AbstractEventLoop, state: ServerState) -> None:
         """Heartbeat + sweep every `interval` s from the loop itself (until _stop_ticker)."""
-        interval = max(0.05, min(self.hb_interval, 0.5, state.keep_alive / 2 or 0.5))
+        interval = max(0.05, min(self.hb_interval, 0.5, state.rules.keep_alive / 2 or 0.5))
         hb_every = self.hb_interval
         channel = self.channel
         next_hb = 0.0

@@ -5,7 +5,8 @@
 app and writes the response (Exchange, in wsgi.response; wsgi.input in
 wsgi.input). Worker classes decide when to read, which thread runs `serve`, and
 what to do with the connection after. The handler knows the worker only through
-its `Meter` (accounting, hooks) and the `draining` flag the worker sets.
+its `Meter` (accounting, hooks); the rules of each connection (keep-alive, deadlines,
+draining) are `http.connection`'s.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import InvalidResponse, Limits, Request, error_response, make_parser
+from reclusterd.http.connection import ConnectionRules, H1Connection
 from reclusterd.http.forwarded import from_config
 from reclusterd.logging import AccessInfo, AccessLog
 from reclusterd.meter import Meter
@@ -36,17 +38,18 @@ WSGIApp = Callable[..., Any]
 class WSGIHandler:
     """Runs a WSGI app for requests parsed on `Conn`s; one per worker, shared by threads.
 
-    `secure` says the listeners speak TLS (wsgi.url_scheme https); `keep_alive`
-    False makes every response close its connection (the sync worker);
-    `draining` is set by the worker on TERM (responses from then on say close).
+    `secure` says the listeners speak TLS (wsgi.url_scheme https); `persistent`
+    False makes every response close its connection (the sync worker).
     """
 
     def __init__(self, cfg: Config, app: WSGIApp, meter: Meter, multithread: bool,
-                 secure: bool) -> None:
+                 secure: bool, persistent: bool = True) -> None:
         self.app = app
         self.meter = meter
         self.secure = secure
-        self.io_timeout = float(cfg.header_timeout or 20.0)
+        self.rules = ConnectionRules(float(cfg.keep_alive), float(cfg.header_timeout),
+                                     persistent)
+        self.drain_grace = self.rules.drain_grace(float(cfg.graceful_timeout))
         limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
                         cfg.limit_request_field_size, cfg.limit_request_body)
         kind = cfg.http
@@ -55,8 +58,7 @@ class WSGIHandler:
         proxy = (from_config(cfg.forwarded_allow_ips, secure=secure)
                  if cfg.forwarded_allow_ips else None)
         self.environs = EnvironBuilder(multithread, cfg.workers > 1, proxy)
-        self.keep_alive = float(cfg.keep_alive) > 0   # sync sets False: always close
-        self.draining = False
+        self.draining = False       # set by the worker on TERM: new connections drain too
 
     def listener_environ(self, lsock: socket.socket) -> Environ:
         """The environ keys fixed for every request on one listener."""
@@ -76,7 +78,10 @@ class WSGIHandler:
             remote, rport = "", ""
         env["REMOTE_ADDR"] = remote
         env["REMOTE_PORT"] = rport
-        return Conn(sock, self.new_parser(), env, remote, self.io_timeout)
+        h1 = H1Connection(self.rules, self.new_parser(), time.monotonic)
+        if self.draining:
+            h1.begin_drain(self.drain_grace)
+        return Conn(sock, h1, env, remote)
 
     def environ(self, conn: Conn, req: Request) -> Environ:
         """PEP 3333 environ for one request."""
@@ -85,7 +90,7 @@ class WSGIHandler:
     def serve(self, conn: Conn, req: Request) -> bool:
         """Run the app for `req` and write its response; True if `conn` may be reused."""
         meter = self.meter
-        ex = Exchange(self, meter, conn, req)
+        ex = Exchange(meter, conn, req)
         env = self.environ(conn, req)
         if req.content_length or req.chunked:
             inp: Input | NoBody = Input(conn, req, ex)

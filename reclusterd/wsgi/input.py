@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from reclusterd.http import CONTINUE_100, Data, EndOfMessage, ProtocolError, Request
+from reclusterd.http.connection import DRAIN_LIMIT
 from reclusterd.wsgi.conn import ClientGone, Conn
-
-DRAIN_LIMIT = 64 * 1024     # unread body (bytes) still read and dropped to keep a connection
 
 
 class Responder(Protocol):

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from reclusterd.http import InvalidResponse, Request, Response
+from reclusterd.http.connection import body_allows_reuse
 from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import Conn
-from reclusterd.wsgi.input import DRAIN_LIMIT, Input, NoBody
-
-
-class Reuse(Protocol):
-    """May a response keep its connection? Read when the head is built (a drain that
-    starts while the app runs still makes the response say close)."""
-
-    @property
-    def keep_alive(self) -> bool: ...
-
-    @property
-    def draining(self) -> bool: ...
-
+from reclusterd.wsgi.input import Input, NoBody
 
 log = logging.getLogger("reclusterd.error")
 
@@ -82,11 +71,10 @@ _STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
 class Exchange:
     """One request/response: start_response(), write() and what was sent."""
 
-    __slots__ = ("reuse", "meter", "conn", "req", "status", "code", "headers", "resp", "sent",
+    __slots__ = ("meter", "conn", "req", "status", "code", "headers", "resp", "sent",
                  "token", "input", "length")
 
-    def __init__(self, reuse: Reuse, meter: Meter, conn: Conn, req: Request) -> None:
-        self.reuse = reuse
+    def __init__(self, meter: Meter, conn: Conn, req: Request) -> None:
         self.meter = meter
         self.conn = conn
         self.req = req
@@ -133,23 +121,16 @@ class Exchange:
         except (UnicodeError, AttributeError, TypeError, ValueError) as e:
             raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
         # The parser stops after an Upgrade request (WSGI cannot switch protocols), so the
-        # connection ends here and the response must say so.
-        reuse = self.reuse
-        keep = (reuse.keep_alive and not reuse.draining and self.req.upgrade is None
-                and self._may_keep())
+        # connection ends here and the response must say so. Read now, not when the request
+        # came: a drain that starts while the app runs still makes the response say close.
+        inp = self.input
+        keep = (self.conn.h1.reusable and self.req.upgrade is None
+                and body_allows_reuse(self.req, inp.nread, inp.done, inp.error is not None,
+                                      inp.expect_pending))
         resp = Response(self.req, key[0], hb, key[1], keep)
         self.code = key[0]
         self.resp = resp
         return resp
-
-    def _may_keep(self) -> bool:
-        inp = self.input
-        if inp.done:
-            return inp.error is None
-        if inp.expect_pending:
-            return False
-        cl = self.req.content_length
-        return cl is None or cl - inp.nread <= DRAIN_LIMIT
 
     def write(self, data: bytes) -> None:
         """The write() callable (and each chunk of the app's iterable): sent at once."""
