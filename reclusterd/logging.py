@@ -231,11 +231,11 @@ def format_line(fmt: str, info: AccessInfo, now: float | None = None) -> str:
 
 
 class AccessLog:
-    """Access log of one process; `enabled` is False without --access-logfile."""
+    """Access log of one process: `path` is --access-logfile ('-' = stdout; None/"" = off,
+    then `enabled` is False), `fmt` --access-logformat (None = the default)."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.path: str | None = getattr(cfg, "access_logfile", None) or None
-        fmt = getattr(cfg, "access_logformat", None)
+    def __init__(self, path: str | None, fmt: str | None = None) -> None:
+        self.path: str | None = path or None
         self.format: str = fmt or DEFAULT_ACCESS_FORMAT
         self.enabled = self.path is not None
         self._fd = -1

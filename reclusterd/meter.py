@@ -82,7 +82,6 @@ class Meter:
         self.max_rss_kb = max_rss_kb
         self.pre_request = pre_request
         self.post_request = post_request
-        self.hooks = pre_request is not None or post_request is not None
         self.owner = owner
         self.requests = 0
         self.status_counts = [0] * 6
@@ -96,10 +95,11 @@ class Meter:
         self._next_mem_check = 0.0
 
     # -- hot path ---------------------------------------------------------------
-    def started(self) -> int:
-        """Mark a request in flight; the token goes to progress() and finished()."""
+    def started(self, now: float | None = None) -> int:
+        """Mark a request in flight (at `now`, monotonic s: the caller's request start);
+        the token goes to progress() and finished()."""
         token = next(self._tokens)
-        self.in_flight[token] = time.monotonic()
+        self.in_flight[token] = time.monotonic() if now is None else now
         return token
 
     def progress(self, token: int) -> None:

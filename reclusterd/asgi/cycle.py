@@ -217,8 +217,9 @@ class Cycle:
         conn = self.conn
         # Decided when the head is built, so the head says what will happen (http.connection).
         keep = (req.upgrade is None and conn.h1.reusable and not conn.s.draining
-                and body_allows_reuse(req, self.received, self.request_done, False,
-                                      req.expect_continue and not self.continue_sent))
+                and (self.request_done      # the usual case, without a call
+                     or body_allows_reuse(req, self.received, False, False,
+                                          req.expect_continue and not self.continue_sent)))
         try:    # http.Response takes tuple or list pairs (list pairs are just not cached)
             if type(headers) is not list:
                 headers = list(headers)

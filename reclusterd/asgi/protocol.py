@@ -19,7 +19,7 @@ from typing import Any
 
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
 from reclusterd.asgi.state import ServerState
-from reclusterd.asgi.types import ASGI_VERSION, Message, Scope
+from reclusterd.asgi.types import ASGI_VERSION, Scope
 from reclusterd.asgi.websocket import WebSocketSession
 from reclusterd.http import (
     Data,
@@ -40,7 +40,6 @@ MAX_QUEUED = 256              # queued pipelined events before pause_reading
 LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
-_EMPTY_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -74,7 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         s.connections.add(self)     # also while draining: answered with Connection: close
         if s.empty is not None:
             s.empty.clear()
-        self.h1 = H1Connection(s.rules, make_parser(s.http, s.limits), s.loop.time)
+        self.h1 = H1Connection(s.rules, make_parser(s.http, s.limits), time.monotonic)
         if s.draining:
             self.h1.begin_drain(s.drain_grace)
         peer = transport.get_extra_info("peername")
@@ -210,7 +209,7 @@ class HttpProtocol(asyncio.Protocol):
             "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
             "server": self.server, "client": self.peer, "scheme": s.scheme, "root_path": "",
             "method": method,
-            "path": decode_path(raw).decode("utf-8", "replace"),
+            "path": (decode_path(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
             "raw_path": raw, "query_string": req.query, "headers": headers,
         }
         if self.trusted:
@@ -231,8 +230,8 @@ class HttpProtocol(asyncio.Protocol):
         eager tasks (3.12's eager_task_factory would be the way)."""
         s = self.s
         meter = s.meter
-        cycle.token = meter.started()
-        cycle.t0 = time.monotonic()
+        cycle.t0 = t0 = time.monotonic()
+        cycle.token = meter.started(t0)
         if meter.pre_request is not None:
             meter.before(cycle.scope)
         cycle.task = s.loop.create_task(cycle.run(), context=self.ctx.copy())

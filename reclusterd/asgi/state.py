@@ -4,6 +4,7 @@ the set of open connections (swept for deadlines, drained on TERM)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reclusterd.asgi.types import ASGIApp
@@ -47,7 +48,9 @@ class ServerState:
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
         self.connections: set[Tracked] = set()
         self.draining = False
-        self.now = loop.time()
+        # Connection deadlines use time.monotonic (a C call; uvloop's loop.time() is a
+        # cached millisecond clock): the sweep compares them with the same clock.
+        self.now = time.monotonic()
         self.trust_cache: dict[str | None, bool] = {}
         self.empty: asyncio.Event | None = None     # set when draining and no connection left
 
@@ -64,7 +67,7 @@ class ServerState:
 
     def sweep(self) -> None:
         """Periodic: close idle keep-alive connections, 408 heads past the header deadline."""
-        now = self.now = self.loop.time()
+        now = self.now = time.monotonic()
         for conn in list(self.connections):
             conn.check_timeouts(now)
 

@@ -88,8 +88,8 @@ class WebSocketSession:
             scope["state"] = conn.s.state.copy()
         self.scope = scope
         self.inbox.append({"type": "websocket.connect"})
-        self.token = conn.s.meter.started()
-        self.t0 = time.monotonic()
+        self.t0 = t0 = time.monotonic()
+        self.token = conn.s.meter.started(t0)
         self.task = conn.s.loop.create_task(self.run())
 
     def _list(self, name: bytes) -> list[str]:

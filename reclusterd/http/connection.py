@@ -20,7 +20,7 @@ Times are monotonic seconds from the clock the driver gives (tests give a fake o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .events import Event, Request
 from .parser import Parser
@@ -46,16 +46,16 @@ class ConnectionRules:
     keep_alive: s a connection may idle between requests (0 = one request each);
     header_timeout: s for a whole request head from its first byte (0 = off);
     persistent: False for a worker that serves one request per connection (sync).
+    reuse (derived): may connections be kept open after a response at all?
     """
 
     keep_alive: float
     header_timeout: float
     persistent: bool = True
+    reuse: bool = field(init=False)
 
-    @property
-    def reuse(self) -> bool:
-        """May connections be kept open after a response at all?"""
-        return self.persistent and self.keep_alive > 0
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reuse", self.persistent and self.keep_alive > 0)
 
     def drain_grace(self, graceful_timeout: float) -> float:
         """s a connection whose head is under way may still take once draining starts."""
@@ -96,7 +96,7 @@ class H1Connection:
     """
 
     __slots__ = ("rules", "parser", "clock", "opened", "head_start", "idle_since", "served",
-                 "in_request", "draining", "drain_until", "partial")
+                 "in_request", "draining", "drain_until", "partial", "reusable")
 
     def __init__(self, rules: ConnectionRules, parser: Parser,
                  clock: Callable[[], float]) -> None:
@@ -111,13 +111,16 @@ class H1Connection:
         self.draining = False
         self.drain_until = FOREVER   # while draining: no wait goes past this
         self.partial = False         # the parser holds part of a request head
+        # May the next response head say keep-alive (settings, TERM)? A plain attribute:
+        # it is read for every response.
+        self.reusable = rules.reuse
 
     # -- bytes in, events out -----------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
         """Feed bytes (b"" = the client's EOF) to the parser; the events they complete."""
         parser = self.parser
         events = parser.feed(data)
-        if parser.head_pending():
+        if parser.partial_head:
             self.partial = True
             if not self.in_request and not self.head_start:
                 self.head_start = self.clock()
@@ -132,11 +135,6 @@ class H1Connection:
         self.head_start = 0.0
 
     # -- keep-alive ------------------------------------------------------------------
-    @property
-    def reusable(self) -> bool:
-        """May the next response head say keep-alive (settings, TERM)?"""
-        return self.rules.reuse and not self.draining
-
     def response_done(self, keep: bool) -> bool:
         """The response is complete; True if the connection stays open for another
         request (`keep`: the response said keep-alive and the body allows it)."""
@@ -172,4 +170,5 @@ class H1Connection:
         gets `grace` s more at most (ConnectionRules.drain_grace)."""
         if not self.draining:
             self.draining = True
+            self.reusable = False
             self.drain_until = self.clock() + max(grace, 0.0)

@@ -23,13 +23,14 @@ __all__ = ["Parser", "make_parser", "HttptoolsParser", "H11Parser"]
 
 class Parser(Protocol):
     """What workers use: feed bytes, get events; unprocessed() after an upgrade;
-    head_pending() for the header deadline (http.connection)."""
+    partial_head for the header deadline (http.connection)."""
 
     def feed(self, data: bytes) -> list[Event]: ...
 
     def unprocessed(self) -> bytes: ...
 
-    def head_pending(self) -> bool: ...
+    @property
+    def partial_head(self) -> bool: ...
 
 
 def make_parser(kind: str = "httptools", limits: Limits | None = None) -> Parser:

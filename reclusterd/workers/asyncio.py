@@ -26,7 +26,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from reclusterd.workers.base import BootError, Worker
+from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
 
 if TYPE_CHECKING:
     from reclusterd.asgi.state import ServerState
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioWorker", "loop_factory"]
 
 log = logging.getLogger("reclusterd.error")
-EXIT_BOOT_ERROR = 3
 LIFESPAN_RESERVE = 2.0        # seconds of the graceful timeout kept for lifespan shutdown
 
 
@@ -123,8 +122,8 @@ class AsyncioWorker(Worker):
         ctx = ssl_context(cfg)
         state = self.state = ServerState(
             self.app, cfg, self.meter, loop, ctx is not None,
-            from_config(cfg.forwarded_allow_ips, secure=ctx is not None), AccessLog(cfg),
-            self.ws)
+            from_config(cfg.forwarded_allow_ips, secure=ctx is not None),
+            AccessLog(cfg.access_logfile, cfg.access_logformat), self.ws)
         lifespan = Lifespan(self.app, cfg.lifespan, loop)
         try:
             await lifespan.startup()
@@ -154,7 +153,9 @@ class AsyncioWorker(Worker):
 
     def _start_ticker(self, loop: asyncio.AbstractEventLoop, state: ServerState) -> None:
         """Heartbeat + sweep every `interval` s from the loop itself (until _stop_ticker)."""
-        interval = max(0.05, min(self.hb_interval, 0.5, state.rules.keep_alive / 2 or 0.5))
+        rules = state.rules     # deadlines are acted on within half their length
+        interval = max(0.05, min(self.hb_interval, 0.5, rules.keep_alive / 2 or 0.5,
+                                 rules.header_timeout / 2 or 0.5))
         hb_every = self.hb_interval
         channel = self.channel
         next_hb = 0.0

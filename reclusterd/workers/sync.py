@@ -42,9 +42,13 @@ class SyncWorker(Worker):
         self.ssl = ssl_context(cfg)
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=False,
                                    secure=self.ssl is not None, persistent=False)
+        self.current: Conn | None = None      # the connection being served
 
     def on_drain(self) -> None:
+        """TERM: the connection being read gets the drain deadlines too (http.connection)."""
         self.handler.draining = True
+        if self.current is not None:
+            self.current.h1.begin_drain(self.handler.drain_grace)
 
     def run(self) -> None:
         self.install_signals()
@@ -83,12 +87,13 @@ class SyncWorker(Worker):
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
             return
-        conn = self.handler.new_conn(wrapped, addr, env)
+        conn = self.current = self.handler.new_conn(wrapped, addr, env)
         try:
             self._serve(conn)
         except Exception:  # noqa: BLE001 - the worker survives anything a client does
             log.exception("unexpected error on a connection")
         finally:
+            self.current = None
             conn.close(linger=True)
 
     def _serve(self, conn: Conn) -> None:
@@ -120,9 +125,10 @@ class SyncWorker(Worker):
 
     def _wait(self, conn: Conn, events: int) -> bool:
         """Wait for the socket until the connection's next deadline, sending heartbeats
-        meanwhile (this thread is the one the arbiter watches); False once it passed."""
-        when, what = conn.h1.next_deadline()
+        meanwhile (this thread is the one the arbiter watches); False once it passed.
+        The deadline is asked again each round: TERM (on_drain) may have shortened it."""
         while True:
+            when, what = conn.h1.next_deadline()
             remaining = when - time.monotonic()
             if remaining <= 0:
                 if what == TIMEOUT:

@@ -91,7 +91,8 @@ class EnvironBuilder:
     def environ(self, base: Environ, remote_addr: str, req: Request) -> Environ:
         """PEP 3333 environ for one request on a connection whose fixed keys are `base`."""
         env = base.copy()
-        env["PATH_INFO"] = decode_path(req.path).decode("latin-1")
+        path = req.path
+        env["PATH_INFO"] = (decode_path(path) if b"%" in path else path).decode("latin-1")
         env["QUERY_STRING"] = req.query.decode("latin-1")
         method = _METHODS.get(req.method)
         env["REQUEST_METHOD"] = req.method.decode("latin-1") if method is None else method

@@ -54,7 +54,7 @@ class WSGIHandler:
                         cfg.limit_request_field_size, cfg.limit_request_body)
         kind = cfg.http
         self.new_parser: Callable[[], Parser] = lambda: make_parser(kind, limits)
-        self.access = AccessLog(cfg)
+        self.access = AccessLog(cfg.access_logfile, cfg.access_logformat)
         proxy = (from_config(cfg.forwarded_allow_ips, secure=secure)
                  if cfg.forwarded_allow_ips else None)
         self.environs = EnvironBuilder(multithread, cfg.workers > 1, proxy)
@@ -99,9 +99,9 @@ class WSGIHandler:
         env["wsgi.input"] = ex.input = inp
         if meter.pre_request is not None:
             meter.before(env)
-        ex.token = token = meter.started()
-        conn.on_progress = ex.progress
         t0 = time.monotonic()
+        ex.token = token = meter.started(t0)
+        conn.on_progress = ex.progress
         keep = False
         result: Any = None
         try:

@@ -125,8 +125,9 @@ class Exchange:
         # came: a drain that starts while the app runs still makes the response say close.
         inp = self.input
         keep = (self.conn.h1.reusable and self.req.upgrade is None
-                and body_allows_reuse(self.req, inp.nread, inp.done, inp.error is not None,
-                                      inp.expect_pending))
+                and ((inp.done and inp.error is None)   # the usual case, without a call
+                     or body_allows_reuse(self.req, inp.nread, inp.done,
+                                          inp.error is not None, inp.expect_pending)))
         resp = Response(self.req, key[0], hb, key[1], keep)
         self.code = key[0]
         self.resp = resp

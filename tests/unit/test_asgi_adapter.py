@@ -66,7 +66,7 @@ def serve(app: Any, raw: bytes, *opts: str) -> tuple[Transport, Meter]:
     loop = asyncio.new_event_loop()
     try:
         meter = Meter()
-        state = ServerState(app, cfg, meter, loop, False, None, AccessLog(cfg), ws=False)
+        state = ServerState(app, cfg, meter, loop, False, None, AccessLog(None), ws=False)
         proto = HttpProtocol(state)
         t = Transport()
         proto.connection_made(t)

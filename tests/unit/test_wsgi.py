@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import Conn
 from reclusterd.wsgi.handler import WSGIHandler
 from reclusterd.wsgi.input import Input
+from tests.support import wait_for
 
 
 def make(app: Any, *opts: str) -> tuple[WSGIHandler, Meter]:
@@ -198,3 +200,17 @@ def test_conn_is_conn_type(pair: tuple[socket.socket, socket.socket]) -> None:
     handler, _ = make(lambda e, s: [])
     conn = handler.new_conn(pair[0], ("1.2.3.4", 5), {})
     assert isinstance(conn, Conn) and conn.recv_now() == -1
+
+
+def test_access_log_prints_response_header_and_environ_atoms(
+        pair: tuple[socket.socket, socket.socket], tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start("200 OK", [("Content-Length", "2"), ("X-Trace", "t1")])
+        return [b"ok"]
+
+    run(app, b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n", pair, "--access-logfile", str(log),
+        "--access-logformat", "%({x-trace}o)s %({PATH_INFO}e)s %({REMOTE_ADDR}e)s")
+    assert wait_for(lambda: log.read_text().strip() if log.exists() else None,
+                    timeout=5) == "t1 /p 10.0.0.1"
