@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -166,20 +166,29 @@ class AccessInfo:
     response_length: int
     request_time: float
     request_headers: Sequence[tuple[bytes, bytes]] = ()
-    response_headers: Sequence[tuple[bytes, bytes]] = ()
-    extra: dict[str, str] = field(default_factory=dict)
+    response_headers: Sequence[tuple[str | bytes, str | bytes]] = ()
+    extra: Mapping[str, object] = field(default_factory=dict)   # the environ / the scope
 
 
 def _s(v: str | bytes) -> str:
     return v.decode("latin-1") if isinstance(v, bytes) else v
 
 
-def _header(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
-    key = name.lower().encode("latin-1")
+def _header(headers: Sequence[tuple[str | bytes, str | bytes]], name: str) -> str | None:
+    """The first value of header `name` (any case); WSGI apps give str, ASGI apps bytes."""
+    key = name.lower()
     for k, v in headers:
-        if k.lower() == key:
-            return v.decode("latin-1")
+        if _s(k).lower() == key:
+            return _s(v)
     return None
+
+
+def _extra(extra: Mapping[str, object], name: str) -> str:
+    """%({name}e)s: an environ key (WSGI) or scope key (ASGI) as text; '-' if absent."""
+    v = extra.get(name)
+    if v is None:
+        return "-"
+    return _s(v) if isinstance(v, (str, bytes)) else str(v)
 
 
 def _basic_user(info: AccessInfo) -> str:
@@ -214,7 +223,7 @@ class _Atoms:
             if kind == "o":
                 return _header(i.response_headers, name) or "-"
             if kind == "e":
-                return i.extra.get(name, "-")
+                return _extra(i.extra, name)
             return "-"
         target = _s(i.target)
         if key == "h":
@@ -292,11 +301,13 @@ def format_line(fmt: str, info: AccessInfo, now: float | None = None) -> str:
 
 
 class AccessLog:
-    """Access log of one process; `enabled` is False without --access-logfile."""
+    """Access log of one process: `path` is --access-logfile ('-' = stdout; None/"" = off,
+    then `enabled` is False), `fmt` --access-logformat (None = the default); `to_logger`
+    (--log-config given) sends the lines through the `reclusterd.access` logger."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.path: str | None = getattr(cfg, "access_logfile", None) or None
-        fmt = getattr(cfg, "access_logformat", None)
+    def __init__(self, path: str | None, fmt: str | None = None,
+                 to_logger: bool = False) -> None:
+        self.path: str | None = path or None
         self.format: str = fmt or DEFAULT_ACCESS_FORMAT
         self.enabled = self.path is not None
         self._fd = -1
@@ -304,7 +315,7 @@ class AccessLog:
         # --log-config: lines go to the `reclusterd.access` logger (setup_logging gave
         # it --access-logfile as a handler; the user's file may route them elsewhere).
         self.logger: logging.Logger | None = None
-        if getattr(cfg, "log_config", None):
+        if to_logger:
             self.logger = logging.getLogger(ACCESS_LOGGER)
             self.enabled = True
         elif self.path == "-":

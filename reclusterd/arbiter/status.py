@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from reclusterd import sockets
-from reclusterd.metrics import BUCKETS, CLASSES, bucket_key
+from reclusterd.meter import BUCKETS, CLASSES, bucket_key
 
 if TYPE_CHECKING:
     from reclusterd.config import Config

@@ -66,7 +66,7 @@ class Framer:
     """Incremental framing state machine; subclasses parse heads and trailers."""
 
     __slots__ = ("limits", "_state", "_pend", "_req", "_remaining", "_body_len", "_rest",
-                 "_max_head", "_line_start", "_first", "_min_line", "_heads")
+                 "_max_head", "_line_start", "_first", "_min_line", "_heads", "partial_head")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -74,6 +74,9 @@ class Framer:
         self._pend = bytearray()   # unconsumed bytes of an incomplete head/line/section
         self._line_start = 0       # start of the incomplete line in _pend
         self._first = True         # that line is the request line
+        # Part of a request head is here, its end is not (the header deadline runs; read
+        # by http.connection after every feed, so an attribute, not a method).
+        self.partial_head = False
         self._req: Request | None = None
         self._remaining = 0
         self._body_len = 0
@@ -127,6 +130,7 @@ class Framer:
         self._state = DONE
         self._req = None
         self._pend.clear()
+        self.partial_head = False
 
     # -- the machine -----------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class Framer:
                 return
             buf = bytes(pend)
             pend.clear()
+            self.partial_head = False
         else:
             buf = data if data.__class__ is bytes else bytes(data)  # hashable for the memo
         pos = 0
@@ -192,7 +197,7 @@ class Framer:
         """Keep an incomplete head/line for the next feed; check what is there so far."""
         self._pend += buf[pos:]
         self._line_start = 0
-        self._first = self._state == IDLE
+        self._first = self.partial_head = self._state == IDLE
         self._check_partial(0)
 
     def _wait_more(self, data: bytes) -> bool:

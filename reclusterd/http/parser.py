@@ -22,11 +22,15 @@ __all__ = ["Parser", "make_parser", "HttptoolsParser", "H11Parser"]
 
 
 class Parser(Protocol):
-    """What workers use: feed bytes, get events; unprocessed() after an upgrade."""
+    """What workers use: feed bytes, get events; unprocessed() after an upgrade;
+    partial_head for the header deadline (http.connection)."""
 
     def feed(self, data: bytes) -> list[Event]: ...
 
     def unprocessed(self) -> bytes: ...
+
+    @property
+    def partial_head(self) -> bool: ...
 
 
 def make_parser(kind: str = "httptools", limits: Limits | None = None) -> Parser:

@@ -37,11 +37,11 @@ _date_server = b""  # _date_line + the server line: what nearly every response c
 
 
 def http_date() -> bytes:
-    """The `date: ...\\r\\n` line, recomputed at most once per second."""
+    """The `Date: ...\\r\\n` line, recomputed at most once per second."""
     global _date_second, _date_line, _date_server
     now = int(time.time())
     if now != _date_second:
-        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        _date_line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
         _date_server = _date_line + _SERVER_LINE
         _date_second = now
     return _date_line
@@ -69,10 +69,12 @@ def _status_line(status: int, reason: str | None) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason_b)
 
 
-_SERVER_LINE = b"server: " + SERVER + b"\r\n"
-_CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
-_CLOSE_LINE = b"connection: close\r\n"
-_KEEP_LINE = b"connection: keep-alive\r\n"
+# Header lines the server adds are spelled as browsers show them (Gunicorn, Uvicorn do
+# the same); header names are case-insensitive (RFC 9110 §5.1), so this is for people.
+_SERVER_LINE = b"Server: " + SERVER + b"\r\n"
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_LINE = b"Connection: close\r\n"
+_KEEP_LINE = b"Connection: keep-alive\r\n"
 
 _SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date",
                       b"server"))
@@ -187,10 +189,10 @@ class Response:
         elif status == 304 or request.method == b"HEAD":
             mode = _NONE  # no body, but the length a GET would have is allowed
             if length is not None:
-                parts.append(b"content-length: %d\r\n" % length)
+                parts.append(b"Content-Length: %d\r\n" % length)
         elif length is not None:
             mode = _LENGTH
-            parts.append(b"content-length: %d\r\n" % length)
+            parts.append(b"Content-Length: %d\r\n" % length)
         elif http10:
             mode = _CLOSE  # body delimited by closing the connection
             keep = False
@@ -252,6 +254,6 @@ def error_response(status: int, message: str = "") -> bytes:
         _status_line(status, None) if status in _STATUS_LINES
         else b"HTTP/1.1 %d Error\r\n" % status,
         b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(body),
+        b"Content-Length: %d\r\n" % len(body),
         _CLOSE_LINE, http_date(), _SERVER_LINE, b"\r\n", body,
     ))

@@ -8,12 +8,13 @@ for things a parser normalises away (bare LF, obs-fold, spaces) live in `check_h
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_to_bytes
 
 from .events import Headers, Limits, Request
 
 __all__ = ["Reject", "build_request", "check_field", "check_field_lines", "check_head_bytes",
-           "check_trailers", "chunk_size", "request_line", "split_fields", "KNOWN_METHODS",
-           "is_token"]
+           "check_trailers", "chunk_size", "decode_path", "request_line", "split_fields",
+           "KNOWN_METHODS", "is_token"]
 
 
 class Reject(Exception):
@@ -297,3 +298,9 @@ def chunk_size(line: bytes) -> int:
     if size > MAX_CHUNK_SIZE:
         raise Reject(400, "chunk size too large")
     return size
+
+
+def decode_path(raw: bytes) -> bytes:
+    """The percent-decoded path of a request target (RFC 3986 §2.1), as bytes: WSGI
+    decodes it as latin-1 (PEP 3333), ASGI as UTF-8 (the ASGI spec's `path`)."""
+    return unquote_to_bytes(raw) if b"%" in raw else raw

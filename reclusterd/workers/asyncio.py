@@ -26,10 +26,10 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from reclusterd.workers.base import BootError, Worker
+from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
 
 if TYPE_CHECKING:
-    from reclusterd.asgi import ServerState
+    from reclusterd.asgi.state import ServerState
     from reclusterd.config import Config
     from reclusterd.control import WorkerChannel
     from reclusterd.sockets import Listener
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioWorker", "loop_factory"]
 
 log = logging.getLogger("reclusterd.error")
-EXIT_BOOT_ERROR = 3
 LIFESPAN_RESERVE = 2.0        # seconds of the graceful timeout kept for lifespan shutdown
 
 
@@ -108,10 +107,11 @@ class AsyncioWorker(Worker):
 
     async def serve(self) -> int:
         """Lifespan startup, listen, report ready, serve until TERM, drain; the exit code."""
-        from reclusterd.asgi import HttpProtocol, ServerState
-        from reclusterd.lifespan import Lifespan, LifespanFailed
+        from reclusterd.asgi.lifespan import Lifespan, LifespanFailed
+        from reclusterd.asgi.protocol import HttpProtocol
+        from reclusterd.asgi.state import ServerState
+        from reclusterd.http.forwarded import from_config
         from reclusterd.logging import AccessLog
-        from reclusterd.proxy import from_config
         from reclusterd.sockets import ssl_context
 
         loop = asyncio.get_running_loop()
@@ -121,9 +121,10 @@ class AsyncioWorker(Worker):
             self.stop_event.set()
         ctx = ssl_context(cfg)
         state = self.state = ServerState(
-            self.app, cfg, self, loop, ctx is not None,
-            from_config(cfg.forwarded_allow_ips, secure=ctx is not None), AccessLog(cfg),
-            self.ws)
+            self.app, cfg, self.meter, loop, ctx is not None,
+            from_config(cfg.forwarded_allow_ips, secure=ctx is not None),
+            AccessLog(cfg.access_logfile, cfg.access_logformat,
+                      bool(cfg.log_config)), self.ws)
         lifespan = Lifespan(self.app, cfg.lifespan, loop)
         try:
             await lifespan.startup()
@@ -153,7 +154,9 @@ class AsyncioWorker(Worker):
 
     def _start_ticker(self, loop: asyncio.AbstractEventLoop, state: ServerState) -> None:
         """Heartbeat + sweep every `interval` s from the loop itself (until _stop_ticker)."""
-        interval = max(0.05, min(self.hb_interval, 0.5, state.keep_alive / 2 or 0.5))
+        rules = state.rules     # deadlines are acted on within half their length
+        interval = max(0.05, min(self.hb_interval, 0.5, rules.keep_alive / 2 or 0.5,
+                                 rules.header_timeout / 2 or 0.5))
         hb_every = self.hb_interval
         channel = self.channel
         next_hb = 0.0
@@ -164,7 +167,7 @@ class AsyncioWorker(Worker):
             now = state.now
             if now >= next_hb:
                 next_hb = now + hb_every
-                channel.heartbeat(self.stats())
+                channel.heartbeat(self.meter.stats())
             self._tick = loop.call_later(interval, tick)
 
         self._tick = loop.call_later(0, tick)
@@ -183,7 +186,4 @@ class AsyncioWorker(Worker):
         except asyncio.TimeoutError:
             log.warning("worker %d: %d connection(s) still open after the graceful timeout",
                         self.pid, len(state.connections))
-            for conn in list(state.connections):
-                if conn.cycle is not None and conn.cycle.task is not None:
-                    conn.cycle.task.cancel()
-                conn.close()
+            state.cut()

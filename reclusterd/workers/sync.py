@@ -3,7 +3,8 @@
 Meant to sit behind a buffering proxy (nginx): a slow client occupies the whole
 worker for as long as it takes (bounded by --header-timeout for the head and the
 same idle limit for body reads), so many slow clients can starve it. Every
-response carries `Connection: close`.
+response carries `Connection: close` (http.connection's rules with persistent=False;
+the deadlines are the same as on the other worker classes).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import ProtocolError, Request, error_response
+from reclusterd.http.connection import TIMEOUT
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -36,11 +38,17 @@ class SyncWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        self.handler = WSGIHandler(self, app, multithread=False)
-        self.handler.keep_alive = False
-        self.header_timeout = float(cfg.header_timeout or 0) or 1e9
         from reclusterd.sockets import ssl_context
         self.ssl = ssl_context(cfg)
+        self.handler = WSGIHandler(cfg, app, self.meter, multithread=False,
+                                   secure=self.ssl is not None, persistent=False)
+        self.current: Conn | None = None      # the connection being served
+
+    def on_drain(self) -> None:
+        """TERM: the connection being read gets the drain deadlines too (http.connection)."""
+        self.handler.draining = True
+        if self.current is not None:
+            self.current.h1.begin_drain(self.handler.drain_grace)
 
     def run(self) -> None:
         self.install_signals()
@@ -49,7 +57,7 @@ class SyncWorker(Worker):
         for lst in self.listeners:
             sock = lst.sock
             sock.setblocking(False)
-            env = self.handler.listener_environ(sock, self.ssl is not None)
+            env = self.handler.listener_environ(sock)
             lsocks[sock.fileno()] = (sock, env)
             poller.register(sock.fileno(), select.POLLIN)
         poller.register(self.wake_fd, select.POLLIN)
@@ -79,22 +87,23 @@ class SyncWorker(Worker):
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
             return
-        conn = self.handler.new_conn(wrapped, addr, env)
+        conn = self.current = self.handler.new_conn(wrapped, addr, env)
         try:
             self._serve(conn)
         except Exception:  # noqa: BLE001 - the worker survives anything a client does
             log.exception("unexpected error on a connection")
         finally:
+            self.current = None
             conn.close(linger=True)
 
     def _serve(self, conn: Conn) -> None:
-        deadline = time.monotonic() + self.header_timeout
-        if conn.tls and not self._handshake(conn, deadline):
-            return
+        """Read the head (within the connection's deadlines), serve that one request."""
+        h1 = conn.h1
         while True:
             while conn.events:
                 ev = conn.events.popleft()
                 if type(ev) is Request:
+                    h1.start_request()
                     try:
                         self.handler.serve(conn, ev)
                     except ClientGone:
@@ -103,32 +112,31 @@ class SyncWorker(Worker):
                 if type(ev) is ProtocolError:
                     self._send(conn, error_response(ev.status, ev.reason))
                     return
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise ClientGone("header deadline")
-                conn.read_more(remaining)
-            except ClientGone:
-                if time.monotonic() >= deadline and conn.partial:
-                    self._send(conn, error_response(408, "request head timed out"))
+            if conn.tls == 1:
+                want = conn.handshake()
+                if want < 0 or (want and not self._wait(conn, want)):
+                    return
+                continue
+            n = conn.recv_now()
+            if n == 0 and not conn.events:
+                return
+            if n < 0 and not self._wait(conn, select.POLLIN):
                 return
 
-    def _handshake(self, conn: Conn, deadline: float) -> bool:
-        sock = conn.sock
-        assert isinstance(sock, ssl.SSLSocket)
+    def _wait(self, conn: Conn, events: int) -> bool:
+        """Wait for the socket until the connection's next deadline, sending heartbeats
+        meanwhile (this thread is the one the arbiter watches); False once it passed.
+        The deadline is asked again each round: TERM (on_drain) may have shortened it."""
         while True:
-            try:
-                sock.do_handshake()
-                conn.tls = 2
+            when, what = conn.h1.next_deadline()
+            remaining = when - time.monotonic()
+            if remaining <= 0:
+                if what == TIMEOUT:
+                    self._send(conn, error_response(408, "request head timed out"))
+                return False
+            if wait_fd(conn.fd, events, min(remaining, self.hb_interval)):
                 return True
-            except ssl.SSLWantReadError:
-                events = select.POLLIN
-            except ssl.SSLWantWriteError:
-                events = select.POLLOUT
-            except (OSError, ValueError):
-                return False
-            if not wait_fd(conn.fd, events, deadline - time.monotonic()):
-                return False
+            self.maybe_heartbeat()
 
     @staticmethod
     def _send(conn: Conn, data: bytes) -> None:

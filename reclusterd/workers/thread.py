@@ -16,15 +16,16 @@ import errno
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request, error_response
+from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi import ClientGone, Conn, Environ, WSGIHandler, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -37,8 +38,7 @@ TICK = 0.25
 PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
 ACCEPT_BATCH = 16
-DRAIN_IDLE = 1.0
-_BUSY = error_response(503, "too many connections")
+_TIMED_OUT = error_response(408, "request head timed out")
 
 
 class ThreadWorker(Worker):
@@ -49,16 +49,15 @@ class ThreadWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        self.handler = WSGIHandler(self, app, multithread=cfg.threads > 1)
+        from reclusterd.sockets import ssl_context
+        self.ssl = ssl_context(cfg)
+        self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads > 1,
+                                   secure=self.ssl is not None)
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.lock = threading.Lock()
         self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
-        self.max_conns = max(1, cfg.worker_connections)
-        self.keep_alive = float(cfg.keep_alive)
-        self.header_timeout = float(cfg.header_timeout or 0) or 1e9
-        from reclusterd.sockets import ssl_context
-        self.ssl = ssl_context(cfg)
+        self.max_conns = cfg.worker_connections
         self.threads: list[threading.Thread] = []
         # Pollers wait in epoll and serve what they get; spares are parked (see _spare_duty).
         # Start "starved" so the first spare is promoted at once.
@@ -67,13 +66,16 @@ class ThreadWorker(Worker):
         self.starved_since = 1.0
         self.duty = threading.Lock()
 
+    def on_drain(self) -> None:
+        self.handler.draining = True
+
     # -- main thread: lifecycle, heartbeats, deadlines ----------------------
     def run(self) -> None:
         self.install_signals()
         for lst in self.listeners:
             sock = lst.sock
             sock.setblocking(False)
-            env = self.handler.listener_environ(sock, self.ssl is not None)
+            env = self.handler.listener_environ(sock)
             self.lsocks[sock.fileno()] = (sock, env)
             self.ep.register(sock.fileno(), _ARM)
         for i in range(max(1, self.cfg.threads)):
@@ -116,45 +118,39 @@ class ThreadWorker(Worker):
                 pass
         self.lsocks.clear()
         # Closing a keep-alive connection races with the client sending its next request
-        # on it (the request would be lost). So: a connection idle for DRAIN_IDLE closes
-        # now; a busier one (and one that has not had its first request yet) gets a short
-        # grace, and a request that arrives in it is answered with Connection: close.
-        now = time.monotonic()
-        grace = now + min(max(self.keep_alive, DRAIN_IDLE), self.cfg.graceful_timeout)
+        # on it (the request would be lost): http.connection shortens each wait instead
+        # (idle ones close after DRAIN_IDLE, a head under way gets a short grace), and a
+        # request that arrives meanwhile is answered with Connection: close.
+        grace = self.handler.drain_grace
         with self.lock:
-            for conn in list(self.conns.values()):
-                if conn.busy:
-                    continue
-                if not conn.served or conn.head_start:
-                    conn.deadline = min(conn.deadline, grace)
-                    continue
-                idle_until = conn.deadline - self.keep_alive + DRAIN_IDLE
-                if now >= idle_until and not wait_fd(conn.fd, select.POLLIN, 0):
-                    self._drop(conn)
-                else:
-                    conn.deadline = min(conn.deadline, idle_until)
+            for conn in self.conns.values():
+                conn.h1.begin_drain(grace)
 
     def _expire(self, now: float) -> None:
-        """Close idle keep-alive connections and answer 408 to overdue request heads."""
+        """Act on the connection deadlines that passed: close idle connections, answer 408
+        to overdue request heads (http.connection.H1Connection.next_deadline)."""
         with self.lock:
-            for conn in [c for c in self.conns.values() if not c.busy and c.deadline <= now]:
-                if not conn.head_start and conn.served and wait_fd(conn.fd, select.POLLIN, 0):
-                    continue    # its next request is here, queued for a poller: serve it
-                if conn.head_start:
+            due = []
+            for conn in self.conns.values():
+                if not conn.busy:
+                    when, what = conn.h1.next_deadline()
+                    if when <= now:
+                        due.append((conn, what))
+            for conn, what in due:
+                if what == TIMEOUT:
                     try:
-                        conn.sock.send(error_response(408, "request head timed out"))
+                        conn.sock.send(_TIMED_OUT)
                     except OSError:
                         pass
+                elif conn.h1.served and wait_fd(conn.fd, select.POLLIN, 0):
+                    continue    # its next request is here, queued for a poller: serve it
                 self._drop(conn)
 
     def _drop(self, conn: Conn) -> None:
         """Under self.lock: forget and close an idle connection."""
         self.conns.pop(conn.fd, None)
         conn.busy = True
-        if conn.head_start:
-            conn.close(linger=True)
-        else:
-            conn.close()
+        conn.close(linger=bool(conn.h1.head_start))
 
     # -- pool threads ---------------------------------------------------------
     def _pool_thread(self) -> None:
@@ -262,10 +258,11 @@ class ThreadWorker(Worker):
         return first
 
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
-        if len(self.conns) >= self.max_conns:
+        busy = over_capacity(len(self.conns), self.max_conns)
+        if busy is not None:
             try:
                 sock.setblocking(False)
-                sock.send(_BUSY)
+                sock.send(busy)
             except OSError:
                 pass
             sock.close()
@@ -275,15 +272,20 @@ class ThreadWorker(Worker):
             return None
         conn = self.handler.new_conn(wrapped, addr, env)
         conn.busy = True
-        conn.deadline = time.monotonic() + self.header_timeout
         with self.lock:
             self.conns[conn.fd] = conn
         return conn             # registered in epoll only if it has to wait (_rearm)
 
     def _drive(self, conn: Conn) -> None:
         """Owner thread: read, answer every complete request, then re-arm or close."""
-        if conn.tls and not self._handshake(conn):
-            return
+        if conn.tls == 1:
+            want = conn.handshake()
+            if want:
+                if want < 0:
+                    self._close(conn)
+                else:
+                    self._rearm(conn)
+                return
         events = conn.events
         handler = self.handler
         slice_end = time.monotonic() + FAIR_SLICE
@@ -306,12 +308,13 @@ class ThreadWorker(Worker):
             ev = events.popleft()
             tp = type(ev)
             if tp is Request:
-                conn.head_start = 0.0
+                h1 = conn.h1
+                h1.start_request()
                 try:
                     keep = handler.serve(conn, ev) and ev.upgrade is None
                 except ClientGone:
                     keep = False
-                conn.served += 1
+                keep = h1.response_done(keep)
                 served = True
                 if not keep:
                     self._close(conn, linger=True)
@@ -325,18 +328,10 @@ class ThreadWorker(Worker):
                 return
             elif tp is not EndOfMessage:
                 continue        # body bytes of a request the app already finished with
-        now = time.monotonic()
-        if conn.partial:
-            if not conn.head_start:
-                conn.head_start = now
-            conn.deadline = conn.head_start + self.header_timeout
-        else:
-            conn.deadline = now + self.keep_alive
         self._rearm(conn)
 
     def _rearm(self, conn: Conn) -> None:
-        if self.draining:       # no close here: the client may be sending (see drain)
-            conn.deadline = min(conn.deadline, time.monotonic() + DRAIN_IDLE)
+        """Back to epoll; the main thread's _expire watches its deadline meanwhile."""
         conn.busy = False
         try:
             if conn.polled:
@@ -346,26 +341,6 @@ class ThreadWorker(Worker):
                 self.ep.register(conn.fd, _ARM)
         except OSError:
             self._close(conn)
-
-    def _handshake(self, conn: Conn) -> bool:
-        sock = conn.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        if conn.tls == 2:
-            return True
-        try:
-            sock.do_handshake()
-            conn.tls = 2
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            if not conn.head_start:
-                conn.head_start = time.monotonic()
-                conn.deadline = conn.head_start + self.header_timeout
-            self._rearm(conn)
-            return False
-        except (OSError, ValueError):
-            self._close(conn)
-            return False
-        conn.head_start = 0.0
-        return True
 
     def _close(self, conn: Conn, linger: bool = False) -> None:
         with self.lock:

@@ -256,7 +256,7 @@ def test_date_cached_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
     clock[0] += 1
     c = response_mod.http_date()
     assert c != a and len(calls) == 2
-    assert a == b"date: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
+    assert a == b"Date: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
     response_mod._date_second = -1  # the next caller recomputes from the real clock
 
 

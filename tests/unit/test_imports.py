@@ -1,6 +1,8 @@
 """The import direction DESIGN.md promises, checked on the source with ast.
 
-Only run-time imports count: imports under `if TYPE_CHECKING:` are for annotations.
+Every import counts, type-only ones (under `if TYPE_CHECKING:`) included: a cycle
+through annotations is still a cycle for a reader, and a protocol layer that names
+the Worker in a signature still depends on it.
 """
 
 from __future__ import annotations
@@ -22,23 +24,6 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
-
-
-def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    out: list[ast.AST] = []
-    stack: list[ast.AST] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            stack.extend(node.orelse)
-            continue
-        out.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return out
 
 
 def imports_of(path: Path) -> set[str]:
@@ -49,7 +34,7 @@ def imports_in(source: str, name: str, is_package: bool = False) -> set[str]:
     """Fully qualified names imported by a module (relative imports resolved)."""
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(source)):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -87,19 +72,63 @@ def test_http_is_sans_io(mod: str) -> None:
             f"{mod} imports {imp}: http/ never touches a socket or a process")
 
 
-PROTOCOL_MODULES = sorted(
-    m for m in MODULES
-    if m.startswith(("reclusterd.wsgi", "reclusterd.asgi"))
-    or m in ("reclusterd.lifespan", "reclusterd.websocket")
-) or ["reclusterd.wsgi", "reclusterd.asgi"]
+PROTOCOL_MODULES = sorted(m for m in MODULES if m.startswith(("reclusterd.wsgi",
+                                                              "reclusterd.asgi")))
+# What the serving half may use besides the stdlib and its libraries (DESIGN.md "Layout").
+PROTOCOL_ALLOWED = ("reclusterd.http", "reclusterd.meter", "reclusterd.logging",
+                    "reclusterd.config", "reclusterd.settings", "reclusterd.__version__")
+
+
+def test_protocol_packages_exist() -> None:
+    assert {"reclusterd.wsgi.handler", "reclusterd.asgi.protocol"} <= set(PROTOCOL_MODULES)
+    for old in ("reclusterd.wsgi_conn", "reclusterd.asgi_cycle", "reclusterd.websocket",
+                "reclusterd.lifespan", "reclusterd.proxy"):
+        assert old not in MODULES, f"{old} is gone: see DESIGN.md's layout"
 
 
 @pytest.mark.parametrize("mod", PROTOCOL_MODULES)
 def test_protocols_do_not_import_workers_or_arbiter(mod: str) -> None:
-    if mod not in MODULES:
-        pytest.skip(f"{mod} not written yet")
-    for target in ("reclusterd.workers", "reclusterd.arbiter", "reclusterd.cli"):
+    for target in ("reclusterd.workers", "reclusterd.arbiter", "reclusterd.cli",
+                   "reclusterd.sockets"):
         assert not _hits(MODULES[mod], target), f"{mod} imports {target}"
+    own = "reclusterd.wsgi" if mod.startswith("reclusterd.wsgi") else "reclusterd.asgi"
+    for imp in MODULES[mod]:
+        if imp.startswith("reclusterd.") and not _hits({imp}, own):
+            assert imp.startswith(PROTOCOL_ALLOWED), f"{mod} imports {imp}"
+
+
+def test_meter_is_a_leaf() -> None:
+    assert not any(i.startswith("reclusterd") for i in MODULES["reclusterd.meter"])
+
+
+def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
+    """A path start -> ... -> start through reclusterd modules, if there is one."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        mod, path = stack.pop()
+        for nxt in graph.get(mod, ()):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the reclusterd modules it imports. A package's __init__ runs before any of
+    its modules, so `from . import rules` is an edge to rules, not to the package."""
+    return {mod: {i for i in imps if i in MODULES and i != mod and not mod.startswith(i + ".")}
+            for mod, imps in MODULES.items()}
+
+
+@pytest.mark.parametrize("mod", sorted(m for m in MODULES if m.startswith(
+    ("reclusterd.http", "reclusterd.wsgi", "reclusterd.asgi", "reclusterd.workers",
+     "reclusterd.meter", "reclusterd.logging"))))
+def test_no_import_cycles_in_the_serving_half(mod: str) -> None:
+    cycle = _cycle_from(mod, _graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_only_cli_imports_arbiter() -> None:
@@ -141,6 +170,11 @@ def test_resolver() -> None:
            "if TYPE_CHECKING:\n    from reclusterd.config import Config\n")
     got = imports_in(src, "reclusterd.http.parser")
     assert {"reclusterd.http", "reclusterd.http.events", "reclusterd.http.rules",
-            "reclusterd.arbiter", "os.path"} <= got
-    assert "reclusterd.config" not in got
+            "reclusterd.arbiter", "os.path", "reclusterd.config"} <= got
     assert _hits(got, "reclusterd.arbiter")
+
+
+def test_cycle_finder() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycle_from("a", graph) == ["a", "b", "c", "a"]
+    assert _cycle_from("d", graph) is None

@@ -45,6 +45,19 @@ def info(**kw: Any) -> AccessInfo:
     return AccessInfo(**base)
 
 
+def test_response_header_and_environ_atoms_print_their_values() -> None:
+    """%({x}o)s: a response header as the app gave it (WSGI str, ASGI bytes pairs);
+    %({x}e)s: a WSGI environ key or an ASGI scope key."""
+    fmt = "%({Content-Type}o)s|%({x-id}o)s|%({wsgi.url_scheme}e)s|%({nope}e)s"
+    wsgi = info(response_headers=[("Content-Type", "text/html"), ("X-Id", "7")],
+                extra={"wsgi.url_scheme": "https", "REMOTE_PORT": "1"})
+    assert format_line(fmt, wsgi) == "text/html|7|https|-"
+    asgi = info(response_headers=[(b"content-type", b"a/b")],
+                extra={"scheme": "http", "raw_path": b"/r", "server": ("h", 80)})
+    assert format_line("%({content-type}o)s|%({raw_path}e)s|%({server}e)s", asgi) == (
+        "a/b|/r|('h', 80)")
+
+
 def test_default_format() -> None:
     line = format_line(rlog.DEFAULT_ACCESS_FORMAT, info())
     assert re.fullmatch(
@@ -80,14 +93,14 @@ def test_json() -> None:
 
 
 def test_access_log_disabled() -> None:
-    log = AccessLog(SimpleNamespace(access_logfile=None, access_logformat=None))
+    log = AccessLog(None, None)
     assert not log.enabled
     log.log(info())
 
 
 def test_access_log_file_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
-    log = AccessLog(SimpleNamespace(access_logfile=str(path), access_logformat="%(s)s %(U)s"))
+    log = AccessLog(str(path), "%(s)s %(U)s")
     assert log.enabled
     log.log(info())
     os.rename(path, tmp_path / "access.log.1")

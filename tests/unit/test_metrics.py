@@ -1,10 +1,10 @@
-"""Unit tests for reclusterd.metrics: the worker-side duration histogram."""
+"""Unit tests for reclusterd.meter: the worker-side duration histogram."""
 
 from __future__ import annotations
 
 import pytest
 
-from reclusterd.metrics import BUCKETS, DurationHistogram
+from reclusterd.meter import BUCKETS, DurationHistogram
 
 
 def test_histogram_buckets() -> None:

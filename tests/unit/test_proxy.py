@@ -1,10 +1,10 @@
-"""Unit tests for reclusterd.proxy: trust list, XFF walk, X-Forwarded-Proto, RFC 7239."""
+"""Unit tests for reclusterd.http.forwarded: trust list, XFF walk, X-Forwarded-Proto, RFC 7239."""
 
 from __future__ import annotations
 
 import pytest
 
-from reclusterd.proxy import ProxyResolver, from_config, resolve
+from reclusterd.http.forwarded import ProxyResolver, from_config, resolve
 
 
 def H(**kw: str) -> list[tuple[bytes, bytes]]:

@@ -12,7 +12,7 @@ import pytest
 
 from reclusterd import config
 from reclusterd.arbiter.status import StatusServer, is_ready, render
-from reclusterd.metrics import DurationHistogram
+from reclusterd.meter import DurationHistogram
 
 
 def status_cfg(address: str) -> config.Config:

@@ -1,37 +1,27 @@
-"""wsgi.py without a server: a socketpair for the connection, a stand-in worker."""
+"""The WSGI adapter without a server or a Worker: a socketpair for the connection, a Meter."""
 
 from __future__ import annotations
 
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reclusterd import config
-from reclusterd.workers.base import Worker
-from reclusterd.wsgi import Conn, Input, WSGIHandler
+from reclusterd.meter import Meter
+from reclusterd.wsgi.conn import Conn
+from reclusterd.wsgi.handler import WSGIHandler
+from reclusterd.wsgi.input import Input
+from tests.support import wait_for
 
 
-class FakeChannel:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, object]] = []
-
-    def ready(self) -> None:
-        self.sent.append(("ready", None))
-
-    def heartbeat(self, stats: object = None) -> None:
-        self.sent.append(("hb", stats))
-
-    def recycle(self, reason: str) -> None:
-        self.sent.append(("recycle", reason))
-
-
-def make(app: Any, *opts: str) -> tuple[WSGIHandler, Worker]:
+def make(app: Any, *opts: str) -> tuple[WSGIHandler, Meter]:
     cfg = config.load(["x:app", "--workers", "2", *opts], {})
-    worker = Worker(cfg, [], FakeChannel(), app, "wsgi")  # type: ignore[arg-type]
-    return WSGIHandler(worker, app, multithread=True), worker
+    meter = Meter()
+    return WSGIHandler(cfg, app, meter, multithread=True, secure=False), meter
 
 
 @pytest.fixture
@@ -175,21 +165,52 @@ def test_keep_alive_zero_closes(pair: tuple[socket.socket, socket.socket]) -> No
     assert not keep and b"connection: close" in out.lower()
 
 
-def test_accounting_and_max_requests() -> None:
-    _, worker = make(lambda e, s: [], "--max-requests", "3")
+def test_meter_accounting_and_max_requests() -> None:
+    recycled: list[str] = []
+    meter = Meter(timeout=30, max_requests=3)
+    meter.on_recycle = recycled.append
     for _ in range(5):
-        worker.request_finished(worker.request_started(), 200)
-    assert worker.requests == 5 and worker.stats()["s2xx"] == 5
-    assert [m for m in worker.channel.sent if m[0] == "recycle"] == [  # type: ignore[attr-defined]
-        ("recycle", "max-requests")]
-    t = worker.request_started()
-    worker.in_flight[t] -= 1000
-    assert worker.stuck(worker.in_flight[t] + 1000)
-    worker.maybe_heartbeat()
-    assert not [m for m in worker.channel.sent if m[0] == "hb"]  # type: ignore[attr-defined]
+        meter.finished(meter.started(), 200)
+    assert meter.requests == 5 and meter.stats()["s2xx"] == 5
+    assert recycled == ["max-requests"]
+    t = meter.started()
+    meter.in_flight[t] -= 1000
+    assert meter.stuck(meter.in_flight[t] + 1000)
+    meter.progress(t)
+    assert not meter.stuck(meter.in_flight[t] + 1)
+
+
+def test_handler_counts_and_calls_hooks(pair: tuple[socket.socket, socket.socket]) -> None:
+    seen: list[object] = []
+    handler, meter = make(lambda e, s: (s("204 No Content", []), [])[1])
+    meter.pre_request = lambda owner, env: seen.append(("pre", env["PATH_INFO"]))
+    meter.post_request = lambda owner, env, status: seen.append(("post", status))
+    server, client = pair
+    conn = handler.new_conn(server, ("10.0.0.1", 1), {"wsgi.url_scheme": "http"})
+    client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+    while not conn.events:
+        conn.read_more(2)
+    req = conn.events.popleft()
+    assert handler.serve(conn, req)
+    assert seen == [("pre", "/x"), ("post", 204)]
+    assert meter.requests == 1 and meter.status_counts[2] == 1 and not meter.in_flight
 
 
 def test_conn_is_conn_type(pair: tuple[socket.socket, socket.socket]) -> None:
     handler, _ = make(lambda e, s: [])
     conn = handler.new_conn(pair[0], ("1.2.3.4", 5), {})
     assert isinstance(conn, Conn) and conn.recv_now() == -1
+
+
+def test_access_log_prints_response_header_and_environ_atoms(
+        pair: tuple[socket.socket, socket.socket], tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        start("200 OK", [("Content-Length", "2"), ("X-Trace", "t1")])
+        return [b"ok"]
+
+    run(app, b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n", pair, "--access-logfile", str(log),
+        "--access-logformat", "%({x-trace}o)s %({PATH_INFO}e)s %({REMOTE_ADDR}e)s")
+    assert wait_for(lambda: log.read_text().strip() if log.exists() else None,
+                    timeout=5) == "t1 /p 10.0.0.1"

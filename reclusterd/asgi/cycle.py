@@ -1,6 +1,6 @@
 """The ASGI HTTP request/response cycle: scope, receive() and send() for one request.
 
-Split from asgi.py (the connection protocol). send() writes straight to the
+It sees its connection (asgi.protocol) only as a `types.Connection`. send() writes straight to the
 transport through http.Response framing; the head is held back until the
 first body message so hello world is one write.
 """
@@ -10,29 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from reclusterd.asgi.types import ClientDisconnected, Connection, Message
 from reclusterd.http import CONTINUE_100, InvalidResponse, Request, Response, error_response
+from reclusterd.http.connection import DRAIN_LIMIT, body_allows_reuse
+from reclusterd.logging import AccessInfo, AccessLog
 
-if TYPE_CHECKING:
-    from reclusterd.asgi import HttpProtocol
-    from reclusterd.logging import AccessLog
-
-__all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HIGH_WATER", "Message"]
+__all__ = ["Cycle", "HIGH_WATER"]
 
 log = logging.getLogger("reclusterd.error")
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
-
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 HIGH_WATER = 256 * 1024       # buffered request body before pause_reading
-
-
-class ClientDisconnected(OSError):
-    """send() after the client went away (ASGI spec 2.4: an OSError subclass)."""
 
 
 class Cycle:
@@ -50,6 +38,7 @@ class Cycle:
     disconnected = False
     continue_sent = False
     status = 0
+    headers: list[tuple[bytes, bytes]] = []     # the app's response headers (access log)
     length = 0
     token = 0                   # set by HttpProtocol.launch()
     t0 = 0.0                    # set by HttpProtocol.launch()
@@ -57,7 +46,7 @@ class Cycle:
     progress = -1               # what the last sweep saw (HttpProtocol.check_progress)
     progress_at = 0.0
 
-    def __init__(self, conn: HttpProtocol, request: Request, scope: dict[str, Any]) -> None:
+    def __init__(self, conn: Connection, request: Request, scope: dict[str, Any]) -> None:
         self.conn = conn
         self.request = request
         self.scope = scope
@@ -72,8 +61,11 @@ class Cycle:
                 w.set_result(None)
 
     def on_data(self, data: bytes) -> None:
-        if self.complete:
-            return               # response sent already: discard the rest of the body
+        if self.complete:        # response sent already: discard the rest of the body
+            self.received += len(data)
+            if self.received > DRAIN_LIMIT + (self.request.content_length or 0):
+                self.conn.linger()   # a chunked rest too long to skip: close instead
+            return
         self.body.append(data)
         self.buffered += len(data)
         self.received += len(data)
@@ -187,8 +179,7 @@ class Cycle:
             transport.write(data)
         self.complete = True
         self.finished()
-        self.conn.cycle_done(self, r.keep_alive and r.complete and (
-            self.request_done or self.continue_sent or not self.request.expect_continue))
+        self.conn.cycle_done(r.keep_alive and r.complete)
         if self.waiter is not None:
             self.wake()
 
@@ -223,31 +214,40 @@ class Cycle:
             raise TypeError(f"http.response.start 'status' must be int, not {type(status)!r}")
         headers = message.get("headers", ())
         req = self.request
-        keep = req.upgrade is None and not self.conn.s.draining
+        conn = self.conn
+        # Decided when the head is built, so the head says what will happen (http.connection).
+        keep = (req.upgrade is None and conn.h1.reusable and not conn.s.draining
+                and (self.request_done      # the usual case, without a call
+                     or body_allows_reuse(req, self.received, False, False,
+                                          req.expect_continue and not self.continue_sent)))
         try:    # http.Response takes tuple or list pairs (list pairs are just not cached)
-            self.response = Response(req, status, headers if type(headers) is list
-                                     else list(headers), keep_alive=keep)
+            if type(headers) is not list:
+                headers = list(headers)
+            self.response = Response(req, status, headers, keep_alive=keep)
         except (InvalidResponse, TypeError, ValueError) as exc:
             raise RuntimeError(f"invalid ASGI response: {exc}") from exc
         self.started = True
         self.status = status
+        self.headers = headers
 
     def finished(self) -> None:
         """Accounting, access log, post_request hook: once per request."""
         s = self.conn.s
-        s.worker.request_finished(self.token, self.status, time.monotonic() - self.t0)
+        meter = s.meter
+        meter.finished(self.token, self.status, time.monotonic() - self.t0)
         if s.access is not None:
             self.log_access(s.access)
-        if s.hooks:
-            s.worker.call_post_request(self.scope, self.status)
+        if meter.post_request is not None:
+            meter.after(self.scope, self.status)
 
     def log_access(self, access: AccessLog) -> None:
-        from reclusterd.logging import AccessInfo
         req = self.request
-        client = self.scope.get("client")
+        scope = self.scope
+        client = scope.get("client")
         access.log(AccessInfo(client[0] if client else "-", req.method, req.target,
                               req.http_version, self.status, self.length,
-                              time.monotonic() - self.t0, req.headers))
+                              time.monotonic() - self.t0, req.headers,
+                              self.headers, scope))
 
 
 def _as_bytes(body: object) -> bytes:

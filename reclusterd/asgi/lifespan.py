@@ -14,7 +14,7 @@ import logging
 import traceback
 from typing import Any
 
-from reclusterd.asgi import ASGI_VERSION, ASGIApp, Message
+from reclusterd.asgi.types import ASGI_VERSION, ASGIApp, Message
 
 __all__ = ["Lifespan", "LifespanFailed"]
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
@@ -21,12 +21,10 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
-from reclusterd.asgi import ASGI_VERSION, ClientDisconnected
-from reclusterd.asgi import Message as ASGIMessage
-from reclusterd.http import InvalidResponse, Request, Response, error_response
-
-if TYPE_CHECKING:
-    from reclusterd.asgi import HttpProtocol
+from reclusterd.asgi.types import ASGI_VERSION, ClientDisconnected
+from reclusterd.asgi.types import Connection as HttpConnection
+from reclusterd.asgi.types import Message as ASGIMessage
+from reclusterd.http import InvalidResponse, Request, Response, decode_path, error_response
 
 __all__ = ["WebSocketSession", "MAX_MESSAGE"]
 
@@ -47,7 +45,7 @@ def _header(req: Request, name: bytes) -> bytes | None:
 class WebSocketSession:
     """One websocket: handshake state, wsproto connection, the app's receive queue."""
 
-    def __init__(self, conn: HttpProtocol, req: Request) -> None:
+    def __init__(self, conn: HttpConnection, req: Request) -> None:
         self.conn = conn
         self.req = req
         self.pending = bytearray()
@@ -72,14 +70,13 @@ class WebSocketSession:
             conn.transport.write(error_response(400, "bad WebSocket handshake"))
             conn.close()
             return
-        self.pending += conn.parser.unprocessed()
+        self.pending += conn.h1.parser.unprocessed()
         raw = req.path
         scope = conn.base.copy()
-        from urllib.parse import unquote_to_bytes
         scope.update({
             "type": "websocket", "asgi": ASGI_VERSION, "http_version": req.http_version,
             "scheme": "wss" if conn.s.scheme == "https" else "ws",
-            "path": (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
+            "path": decode_path(raw).decode("utf-8", "replace"),
             "raw_path": raw, "query_string": req.query, "headers": req.headers,
             "subprotocols": self._list(b"sec-websocket-protocol"),
             "extensions": {"websocket.http.response": {}},
@@ -91,8 +88,8 @@ class WebSocketSession:
             scope["state"] = conn.s.state.copy()
         self.scope = scope
         self.inbox.append({"type": "websocket.connect"})
-        self.token = conn.s.worker.request_started()
-        self.t0 = time.monotonic()
+        self.t0 = t0 = time.monotonic()
+        self.token = conn.s.meter.started(t0)
         self.task = conn.s.loop.create_task(self.run())
 
     def _list(self, name: bytes) -> list[str]:
@@ -235,8 +232,8 @@ class WebSocketSession:
                 conn.transport.write(error_response(reject_status))
                 self.status = reject_status
                 conn.close()
-        conn.s.worker.request_finished(self.token, self.status or reject_status,
-                                       time.monotonic() - self.t0)
+        conn.s.meter.finished(self.token, self.status or reject_status,
+                              time.monotonic() - self.t0)
 
     async def receive(self) -> ASGIMessage:
         while not self.inbox:

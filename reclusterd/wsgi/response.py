@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reclusterd.http import InvalidResponse, Request, Response
-from reclusterd.wsgi_conn import Conn
-from reclusterd.wsgi_input import DRAIN_LIMIT, Input, NoBody
-
-if TYPE_CHECKING:
-    from reclusterd.wsgi import WSGIHandler
+from reclusterd.http.connection import body_allows_reuse
+from reclusterd.meter import Meter
+from reclusterd.wsgi.conn import Conn
+from reclusterd.wsgi.input import Input, NoBody
 
 log = logging.getLogger("reclusterd.error")
 
@@ -73,11 +71,11 @@ _STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
 class Exchange:
     """One request/response: start_response(), write() and what was sent."""
 
-    __slots__ = ("h", "conn", "req", "status", "code", "headers", "resp", "sent", "token",
-                 "input", "length")
+    __slots__ = ("meter", "conn", "req", "status", "code", "headers", "resp", "sent",
+                 "token", "input", "length")
 
-    def __init__(self, handler: WSGIHandler, conn: Conn, req: Request) -> None:
-        self.h = handler
+    def __init__(self, meter: Meter, conn: Conn, req: Request) -> None:
+        self.meter = meter
         self.conn = conn
         self.req = req
         self.status: str | None = None
@@ -123,22 +121,17 @@ class Exchange:
         except (UnicodeError, AttributeError, TypeError, ValueError) as e:
             raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
         # The parser stops after an Upgrade request (WSGI cannot switch protocols), so the
-        # connection ends here and the response must say so.
-        keep = (self.h.keep_alive and not self.h.worker.draining and self.req.upgrade is None
-                and self._may_keep())
+        # connection ends here and the response must say so. Read now, not when the request
+        # came: a drain that starts while the app runs still makes the response say close.
+        inp = self.input
+        keep = (self.conn.h1.reusable and self.req.upgrade is None
+                and ((inp.done and inp.error is None)   # the usual case, without a call
+                     or body_allows_reuse(self.req, inp.nread, inp.done,
+                                          inp.error is not None, inp.expect_pending)))
         resp = Response(self.req, key[0], hb, key[1], keep)
         self.code = key[0]
         self.resp = resp
         return resp
-
-    def _may_keep(self) -> bool:
-        inp = self.input
-        if inp.done:
-            return inp.error is None
-        if inp.expect_pending:
-            return False
-        cl = self.req.content_length
-        return cl is None or cl - inp.nread <= DRAIN_LIMIT
 
     def write(self, data: bytes) -> None:
         """The write() callable (and each chunk of the app's iterable): sent at once."""
@@ -175,12 +168,6 @@ class Exchange:
         return resp.keep_alive
 
     def progress(self) -> None:
-        """Client I/O happened: the request is not stuck; heartbeats may go out (from the
-        serving thread, which is what the sync worker needs during a long upload)."""
-        worker = self.h.worker
-        now = time.monotonic()
-        if self.token in worker.in_flight:
-            worker.in_flight[self.token] = now
-        if worker.heartbeat_due(now):
-            worker.maybe_heartbeat(now)
+        """Client I/O happened: the request is not stuck (see Meter.progress)."""
+        self.meter.progress(self.token)
 

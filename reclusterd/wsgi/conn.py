@@ -1,6 +1,7 @@
 """Client connection I/O for the WSGI workers: a non-blocking socket plus its parser.
 
-`Conn` keeps the parsed-but-unhandled events and offers deadline-bounded blocking
+`Conn` keeps the parsed-but-unhandled events and the connection's rules
+(`http.connection.H1Connection`: keep-alive, deadlines), and offers deadline-bounded blocking
 helpers (read more, send all, sendfile, lingering close), so the handler and the
 worker classes never deal with partial sends or EAGAIN themselves.
 """
@@ -15,6 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from reclusterd.http.connection import H1Connection
+
 RECV_SIZE = 65536
 LINGER_BYTES = 256 * 1024
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
@@ -27,34 +30,29 @@ class ClientGone(OSError):
 
 
 def wait_fd(fd: int, events: int, timeout: float) -> bool:
-    """Block until fd is ready for `events` or `timeout` s pass (False)."""
+    """Block until fd is ready for `events` or `timeout` s pass (False; inf = no limit)."""
     p = select.poll()
     p.register(fd, events)
-    return bool(p.poll(max(0.0, timeout) * 1000.0))
+    return bool(p.poll(None if timeout == float("inf") else max(0.0, timeout) * 1000.0))
 
 
 class Conn:
     """A client connection: non-blocking socket, parser, parsed-but-unhandled events."""
 
-    __slots__ = ("sock", "fd", "parser", "events", "base_environ", "remote_addr", "timeout",
-                 "busy", "closed", "deadline", "head_start", "partial", "tls", "served",
-                 "polled", "on_progress")
+    __slots__ = ("sock", "fd", "h1", "events", "base_environ", "remote_addr", "timeout",
+                 "busy", "closed", "tls", "polled", "on_progress")
 
-    def __init__(self, sock: socket.socket, parser: Any, base_environ: Environ,
-                 remote_addr: str, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, h1: H1Connection, base_environ: Environ,
+                 remote_addr: str) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.parser = parser
-        self.events: deque[Any] = deque()
+        self.h1 = h1
+        self.events: deque[Any] = deque()     # parser events not handled yet
         self.base_environ = base_environ
         self.remote_addr = remote_addr
-        self.timeout = timeout          # idle limit for each body read / response write
+        self.timeout = h1.rules.io_timeout   # idle limit for each body read / response write
         self.busy = False
         self.closed = False
-        self.deadline = 0.0
-        self.head_start = 0.0
-        self.partial = False            # bytes fed that did not complete an event yet
-        self.served = 0                 # requests answered on this connection
         self.polled = False             # registered in the worker's epoll set yet
         self.on_progress: Callable[[], None] | None = None   # slow writes report progress
         self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
@@ -69,13 +67,29 @@ class Conn:
             return -1
         except OSError:
             data = b""
-        events = self.parser.feed(data)
+        events = self.h1.receive(data)
         if events:
             self.events.extend(events)
-            self.partial = False
-        elif data:
-            self.partial = True
         return len(data)
+
+    def handshake(self) -> int:
+        """One non-blocking step of the server-side TLS handshake (the one both blocking
+        drivers use): 0 when done (or no TLS), -1 if it failed, else the poll events to
+        wait for before the next step."""
+        if self.tls != 1:
+            return 0
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return _POLLIN
+        except ssl.SSLWantWriteError:
+            return _POLLOUT
+        except (OSError, ValueError):
+            return -1
+        self.tls = 2
+        return 0
 
     def _ssl_pending(self) -> bytes:
         sock = self.sock

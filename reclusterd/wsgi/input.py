@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from reclusterd.http import CONTINUE_100, Data, EndOfMessage, ProtocolError, Request
-from reclusterd.wsgi_conn import ClientGone, Conn
+from reclusterd.http.connection import DRAIN_LIMIT
+from reclusterd.wsgi.conn import ClientGone, Conn
 
-if TYPE_CHECKING:
-    from reclusterd.wsgi_response import Exchange
 
-DRAIN_LIMIT = 64 * 1024
+class Responder(Protocol):
+    """The response side as the body reader sees it (wsgi.response.Exchange)."""
+
+    @property
+    def sent(self) -> bool: ...
+
+    def progress(self) -> None: ...
 
 
 class Input:
@@ -20,7 +25,7 @@ class Input:
 
     __slots__ = ("_conn", "_buf", "done", "_continue", "_ex", "error", "trailers", "nread")
 
-    def __init__(self, conn: Conn, req: Request, ex: Exchange) -> None:
+    def __init__(self, conn: Conn, req: Request, ex: Responder) -> None:
         self._conn = conn
         self._buf = bytearray()
         self.done = not req.chunked and not req.content_length

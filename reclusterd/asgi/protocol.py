@@ -1,10 +1,11 @@
-"""ASGI 3 HTTP over the sans-IO http/ package: one asyncio.Protocol per connection.
+"""The asyncio driver: ASGI 3 HTTP over the sans-IO http/ package, one asyncio.Protocol
+per connection.
 
 `HttpProtocol` feeds socket bytes to the parser in data_received, runs one
 `Cycle` (scope + receive/send) per request as a task, answers pipelined
 requests in order and hands upgraded connections to `websocket.py`. Timeouts
 (keep-alive idle, header deadline) are checked by the worker's periodic sweep
-(`ServerState.sweep`) instead of a timer per request: cheaper on the hot path.
+(`asgi.state.ServerState.sweep`) instead of a timer per request: cheaper on the hot path.
 """
 
 from __future__ import annotations
@@ -14,113 +15,38 @@ import contextvars
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
+from typing import Any
 
-from reclusterd.asgi_cycle import (
-    ASGI_VERSION,
-    HIGH_WATER,
-    ASGIApp,
-    ClientDisconnected,
-    Cycle,
-    Message,
-)
+from reclusterd.asgi.cycle import HIGH_WATER, Cycle
+from reclusterd.asgi.state import ServerState
+from reclusterd.asgi.types import ASGI_VERSION, Scope
+from reclusterd.asgi.websocket import WebSocketSession
 from reclusterd.http import (
     Data,
     EndOfMessage,
     Event,
-    Limits,
     ProtocolError,
     Request,
+    decode_path,
     error_response,
     make_parser,
 )
+from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
 
-if TYPE_CHECKING:
-    from reclusterd.logging import AccessLog
-    from reclusterd.proxy import ProxyResolver
-    from reclusterd.websocket import WebSocketSession
-    from reclusterd.workers.base import Worker
-
-__all__ = ["ASGIApp", "ASGI_VERSION", "ClientDisconnected", "Cycle", "HttpProtocol", "Message",
-           "ServerState"]
+__all__ = ["HttpProtocol"]
 
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
-DRAIN_LIMIT = 64 * 1024       # unread request body we still read to keep the connection
 LINGER = 1.0                  # seconds to drain a client's input after an error response
 _METHODS: dict[bytes, str] = {}
 _FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
-_EMPTY_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
-
-
-class ServerState:
-    """What every connection of one worker shares: app, settings, counters, open connections."""
-
-    def __init__(self, app: ASGIApp, cfg: Any, worker: Worker, loop: asyncio.AbstractEventLoop,
-                 secure: bool, resolver: ProxyResolver | None, access: AccessLog | None,
-                 ws: bool) -> None:
-        self.app = app
-        self.worker = worker
-        self.loop = loop
-        self.http = str(cfg.http)
-        self.limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
-                             cfg.limit_request_field_size, cfg.limit_request_body)
-        self.keep_alive = float(cfg.keep_alive)
-        self.header_timeout = float(cfg.header_timeout)
-        self.max_connections = int(cfg.worker_connections)
-        self.scheme = "https" if secure else "http"
-        self.resolver = resolver
-        self.access = access if access is not None and access.enabled else None
-        self.hooks = worker.pre_request is not None or worker.post_request is not None
-        self.ws = ws
-        self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
-        self.connections: set[HttpProtocol] = set()
-        self.draining = False
-        self.now = loop.time()
-        self.trust_cache: dict[str | None, bool] = {}
-        self.empty: asyncio.Event | None = None     # set when draining and no connection left
-
-    def is_trusted(self, ip: str | None) -> bool:
-        """Is the peer one of --forwarded-allow-ips? Cached: parsing an IP costs ~4 us."""
-        cache = self.trust_cache
-        hit = cache.get(ip)
-        if hit is None:
-            assert self.resolver is not None
-            if len(cache) > 4096:
-                cache.clear()
-            hit = cache[ip] = self.resolver.trusted(ip)
-        return hit
-
-    def sweep(self) -> None:
-        """Periodic: close idle keep-alive connections, 408 heads past the header deadline."""
-        now = self.now = self.loop.time()
-        for conn in list(self.connections):
-            conn.check_timeouts(now)
-
-    def drain(self) -> None:
-        """Stop reusing connections. Busy ones close after their response (Connection: close);
-        idle keep-alive ones stay open: closing them would race with the client's next request
-        already on the wire. That request is answered with Connection: close; a connection
-        that stays silent is closed by the keep-alive timeout (the sweep goes on)."""
-        self.draining = True
-        for conn in list(self.connections):
-            conn.shutdown()
-        self.empty = asyncio.Event()
-        if not self.connections:
-            self.empty.set()
-
-    def forget(self, conn: HttpProtocol) -> None:
-        self.connections.discard(conn)
-        if self.empty is not None and not self.connections:
-            self.empty.set()
 
 
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parser, the current request cycle, queued pipelined events."""
 
-    __slots__ = ("s", "transport", "parser", "cycle", "queue", "base", "server", "peer_ip", "peer",
-                 "trusted", "idle_since", "head_start", "read_paused", "write_paused",
+    __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
+                 "trusted", "read_paused", "write_paused",
                  "drain_waiters", "closed", "eof", "ws", "ctx")
 
     def __init__(self, state: ServerState) -> None:
@@ -133,21 +59,23 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.ws: WebSocketSession | None = None
-        self.head_start = 0.0
         self.trusted = False
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         s = self.s
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        if len(s.connections) >= s.max_connections:
-            self.transport.write(error_response(503, "too many connections"))
+        busy = over_capacity(len(s.connections), s.max_connections)
+        if busy is not None:
+            self.transport.write(busy)
             self.linger()
             return
         s.connections.add(self)     # also while draining: answered with Connection: close
         if s.empty is not None:
             s.empty.clear()
-        self.parser = make_parser(s.http, s.limits)
+        self.h1 = H1Connection(s.rules, make_parser(s.http, s.limits), time.monotonic)
+        if s.draining:
+            self.h1.begin_drain(s.drain_grace)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
@@ -164,7 +92,6 @@ class HttpProtocol(asyncio.Protocol):
             "type": "http", "asgi": ASGI_VERSION, "http_version": "1.1", "server": server,
             "client": self.peer, "scheme": s.scheme, "root_path": "",
         }
-        self.idle_since = s.now
         # every request starts from this context, whichever request's task launches it
         self.ctx = contextvars.copy_context()
 
@@ -175,18 +102,15 @@ class HttpProtocol(asyncio.Protocol):
         if ws is not None:
             ws.feed(data)
             return
-        events = self.parser.feed(data)
+        events = self.h1.receive(data)
         if events:
-            self.head_start = 0.0
             self.handle(events)
-        elif self.cycle is None and not self.head_start:
-            self.head_start = self.s.now
 
     def eof_received(self) -> bool | None:
         if self.closed or self.ws is not None:
             return None
         self.eof = True
-        events = self.parser.feed(b"")
+        events = self.h1.receive(b"")
         if self.cycle is None and not self.queue:
             if events:
                 self.handle(events)
@@ -272,7 +196,7 @@ class HttpProtocol(asyncio.Protocol):
         s = self.s
         if req.upgrade is not None and s.ws and req.upgrade.lower() == b"websocket" \
                 and req.method == b"GET":
-            from reclusterd.websocket import WebSocketSession
+            self.h1.start_request()
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
@@ -285,7 +209,7 @@ class HttpProtocol(asyncio.Protocol):
             "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
             "server": self.server, "client": self.peer, "scheme": s.scheme, "root_path": "",
             "method": method,
-            "path": (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
+            "path": (decode_path(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
             "raw_path": raw, "query_string": req.query, "headers": headers,
         }
         if self.trusted:
@@ -295,6 +219,7 @@ class HttpProtocol(asyncio.Protocol):
                     break
         if s.state is not None:
             scope["state"] = s.state.copy()
+        self.h1.start_request()
         self.cycle = Cycle(self, req, scope)
 
     def launch(self, cycle: Cycle) -> None:
@@ -304,13 +229,14 @@ class HttpProtocol(asyncio.Protocol):
         anyio/sniffio (FastAPI sync routes) need asyncio.current_task(), and 3.11 has no
         eager tasks (3.12's eager_task_factory would be the way)."""
         s = self.s
-        cycle.token = s.worker.request_started()
-        cycle.t0 = time.monotonic()
-        if s.hooks:
-            s.worker.call_pre_request(cycle.scope)
+        meter = s.meter
+        cycle.t0 = t0 = time.monotonic()
+        cycle.token = meter.started(t0)
+        if meter.pre_request is not None:
+            meter.before(cycle.scope)
         cycle.task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
 
-    def forwarded(self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
         assert self.s.resolver is not None
         ip, scheme = self.s.resolver.resolve(self.peer_ip, headers)
@@ -330,8 +256,13 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(error_response(err.status, err.reason))
             self.linger()
 
-    def cycle_done(self, cycle: Cycle, keep: bool) -> None:
-        """The response is complete: close, or go on with the next pipelined request."""
+    def cycle_done(self, keep: bool) -> None:
+        """The current request's response is complete: close, or go on with the next
+        pipelined request."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        keep = self.h1.response_done(keep)
         if not keep or self.eof:
             # keep is False while draining (the response said Connection: close). A response
             # whose head went out before the drain said keep-alive: the connection stays,
@@ -342,19 +273,15 @@ class HttpProtocol(asyncio.Protocol):
                 self.linger()
             return
         if not cycle.request_done:
-            # The app answered without reading the whole body. Read and drop a small rest
-            # (on_end() then goes on with the next request); close on a large/unknown one.
-            cl = cycle.request.content_length
-            if cl is not None and cl - cycle.received <= DRAIN_LIMIT:
-                self.resume_reading()
-            else:
-                self.linger()
+            # The app answered without reading the whole body, and the head said keep-alive
+            # (http.connection.body_allows_reuse): read and drop the rest (Cycle.on_data stops
+            # at DRAIN_LIMIT); on_end() then goes on with the next request.
+            self.resume_reading()
             return
         self.next_request()
 
     def next_request(self) -> None:
         self.cycle = None
-        self.idle_since = self.s.now
         queue = self.queue
         while queue and not self.closed:
             cycle = self.cycle
@@ -402,15 +329,19 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- timeouts / drain (called by ServerState) ------------------------------------
     def check_timeouts(self, now: float) -> None:
+        """The periodic sweep: act on the deadline http.connection gives, if it passed."""
         if self.closed or self.ws is not None or self.queue:
             return
         if self.cycle is not None:
             self.check_progress(self.cycle, now)
-        elif self.head_start:
-            if now - self.head_start > self.s.header_timeout:
-                self.transport.write(error_response(408, "request head not received in time"))
-                self.linger()
-        elif now - self.idle_since > self.s.keep_alive:
+            return
+        when, what = self.h1.next_deadline()
+        if now < when:
+            return
+        if what == TIMEOUT:
+            self.transport.write(error_response(408, "request head not received in time"))
+            self.linger()
+        elif what == CLOSE:
             self.close()
 
     def check_progress(self, cycle: Cycle, now: float) -> None:
@@ -429,10 +360,10 @@ class HttpProtocol(asyncio.Protocol):
         if mark != cycle.progress:
             cycle.progress = mark
             cycle.progress_at = now
-        elif now - cycle.progress_at > self.s.header_timeout:
+        elif now - cycle.progress_at > self.s.rules.io_timeout:
             cycle.progress = -1
             log.info("closing %s: no progress for %.0fs %s (%s %s)", self.peer_ip or "client",
-                     self.s.header_timeout, "reading the request body" if mark >= 0 else
+                     self.s.rules.io_timeout, "reading the request body" if mark >= 0 else
                      "writing the response", cycle.scope["method"], cycle.scope["path"])
             if not cycle.started:
                 self.transport.write(error_response(408, "request body timed out"))
@@ -445,8 +376,16 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.abort()      # a full write buffer cannot be flushed anyway
                 self.closed = True
 
+    def cut(self) -> None:
+        """Graceful timeout over: cancel the app's task and close."""
+        cycle = self.cycle
+        if cycle is not None and cycle.task is not None:
+            cycle.task.cancel()
+        self.close()
+
     def shutdown(self) -> None:
-        """Draining: WebSockets get their close frame; HTTP connections are left to
-        cycle_done / the keep-alive sweep (see ServerState.drain)."""
+        """Draining: WebSockets get their close frame; HTTP connections have their waits
+        shortened (http.connection) and are left to cycle_done / the sweep."""
+        self.h1.begin_drain(self.s.drain_grace)
         if self.ws is not None:
             self.ws.shutdown()

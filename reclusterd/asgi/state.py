@@ -1,0 +1,95 @@
+"""What every connection of one asyncio worker shares: the app, settings, the meter,
+the set of open connections (swept for deadlines, drained on TERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from reclusterd.asgi.types import ASGIApp
+from reclusterd.http import Limits
+from reclusterd.http.connection import ConnectionRules
+from reclusterd.http.forwarded import ProxyResolver
+from reclusterd.logging import AccessLog
+from reclusterd.meter import Meter
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+
+
+class Tracked(Protocol):
+    """An open connection as the shared state sees it (asgi.protocol.HttpProtocol)."""
+
+    def check_timeouts(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+    def cut(self) -> None: ...
+
+
+class ServerState:
+    """What every connection of one worker shares: app, settings, counters, open connections."""
+
+    def __init__(self, app: ASGIApp, cfg: Config, meter: Meter,
+                 loop: asyncio.AbstractEventLoop, secure: bool,
+                 resolver: ProxyResolver | None, access: AccessLog | None, ws: bool) -> None:
+        self.app = app
+        self.meter = meter
+        self.loop = loop
+        self.http = str(cfg.http)
+        self.limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
+                             cfg.limit_request_field_size, cfg.limit_request_body)
+        self.rules = ConnectionRules(float(cfg.keep_alive), float(cfg.header_timeout))
+        self.drain_grace = self.rules.drain_grace(float(cfg.graceful_timeout))
+        self.max_connections = int(cfg.worker_connections)
+        self.scheme = "https" if secure else "http"
+        self.resolver = resolver
+        self.access = access if access is not None and access.enabled else None
+        self.ws = ws
+        self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
+        self.connections: set[Tracked] = set()
+        self.draining = False
+        # Connection deadlines use time.monotonic (a C call; uvloop's loop.time() is a
+        # cached millisecond clock): the sweep compares them with the same clock.
+        self.now = time.monotonic()
+        self.trust_cache: dict[str | None, bool] = {}
+        self.empty: asyncio.Event | None = None     # set when draining and no connection left
+
+    def is_trusted(self, ip: str | None) -> bool:
+        """Is the peer one of --forwarded-allow-ips? Cached: parsing an IP costs ~4 us."""
+        cache = self.trust_cache
+        hit = cache.get(ip)
+        if hit is None:
+            assert self.resolver is not None
+            if len(cache) > 4096:
+                cache.clear()
+            hit = cache[ip] = self.resolver.trusted(ip)
+        return hit
+
+    def sweep(self) -> None:
+        """Periodic: close idle keep-alive connections, 408 heads past the header deadline."""
+        now = self.now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+
+    def drain(self) -> None:
+        """Stop reusing connections. Busy ones close after their response (Connection: close);
+        idle keep-alive ones stay open a little: closing them would race with the client's
+        next request already on the wire. That request is answered with Connection: close;
+        a connection that stays silent is closed by the sweep (http.connection's drain
+        deadlines)."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.shutdown()
+        self.empty = asyncio.Event()
+        if not self.connections:
+            self.empty.set()
+
+    def forget(self, conn: Tracked) -> None:
+        self.connections.discard(conn)
+        if self.empty is not None and not self.connections:
+            self.empty.set()
+
+    def cut(self) -> None:
+        """The graceful timeout is over: cancel what runs and close every connection."""
+        for conn in list(self.connections):
+            conn.cut()

@@ -1,0 +1,177 @@
+"""What the protocol layers (wsgi/, asgi/) get instead of the Worker.
+
+A `Meter` counts requests and their durations, keeps the in-flight table the
+heartbeat's "stuck" check reads, decides when a worker should be recycled
+(--max-requests, --max-worker-memory) and calls the pre/post-request hooks.
+It knows nothing of sockets, signals or the arbiter: the worker wires
+`on_recycle` (ask the arbiter for a replacement) and `on_progress` (send a
+heartbeat if one is due) to it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("reclusterd.error")
+
+# Upper bounds (seconds) of the request-duration histogram; +Inf is implicit.
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MEMORY_CHECK_INTERVAL = 1.0     # seconds between two reads of /proc/self/statm
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+
+Hook = Callable[..., object]
+
+
+# Status classes of the response counters ("2xx"...), in heartbeat key order s1xx..s5xx.
+CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+def bucket_key(i: int) -> str:
+    """Heartbeat key of histogram bucket i (non-cumulative count); i == len(BUCKETS) is +Inf."""
+    return f"d{i}"
+
+
+class DurationHistogram:
+    """Worker side: observe request durations; `stats()` merges into the heartbeat dict."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def stats(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = {bucket_key(i): c for i, c in enumerate(self.counts)}
+        out["dsum"] = self.total
+        return out
+
+
+def read_rss_kb() -> int:
+    """Resident set size of this process in kB (0 if /proc is not there)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_KB
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+class Meter:
+    """Per-worker request accounting, shared by every thread/task of the worker.
+
+    Counters are plain ints updated under the GIL (a lost increment under a race
+    only skews stats). `timeout` is --timeout in s (0 = off); `max_requests` is
+    already jittered; `max_rss_kb` 0 = off. Hooks are called as
+    `hook(owner, environ_or_scope[, status])` (Gunicorn's signature: `owner` is the
+    worker); a failing hook is logged, never fatal.
+    """
+
+    def __init__(self, timeout: float = 0.0, max_requests: int = 0, max_rss_kb: int = 0,
+                 pre_request: Hook | None = None, post_request: Hook | None = None,
+                 owner: object = None) -> None:
+        self.timeout = timeout
+        self.max_requests = max_requests
+        self.max_rss_kb = max_rss_kb
+        self.pre_request = pre_request
+        self.post_request = post_request
+        self.owner = owner
+        self.requests = 0
+        self.status_counts = [0] * 6
+        self.in_flight: dict[int, float] = {}     # token -> last progress (monotonic)
+        self.durations = DurationHistogram()
+        self.rss_kb = 0
+        self.recycle_requested = False
+        self.on_recycle: Callable[[str], None] = _ignore
+        self.on_progress: Callable[[float], None] = _ignore
+        self._tokens = itertools.count(1)
+        self._next_mem_check = 0.0
+
+    # -- hot path ---------------------------------------------------------------
+    def started(self, now: float | None = None) -> int:
+        """Mark a request in flight (at `now`, monotonic s: the caller's request start);
+        the token goes to progress() and finished()."""
+        token = next(self._tokens)
+        self.in_flight[token] = time.monotonic() if now is None else now
+        return token
+
+    def progress(self, token: int) -> None:
+        """Client I/O happened for this request: it is not stuck (and a heartbeat may go
+        out from the serving thread, which is what a long upload on sync needs)."""
+        now = time.monotonic()
+        if token in self.in_flight:
+            self.in_flight[token] = now
+        self.on_progress(now)
+
+    def finished(self, token: int, status: int, duration: float = 0.0) -> None:
+        """Count a finished request (`duration` in s); may ask for a recycle."""
+        self.in_flight.pop(token, None)
+        self.durations.observe(duration)
+        self.requests += 1
+        self.status_counts[min(status // 100, 5)] += 1
+        if self.max_requests and self.requests >= self.max_requests:
+            self.ask_recycle("max-requests")
+        if self.max_rss_kb:
+            now = time.monotonic()
+            if now >= self._next_mem_check:
+                self._next_mem_check = now + MEMORY_CHECK_INTERVAL
+                if self.read_rss_kb() > self.max_rss_kb:
+                    self.ask_recycle("memory")
+
+    def before(self, info: object) -> None:
+        """pre_request(owner, environ_or_scope)."""
+        if self.pre_request is not None:
+            try:
+                self.pre_request(self.owner, info)
+            except Exception:
+                log.exception("pre_request hook failed")
+
+    def after(self, info: object, status: int) -> None:
+        """post_request(owner, environ_or_scope, status)."""
+        if self.post_request is not None:
+            try:
+                self.post_request(self.owner, info, status)
+            except Exception:
+                log.exception("post_request hook failed")
+
+    # -- policy -----------------------------------------------------------------
+    def ask_recycle(self, reason: str) -> None:
+        """Once: ask for a replacement (the worker keeps serving until it is told to stop)."""
+        if not self.recycle_requested:
+            self.recycle_requested = True
+            log.info("worker %d asks to be recycled (%s) after %d requests, rss %d kB",
+                     os.getpid(), reason, self.requests, self.rss_kb)
+            self.on_recycle(reason)
+
+    def read_rss_kb(self) -> int:
+        rss = read_rss_kb()
+        if rss:
+            self.rss_kb = rss
+        return self.rss_kb
+
+    def stuck(self, now: float) -> bool:
+        """True while some request has made no progress for longer than --timeout."""
+        if self.timeout <= 0 or not self.in_flight:
+            return False
+        limit = now - self.timeout
+        return any(t < limit for t in list(self.in_flight.values()))
+
+    def stats(self) -> dict[str, int | float]:
+        """The heartbeat's counters (the arbiter sums them across workers)."""
+        c = self.status_counts
+        if not self.max_rss_kb:
+            self.read_rss_kb()
+        return {"requests": self.requests, "in_flight": len(self.in_flight),
+                "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
+                "rss_kb": self.rss_kb, **self.durations.stats()}

@@ -1,0 +1,250 @@
+"""Child start: what runs in a forked worker process before its worker class serves.
+
+The arbiter calls `run_worker()` in the child: the one child signal reset, process
+title, --chdir, logging, the post_fork hook, the app (or the preloaded one), then
+the one worker-class registry and "auto" rule (`resolve_worker_class`), and the
+class's `run()`. Also the process-level helpers every worker class uses (stack
+dumps on SIGABRT, flushing logs before `os._exit`). The plug-in contract itself
+is `workers/base.py`; this module does not import it (base uses these helpers).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+    from reclusterd.control import WorkerChannel
+    from reclusterd.sockets import Listener
+
+log = logging.getLogger("reclusterd.error")
+
+BUILTIN_CLASSES = {
+    "sync": "reclusterd.workers.sync:SyncWorker",
+    "thread": "reclusterd.workers.thread:ThreadWorker",
+    "asyncio": "reclusterd.workers.asyncio:AsyncioWorker",
+}
+EXIT_OK = 0
+EXIT_BOOT_ERROR = 3
+# Signals the arbiter handles; a forked child must not keep its handlers.
+_RESET_SIGNALS = tuple(
+    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1",
+                                 "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGWINCH",
+                                 "SIGABRT", "SIGALRM") if hasattr(signal, n))
+_IGNORED_WHILE_BOOTING = frozenset(
+    getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
+    if hasattr(signal, n))
+
+
+class BootError(Exception):
+    """The worker cannot start serving (bad hook, wrong worker class for the app)."""
+
+
+@dataclass
+class WorkerInfo:
+    """What a post_fork hook receives: the worker process, before the app is loaded."""
+
+    pid: int
+    generation: int
+    cfg: Config
+
+
+def import_object(spec: str, what: str) -> Any:
+    """Import "module:attr" (dotted attr allowed) with the one resolver apps use
+    (apploader.resolve); BootError naming `what` with the reason."""
+    from reclusterd import apploader
+    if ":" not in spec:
+        raise BootError(f"{what}: {spec!r} is not of the form module:attr")
+    try:
+        return apploader.resolve(spec)
+    except apploader.AppLoadError as e:
+        raise BootError(f"{what}: {e.text()}") from None
+
+
+def worker_class_name(name: str, kind: str) -> str:
+    """The "auto" rule: thread for WSGI apps, asyncio for ASGI apps; others unchanged."""
+    if name == "auto":
+        return "thread" if kind == "wsgi" else "asyncio"
+    return name
+
+
+class WorkerClass(Protocol):
+    """What boot needs of a worker class (workers/base.py's Worker is the contract)."""
+
+    app_kinds: tuple[str, ...]
+
+    def __call__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
+                 app: Any, kind: str) -> RunnableWorker: ...
+
+
+class RunnableWorker(Protocol):
+    generation: int
+
+    def run(self) -> None: ...
+
+
+def _is_worker_class(obj: object) -> bool:
+    """A subclass of reclusterd.workers.base.Worker (checked by name along the MRO, so
+    this module need not import the contract module that imports it)."""
+    return isinstance(obj, type) and any(
+        c.__module__ == "reclusterd.workers.base" and c.__qualname__ == "Worker"
+        for c in obj.__mro__)
+
+
+def resolve_worker_class(name: str, kind: str) -> WorkerClass:
+    """The one worker-class registry: auto -> thread (WSGI) / asyncio (ASGI);
+    sync/thread/asyncio; or module:Class (a plug-in subclass of Worker)."""
+    name = worker_class_name(name, kind)
+    spec = BUILTIN_CLASSES.get(name, name)
+    cls: Any = import_object(spec, "worker class")
+    if not _is_worker_class(cls):
+        raise BootError(f"worker class {name!r} is not a reclusterd.workers.base.Worker")
+    if kind not in cls.app_kinds:
+        served = " and ".join(k.upper() for k in cls.app_kinds)
+        other = "thread" if kind == "wsgi" else "asyncio"
+        raise BootError(f"worker class {name!r} serves {served} apps only, but the app is "
+                        f"{kind.upper()}; use --worker-class {other} (or auto)")
+    got: WorkerClass = cls
+    return got
+
+
+def reset_signals() -> None:
+    """The one child signal reset: a forked child must not run the arbiter's handlers."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    # Until install_signals() runs (the app may take long to import), signals that only
+    # mean something to a serving worker are ignored: a stray `kill -USR1` sent to the
+    # whole process group must not kill a booting worker.
+    for sig in _RESET_SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_IGN if sig in _IGNORED_WHILE_BOOTING
+                          else signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _RESET_SIGNALS)
+
+
+def flush_logs() -> None:
+    """Flush the error log and stdio (before os._exit, which skips that)."""
+    for h in logging.getLogger("reclusterd.error").handlers + logging.getLogger().handlers:
+        try:
+            h.flush()
+        except Exception:  # noqa: BLE001 - flushing on exit must not raise
+            pass
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+
+
+_fault_file: IO[str] | None = None
+
+
+def install_fault_handler(path: str | None, on_abort: Callable[[int, Any], Any]) -> None:
+    """SIGABRT (and fatal signals) dump every thread's stack to the error log (`path`,
+    --error-logfile; None/'-' = stderr) from C, so even a worker stuck in a C call dumps;
+    then the previous handler, `on_abort`, runs."""
+    global _fault_file
+    target: IO[str] = sys.stderr
+    if path and path != "-":
+        try:
+            new = open(path, "a", buffering=1)  # noqa: SIM115 - kept open for the C handler
+        except OSError:
+            new = None
+        if new is not None:
+            if _fault_file is not None:
+                _fault_file.close()
+            _fault_file = target = new
+    # faulthandler chains to the handler that was installed when enable() ran.
+    faulthandler.disable()
+    signal.signal(signal.SIGABRT, on_abort)
+    try:
+        faulthandler.enable(file=target, all_threads=True)
+    except (ValueError, OSError, RuntimeError):
+        pass
+
+
+def run_worker(cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
+               generation: int, app: object = None) -> NoReturn:
+    """Entry point in the forked child; never returns (exit 0 clean, 3 boot error)."""
+    code = 1
+    try:
+        code = _boot_and_serve(cfg, listeners, channel, generation, app)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001 - a worker must report, not raise into the arbiter
+        log.exception("worker %d crashed", os.getpid())
+        code = 1
+    finally:
+        flush_logs()
+        os._exit(code)
+
+
+def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
+                    generation: int, app: object) -> int:
+    reset_signals()
+    try:
+        from setproctitle import setproctitle
+        setproctitle(f"reclusterd: worker [{cfg.name or cfg.app}]")
+    except ImportError:
+        pass
+    if cfg.chdir:
+        os.chdir(cfg.chdir)
+    from reclusterd import apploader
+    # Hooks and plug-in worker classes live next to the app: same sys.path as the app.
+    apploader.put_on_path(cfg.chdir or os.getcwd())
+    from reclusterd.logging import setup_logging
+    setup_logging(cfg)
+    # Behind the C stack dump: exit promptly if ABRT arrives while booting.
+    install_fault_handler(cfg.error_logfile, lambda s, f: os._exit(1))
+    try:
+        if cfg.post_fork:
+            hook = import_object(cfg.post_fork, "post_fork hook")
+            try:
+                hook(WorkerInfo(os.getpid(), generation, cfg))
+            except Exception as e:
+                raise BootError(f"post_fork hook {cfg.post_fork} failed: {e!r}\n"
+                                + traceback.format_exc()) from e
+        app, kind = _load(cfg, app)
+        cls = resolve_worker_class(cfg.worker_class, kind)
+        worker = cls(cfg, listeners, channel, app, kind)
+    except BootError as e:          # the arbiter logs the text (once), not us
+        channel.boot_error(str(e))
+        return EXIT_BOOT_ERROR
+    except _AppLoadFailed as e:
+        channel.boot_error(e.text)
+        return EXIT_BOOT_ERROR
+    worker.generation = generation
+    worker.run()
+    return EXIT_OK
+
+
+class _AppLoadFailed(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _load(cfg: Config, app: object) -> tuple[object, str]:
+    """(app, kind) from a preloaded LoadedApp or by importing it now."""
+    from reclusterd import apploader
+    if app is None:
+        try:
+            app = apploader.load_app(cfg)
+        except apploader.AppLoadError as e:
+            raise _AppLoadFailed(e.text()) from e
+    if hasattr(app, "kind") and hasattr(app, "app"):
+        return app.app, str(app.kind)
+    return app, "wsgi"

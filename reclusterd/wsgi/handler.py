@@ -1,0 +1,205 @@
+"""PEP 3333 over the sans-IO http/ package: run the app for one request, write its answer.
+
+`Conn` (wsgi.conn) is one client connection (socket + parser + pending events);
+`WSGIHandler.serve(conn, request)` builds the environ (wsgi.environ), runs the
+app and writes the response (Exchange, in wsgi.response; wsgi.input in
+wsgi.input). Worker classes decide when to read, which thread runs `serve`, and
+what to do with the connection after. The handler knows the worker only through
+its `Meter` (accounting, hooks); the rules of each connection (keep-alive, deadlines,
+draining) are `http.connection`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from reclusterd.http import InvalidResponse, Limits, Request, error_response, make_parser
+from reclusterd.http.connection import ConnectionRules, H1Connection
+from reclusterd.http.forwarded import from_config
+from reclusterd.logging import AccessInfo, AccessLog
+from reclusterd.meter import Meter
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ
+from reclusterd.wsgi.environ import EnvironBuilder
+from reclusterd.wsgi.input import NO_BODY, Input, NoBody
+from reclusterd.wsgi.response import Exchange, FileWrapper
+
+if TYPE_CHECKING:
+    from reclusterd.config import Config
+    from reclusterd.http import Parser
+
+log = logging.getLogger("reclusterd.error")
+WSGIApp = Callable[..., Any]
+
+
+class WSGIHandler:
+    """Runs a WSGI app for requests parsed on `Conn`s; one per worker, shared by threads.
+
+    `secure` says the listeners speak TLS (wsgi.url_scheme https); `persistent`
+    False makes every response close its connection (the sync worker).
+    """
+
+    def __init__(self, cfg: Config, app: WSGIApp, meter: Meter, multithread: bool,
+                 secure: bool, persistent: bool = True) -> None:
+        self.app = app
+        self.meter = meter
+        self.secure = secure
+        self.rules = ConnectionRules(float(cfg.keep_alive), float(cfg.header_timeout),
+                                     persistent)
+        self.drain_grace = self.rules.drain_grace(float(cfg.graceful_timeout))
+        limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
+                        cfg.limit_request_field_size, cfg.limit_request_body)
+        kind = cfg.http
+        self.new_parser: Callable[[], Parser] = lambda: make_parser(kind, limits)
+        self.access = AccessLog(cfg.access_logfile, cfg.access_logformat,
+                      bool(cfg.log_config))
+        proxy = (from_config(cfg.forwarded_allow_ips, secure=secure)
+                 if cfg.forwarded_allow_ips else None)
+        self.environs = EnvironBuilder(multithread, cfg.workers > 1, proxy)
+        self.draining = False       # set by the worker on TERM: new connections drain too
+
+    def listener_environ(self, lsock: socket.socket) -> Environ:
+        """The environ keys fixed for every request on one listener."""
+        return self.environs.listener_environ(lsock, self.secure)
+
+    def new_conn(self, sock: socket.socket, addr: Any, listener_env: Environ) -> Conn:
+        """Wrap an accepted socket (made non-blocking) with a parser and its environ base."""
+        sock.setblocking(False)
+        env = listener_env.copy()
+        if isinstance(addr, tuple):
+            remote, rport = str(addr[0]), str(addr[1])
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        else:
+            remote, rport = "", ""
+        env["REMOTE_ADDR"] = remote
+        env["REMOTE_PORT"] = rport
+        h1 = H1Connection(self.rules, self.new_parser(), time.monotonic)
+        if self.draining:
+            h1.begin_drain(self.drain_grace)
+        return Conn(sock, h1, env, remote)
+
+    def environ(self, conn: Conn, req: Request) -> Environ:
+        """PEP 3333 environ for one request."""
+        return self.environs.environ(conn.base_environ, conn.remote_addr, req)
+
+    def serve(self, conn: Conn, req: Request) -> bool:
+        """Run the app for `req` and write its response; True if `conn` may be reused."""
+        meter = self.meter
+        ex = Exchange(meter, conn, req)
+        env = self.environ(conn, req)
+        if req.content_length or req.chunked:
+            inp: Input | NoBody = Input(conn, req, ex)
+        else:
+            inp = NO_BODY
+        env["wsgi.input"] = ex.input = inp
+        if meter.pre_request is not None:
+            meter.before(env)
+        t0 = time.monotonic()
+        ex.token = token = meter.started(t0)
+        conn.on_progress = ex.progress
+        keep = False
+        result: Any = None
+        try:
+            result = self.app(env, ex.start_response)
+            keep = self._respond(ex, result)
+        except ClientGone as e:
+            if inp.error is not None and not ex.sent:
+                self._error(ex, inp.error.status, inp.error.reason)
+            log.debug("client gone: %s", e)
+        except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001
+            # The app's error must not kill the worker, nor a pool thread: an app calling
+            # sys.exit() gets a 500 like any other failure (our own stops use os._exit).
+            self._failed(ex, e)
+        finally:
+            if result is not None and hasattr(result, "close"):
+                try:
+                    result.close()
+                except Exception:  # noqa: BLE001
+                    log.exception("close() of the response iterable failed")
+        if keep and not inp.done:
+            keep = inp.drain()
+        conn.on_progress = None
+        code = ex.code or 500
+        dt = time.monotonic() - t0
+        meter.finished(token, code, dt)
+        if meter.post_request is not None:
+            meter.after(env, code)
+        if self.access.enabled:
+            self._access(env, ex, code, dt)
+        return keep     # a keep-alive head went out: the next response says close
+
+    def _respond(self, ex: Exchange, result: Any) -> bool:
+        """Send the app's iterable; True if the response said keep-alive."""
+        if type(result) is list and len(result) == 1 and not ex.sent:
+            data = result[0]
+            if type(data) is not bytes:
+                raise TypeError(f"response body must be bytes, not {type(data).__name__}")
+            resp = ex.begin()
+            ex.sent = True
+            ex.length = len(data)
+            ex.conn.sendall(resp.head + resp.body(data) + resp.end())
+            return resp.keep_alive
+        if type(result) is FileWrapper and self._sendfile_ok(ex, result):
+            return self._send_file(ex, result)
+        for chunk in result:
+            if chunk:
+                ex.write(chunk)
+        return ex.finish()
+
+    def _failed(self, ex: Exchange, e: BaseException) -> None:
+        req = ex.req
+        what = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
+        if isinstance(e, InvalidResponse):
+            log.error("invalid response from the app to %s: %s", what, e)
+        else:
+            log.exception("error handling %s", what)
+        if not ex.sent:
+            self._error(ex, 500, "")
+
+    def _error(self, ex: Exchange, status: int, message: str) -> None:
+        ex.code = status
+        ex.sent = True
+        try:
+            ex.conn.sendall(error_response(status, message))
+        except ClientGone:
+            pass
+
+    def _sendfile_ok(self, ex: Exchange, fw: FileWrapper) -> bool:
+        if type(ex.conn.sock) is not socket.socket or ex.status is None:
+            return False
+        try:
+            fw.filelike.fileno()
+        except (AttributeError, OSError, ValueError):
+            return False
+        return any(k.lower() == "content-length" for k, _ in ex.headers)
+
+    def _send_file(self, ex: Exchange, fw: FileWrapper) -> bool:
+        """Content-Length response body straight from the file with os.sendfile."""
+        resp = ex.begin()
+        ex.sent = True
+        conn = ex.conn
+        if ex.req.method == b"HEAD" or ex.code < 200 or ex.code in (204, 304):
+            conn.sendall(resp.head + resp.end())
+            return resp.keep_alive
+        length = int(next(v for k, v in ex.headers if k.lower() == "content-length"))
+        conn.sendall(resp.head)
+        f = fw.filelike
+        try:
+            offset = f.tell()
+        except (AttributeError, OSError):
+            offset = 0
+        sent = conn.sendfile(f.fileno(), offset, length)
+        ex.length = sent
+        return resp.keep_alive and sent == length
+
+    def _access(self, env: Environ, ex: Exchange, status: int, dt: float) -> None:
+        req = ex.req
+        self.access.log(AccessInfo(env.get("REMOTE_ADDR") or "-", req.method, req.target,
+                                   req.http_version, status, ex.length, dt, req.headers,
+                                   ex.headers, env))
