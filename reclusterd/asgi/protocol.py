@@ -240,9 +240,10 @@ class HttpProtocol(asyncio.Protocol):
     def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
         assert self.s.resolver is not None
-        ip, scheme = self.s.resolver.resolve(self.peer_ip, headers)
-        scope["client"] = (ip, self.peer[1] if self.peer else 0)
-        scope["scheme"] = scheme
+        client = self.s.resolver.resolve(self.peer_ip, headers,
+                                         self.peer[1] if self.peer else 0)
+        scope["client"] = (client.host, client.port) if client.host else None
+        scope["scheme"] = client.scheme
 
     def fail(self, err: ProtocolError) -> None:
         """A framing error: answer it (unless a response is under way) and close."""

@@ -68,16 +68,15 @@ class WSGIHandler:
         """Wrap an accepted socket (made non-blocking) with a parser and its environ base."""
         sock.setblocking(False)
         env = listener_env.copy()
+        remote = ""     # a unix-socket peer has no address (Gunicorn: "" too) and no port
         if isinstance(addr, tuple):
-            remote, rport = str(addr[0]), str(addr[1])
+            remote = str(addr[0])
+            env["REMOTE_PORT"] = str(addr[1])
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        else:
-            remote, rport = "", ""
         env["REMOTE_ADDR"] = remote
-        env["REMOTE_PORT"] = rport
         h1 = H1Connection(self.rules, self.new_parser(), time.monotonic)
         if self.draining:
             h1.begin_drain(self.drain_grace)
