@@ -25,7 +25,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ
 from reclusterd.wsgi.environ import EnvironBuilder
 from reclusterd.wsgi.input import NO_BODY, Input, NoBody
-from reclusterd.wsgi.response import Exchange, FileWrapper
+from reclusterd.wsgi.response import Exchange, FileWrapper, log_broken
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -138,11 +138,11 @@ class WSGIHandler:
             data = result[0]
             if type(data) is not bytes:
                 raise TypeError(f"response body must be bytes, not {type(data).__name__}")
-            resp = ex.begin()
-            ex.sent = True
+            out = ex.framed(data, True)
             ex.length = len(data)
-            ex.conn.sendall(resp.head + resp.body(data) + resp.end())
-            return resp.keep_alive
+            ex.conn.sendall(out)
+            assert ex.resp is not None
+            return ex.resp.keep_alive
         if type(result) is FileWrapper and self._sendfile_ok(ex, result):
             return self._send_file(ex, result)
         for chunk in result:
@@ -153,7 +153,9 @@ class WSGIHandler:
     def _failed(self, ex: Exchange, e: BaseException) -> None:
         req = ex.req
         what = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
-        if isinstance(e, InvalidResponse):
+        if e is ex.broken:
+            pass                # logged once where it happened (Exchange.framed)
+        elif isinstance(e, InvalidResponse):
             log.error("invalid response from the app to %s: %s", what, e)
         else:
             log.exception("error handling %s", what)
@@ -194,6 +196,9 @@ class WSGIHandler:
             offset = 0
         sent = conn.sendfile(f.fileno(), offset, length)
         ex.length = sent
+        if sent != length:      # the file is shorter than the app's Content-Length
+            log_broken(ex.req, f"file shorter than its Content-Length ({sent} < {length} "
+                               "bytes)")
         return resp.keep_alive and sent == length
 
     def _access(self, env: Environ, ex: Exchange, status: int, dt: float) -> None:
