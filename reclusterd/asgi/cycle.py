@@ -96,10 +96,7 @@ class Cycle:
         except ClientDisconnected:
             self.abort(500)     # nothing is written to a gone client; counts the request
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError) and not self.broken:
-                log.exception("exception in ASGI application (%s %s)", self.scope["method"],
-                              self.scope["path"])
-            self.abort(500)
+            self.failed(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -110,6 +107,21 @@ class Cycle:
                 self.abort(500)
             elif not self.complete:
                 self.abort(500)
+
+    def failed(self, exc: BaseException) -> None:
+        """The app raised: log it (once), then 500 or cut (abort)."""
+        if self.broken or isinstance(exc, asyncio.CancelledError):
+            pass                # logged where it happened (framing_broken) / a stop
+        elif self.disconnected or self.conn.closed:
+            # The client left first: whatever the app or its framework made of that
+            # (Starlette's ClientDisconnect, a CancelledError wrapped...) is normal, so one
+            # debug line, never a traceback.
+            log.debug("client went away during %s %s (%s)", self.scope["method"],
+                      self.scope["path"], type(exc).__name__)
+        else:
+            log.exception("exception in ASGI application (%s %s)", self.scope["method"],
+                          self.scope["path"])
+        self.abort(500)
 
     def abort(self, status: int) -> None:
         """The app failed: 500 if nothing was sent (a started response whose head is still

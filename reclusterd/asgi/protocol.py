@@ -111,6 +111,15 @@ class HttpProtocol(asyncio.Protocol):
         if self.closed or self.ws is not None:
             return None
         self.eof = True
+        cycle = self.cycle
+        if cycle is not None and cycle.started and not cycle.complete:
+            # A FIN while the response is under way: the client is gone (curl's timeout,
+            # a closed browser tab), not half-closing to wait for it. The app's pending
+            # receive() gets http.disconnect, its next send() ClientDisconnected (so an
+            # SSE stream stops); the transport closes (eof_received returning None).
+            cycle.disconnected = True
+            cycle.wake()
+            return None
         events = self.h1.receive(b"")
         if self.cycle is None and not self.queue:
             if events:

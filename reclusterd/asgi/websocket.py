@@ -218,7 +218,12 @@ class WebSocketSession:
         except ClientDisconnected:
             pass
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError):
+                pass
+            elif self.conn.closed:      # the client left first: normal, no traceback
+                log.debug("client went away during websocket %s (%s)", self.scope["path"],
+                          type(exc).__name__)
+            else:
                 log.exception("exception in ASGI websocket application (%s)",
                               self.scope["path"])
             self._finish(500, 1011)

@@ -155,6 +155,10 @@ class WSGIHandler:
         what = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
         if e is ex.broken:
             pass                # logged once where it happened (Exchange.framed)
+        elif _client_gone(e):
+            # the app (or its framework) turned our ClientGone into its own error, e.g.
+            # Werkzeug's ClientDisconnected: a client going away is normal, no traceback
+            log.debug("client gone during %s (%s)", what, type(e).__name__)
         elif isinstance(e, InvalidResponse):
             log.error("invalid response from the app to %s: %s", what, e)
         else:
@@ -206,3 +210,15 @@ class WSGIHandler:
         self.access.log(AccessInfo(env.get("REMOTE_ADDR") or "-", req.method, req.target,
                                    req.http_version, status, ex.length, dt, req.headers,
                                    ex.headers, env))
+
+
+def _client_gone(e: BaseException) -> bool:
+    """Was `e` caused by the client going away (a ClientGone in its cause/context chain)?"""
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 16:
+        if isinstance(cur, ClientGone):
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False

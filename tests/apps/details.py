@@ -7,7 +7,10 @@ GET /bad/{over,short,body}   -> the app breaks its own framing: 3 bytes over Con
                                 error the server raises into the app is printed to stderr
                                 as "details: app saw <ExceptionName>" and re-raised.
 GET /stream                  -> ASGI: one body part, then await receive(); prints what
-                                receive() returned and "details: finally ran"
+                                receive() returned and "details: finally ran". WSGI: an
+                                endless body; "details: finally ran" once it is closed
+POST /upload                 -> WSGI: reads the body; an OSError becomes a RuntimeError
+                                (as frameworks do); prints "details: finally ran"
 """
 
 from __future__ import annotations
@@ -52,12 +55,30 @@ def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
             _say(f"app saw {type(exc).__name__}")
             raise
         return []
+    if path == "/upload":       # a framework turning the client's absence into its error
+        try:
+            environ["wsgi.input"].read()
+        except OSError as exc:
+            raise RuntimeError("the upload broke off") from exc
+        finally:
+            _say("finally ran")
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _forever()
     env = {k: environ.get(k) for k in _ENV_KEYS}
     env["request_uri"] = request_uri(environ)
     data = json.dumps(env).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(data)))])
     return [data]
+
+
+def _forever() -> Iterable[bytes]:
+    try:
+        while True:
+            yield b"x" * 65536
+    finally:
+        _say("finally ran")
 
 
 async def asgi(scope: dict[str, Any], receive: Callable[..., Any],
