@@ -13,7 +13,14 @@ import time
 from typing import Any
 
 from reclusterd.asgi.types import ClientDisconnected, Connection, Message
-from reclusterd.http import CONTINUE_100, InvalidResponse, Request, Response, error_response
+from reclusterd.http import (
+    CONTINUE_100,
+    FramingError,
+    InvalidResponse,
+    Request,
+    Response,
+    error_response,
+)
 from reclusterd.http.connection import DRAIN_LIMIT, body_allows_reuse
 from reclusterd.logging import AccessInfo, AccessLog
 
@@ -45,6 +52,7 @@ class Cycle:
     task: asyncio.Task[None] | None = None
     progress = -1               # what the last sweep saw (HttpProtocol.check_progress)
     progress_at = 0.0
+    broken = False              # the app broke its response framing (logged once)
 
     def __init__(self, conn: Connection, request: Request, scope: dict[str, Any]) -> None:
         self.conn = conn
@@ -88,10 +96,7 @@ class Cycle:
         except ClientDisconnected:
             self.abort(500)     # nothing is written to a gone client; counts the request
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                log.exception("exception in ASGI application (%s %s)", self.scope["method"],
-                              self.scope["path"])
-            self.abort(500)
+            self.failed(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -102,6 +107,21 @@ class Cycle:
                 self.abort(500)
             elif not self.complete:
                 self.abort(500)
+
+    def failed(self, exc: BaseException) -> None:
+        """The app raised: log it (once), then 500 or cut (abort)."""
+        if self.broken or isinstance(exc, asyncio.CancelledError):
+            pass                # logged where it happened (framing_broken) / a stop
+        elif self.disconnected or self.conn.closed:
+            # The client left first: whatever the app or its framework made of that
+            # (Starlette's ClientDisconnect, a CancelledError wrapped...) is normal, so one
+            # debug line, never a traceback.
+            log.debug("client went away during %s %s (%s)", self.scope["method"],
+                      self.scope["path"], type(exc).__name__)
+        else:
+            log.exception("exception in ASGI application (%s %s)", self.scope["method"],
+                          self.scope["path"])
+        self.abort(500)
 
     def abort(self, status: int) -> None:
         """The app failed: 500 if nothing was sent (a started response whose head is still
@@ -157,13 +177,16 @@ class Cycle:
             body = _as_bytes(body)
         r = self.response
         assert r is not None
-        if message.get("more_body", False):
-            await self.send_part(r, body)
-            return
-        # the whole (rest of the) body: one write with the head when it is small
+        try:
+            if message.get("more_body", False):
+                await self.send_part(r, body)
+                return
+            # the whole (rest of the) body: one write with the head when it is small
+            data = r.body(body) if body else b""
+            end = r.end()
+        except FramingError as exc:
+            raise self.framing_broken(exc) from exc
         self.length += len(body)
-        data = r.body(body) if body else b""
-        end = r.end()
         head = r.head
         transport = self.conn.transport
         if head:
@@ -182,6 +205,17 @@ class Cycle:
         self.conn.cycle_done(r.keep_alive and r.complete)
         if self.waiter is not None:
             self.wake()
+
+    def framing_broken(self, exc: FramingError) -> RuntimeError:
+        """The app broke its own framing: log it once (whatever the app does with the
+        error), answer 500 if the head is still held back, else cut the connection, so
+        the client never reads the surplus as a response. The error to raise into the app
+        (a RuntimeError, as Uvicorn)."""
+        self.broken = True
+        log.error("closing the connection: the ASGI app broke its response framing (%s %s):"
+                  " %s", self.scope["method"], self.scope["path"], exc)
+        self.abort(500)
+        return RuntimeError(f"invalid ASGI response: {exc}")
 
     async def send_part(self, r: Response, body: bytes) -> None:
         """A body piece with more to come: write it now, wait while the socket is full."""

@@ -110,6 +110,15 @@ class HttpProtocol(asyncio.Protocol):
         if self.closed or self.ws is not None:
             return None
         self.eof = True
+        cycle = self.cycle
+        if cycle is not None and cycle.started and not cycle.complete:
+            # A FIN while the response is under way: the client is gone (curl's timeout,
+            # a closed browser tab), not half-closing to wait for it. The app's pending
+            # receive() gets http.disconnect, its next send() ClientDisconnected (so an
+            # SSE stream stops); the transport closes (eof_received returning None).
+            cycle.disconnected = True
+            cycle.wake()
+            return None
         events = self.h1.receive(b"")
         if self.cycle is None and not self.queue:
             if events:
@@ -239,9 +248,10 @@ class HttpProtocol(asyncio.Protocol):
     def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
         assert self.s.resolver is not None
-        ip, scheme = self.s.resolver.resolve(self.peer_ip, headers)
-        scope["client"] = (ip, self.peer[1] if self.peer else 0)
-        scope["scheme"] = scheme
+        client = self.s.resolver.resolve(self.peer_ip, headers,
+                                         self.peer[1] if self.peer else 0)
+        scope["client"] = (client.host, client.port) if client.host else None
+        scope["scheme"] = client.scheme
 
     def fail(self, err: ProtocolError) -> None:
         """A framing error: answer it (unless a response is under way) and close."""

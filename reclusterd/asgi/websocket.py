@@ -24,7 +24,14 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 from reclusterd.asgi.types import ASGI_VERSION, ClientDisconnected
 from reclusterd.asgi.types import Connection as HttpConnection
 from reclusterd.asgi.types import Message as ASGIMessage
-from reclusterd.http import InvalidResponse, Request, Response, decode_path, error_response
+from reclusterd.http import (
+    FramingError,
+    InvalidResponse,
+    Request,
+    Response,
+    decode_path,
+    error_response,
+)
 
 __all__ = ["WebSocketSession", "MAX_MESSAGE"]
 
@@ -211,7 +218,12 @@ class WebSocketSession:
         except ClientDisconnected:
             pass
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError):
+                pass
+            elif self.conn.closed:      # the client left first: normal, no traceback
+                log.debug("client went away during websocket %s (%s)", self.scope["path"],
+                          type(exc).__name__)
+            else:
                 log.exception("exception in ASGI websocket application (%s)",
                               self.scope["path"])
             self._finish(500, 1011)
@@ -304,10 +316,19 @@ class WebSocketSession:
     def reject_body(self, message: ASGIMessage) -> None:
         r = self.response
         body = bytes(message.get("body", b""))
-        out = r.head + r.body(body)
+        more = message.get("more_body", False)
+        try:
+            out = r.head + r.body(body) + (b"" if more else r.end())
+        except FramingError as exc:     # as for http responses (asgi.cycle): once, closed
+            log.error("closing the connection: the ASGI app broke its response framing "
+                      "(websocket denial %s): %s", self.req.target.decode("latin-1"), exc)
+            if r.head:
+                self._write(error_response(500))
+            self.closed = True
+            self.conn.close()
+            raise RuntimeError(f"invalid ASGI response: {exc}") from exc
         r.head = b""
-        if not message.get("more_body", False):
-            out += r.end()
+        if not more:
             self.closed = True
             self._write(out)
             self.conn.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 Headers = Sequence[tuple[bytes, bytes]]
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -62,9 +63,9 @@ class ProxyResolver:
             return False
         return any(ip in net for net in self.networks)
 
-    def resolve(self, peer_ip: str | None, headers: Headers) -> tuple[str, str]:
-        """(client_ip, scheme) for a request from `peer_ip` with these (lower-case) headers."""
-        return resolve(peer_ip, headers, self)
+    def resolve(self, peer_ip: str | None, headers: Headers, peer_port: int = 0) -> Client:
+        """The client of a request from `peer_ip`:`peer_port` with these (lower-case) headers."""
+        return resolve(peer_ip, headers, self, peer_port)
 
 
 def _header_values(headers: Headers, name: bytes) -> list[str]:
@@ -75,14 +76,22 @@ def _header_values(headers: Headers, name: bytes) -> list[str]:
     return out
 
 
-def _strip_port(host: str) -> str:
-    """'[::1]:80' -> '::1', '1.2.3.4:80' -> '1.2.3.4', '::1' -> '::1'."""
-    host = host.strip().strip('"')
+def _hop(text: str) -> tuple[str, int]:
+    """A forwarded hop as (host, port): '"[::1]:80"' -> ('::1', 80), '1.2.3.4' -> ('1.2.3.4', 0).
+
+    RFC 7239 §6 node = nodename [":" node-port]; a port that is not 1-65535 digits
+    (an obfuscated "_p", garbage) counts as not given (0)."""
+    host = text.strip().strip('"')
+    port = ""
     if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
+        host, closed, rest = host[1:].partition("]")
+        if not closed:
+            return "[" + host, 0    # not an address: never the client
+        port = rest[1:] if rest.startswith(":") else ""
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    number = int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 0
+    return host, number if number <= 65535 else 0
 
 
 def _forwarded_elements(headers: Headers) -> list[dict[str, str]]:
@@ -127,47 +136,64 @@ def _split_quoted(text: str, sep: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def _pick(hops: list[str], resolver: ProxyResolver) -> int:
-    """Index of the client in `hops` (peer excluded): right-most untrusted, else left-most."""
-    for i in range(len(hops) - 1, -1, -1):
-        if not resolver.trusted(hops[i]):
+class Client(NamedTuple):
+    """Who the request is from, as the app should see it."""
+
+    host: str       # an IP address text, or "" (a unix-socket peer without forwarding)
+    port: int       # 0 when a proxy named the client without its port (as Uvicorn)
+    scheme: str     # "http" or "https"
+
+
+def _client(hops: list[tuple[str, int]], resolver: ProxyResolver) -> int:
+    """Index of the client in `hops` (the socket peer last, itself trusted).
+
+    Walking from the right, trusted hops are skipped; the first untrusted hop is the
+    client. A hop that is not an IP address ("unknown", an obfuscated "_name" of
+    RFC 7239 §6.3, garbage) ends the walk: the client is unknown, so the last hop
+    known (the proxy that reported it) stands in for it. Every hop trusted: left-most."""
+    for i in range(len(hops) - 2, -1, -1):
+        host = hops[i][0]
+        if _parse_ip(host) is None:
+            return i + 1
+        if not resolver.trusted(host):
             return i
     return 0
 
 
-def resolve(peer_ip: str | None, headers: Headers, resolver: ProxyResolver) -> tuple[str, str]:
-    """(client_ip, scheme): believe forwarding headers only when `peer_ip` is trusted.
+def resolve(peer_ip: str | None, headers: Headers, resolver: ProxyResolver,
+            peer_port: int = 0) -> Client:
+    """The client (host, port, scheme): forwarding headers believed only from a trusted peer.
 
     RFC 7239 Forwarded wins when present; else X-Forwarded-For / X-Forwarded-Proto.
+    The client's port is the one its hop names, else 0: the peer's port is the proxy's
+    (Uvicorn does the same). The host is always an IP address (or the peer's "").
     """
-    peer = peer_ip or ""
+    peer = (peer_ip or "", peer_port)
     scheme = resolver.default_scheme
     if not resolver.trusted(peer_ip):
-        return peer, scheme
+        return Client(peer[0], peer[1], scheme)
     elements = _forwarded_elements(headers)
     if elements:
-        fors = [_strip_port(e.get("for", "")) for e in elements]
-        idx = _pick(fors, resolver) if any(fors) else -1
-        client = fors[idx] if idx >= 0 and fors[idx] else peer
-        proto = elements[idx].get("proto", "") if idx >= 0 else ""
-        if not proto:       # nearest proxy that said which scheme it was reached with
-            proto = next((e["proto"] for e in reversed(elements) if e.get("proto")), "")
+        # each element is one hop; one without for= names no one (like "unknown")
+        hops = [_hop(e.get("for", "")) for e in elements] + [peer]
+        i = _client(hops, resolver)
+        # the scheme the client reached the first proxy with; else what the nearest
+        # proxy that said so was reached with
+        proto = (elements[i].get("proto") if i < len(elements) else "") or next(
+            (e["proto"] for e in reversed(elements) if e.get("proto")), "")
         proto = proto.lower()
-        return client, proto if proto in _SCHEMES else scheme
-    xff = [_strip_port(h) for h in _header_values(headers, b"x-forwarded-for") if h]
-    client = peer
-    idx = -1
-    if xff:
-        idx = _pick(xff, resolver)
-        client = xff[idx] or peer
+        return Client(*hops[i], proto if proto in _SCHEMES else scheme)
+    xff = [_hop(h) for h in _header_values(headers, b"x-forwarded-for") if h]
+    i = _client([*xff, peer], resolver)
+    host, port = xff[i] if i < len(xff) else peer
     protos = [p.lower() for p in _header_values(headers, b"x-forwarded-proto") if p]
     if protos:
         # aligned with the client hop when both lists have one entry per hop; else the
         # value the nearest (right-most, trusted) proxy appended
-        proto = protos[idx] if xff and len(protos) == len(xff) else protos[-1]
+        proto = protos[i] if i < len(xff) and len(protos) == len(xff) else protos[-1]
         if proto in _SCHEMES:
             scheme = proto
-    return client, scheme
+    return Client(host, port, scheme)
 
 
 def from_config(allow_ips: Iterable[str], secure: bool = False) -> ProxyResolver:

@@ -14,7 +14,8 @@ from http import HTTPStatus
 
 from .events import Request
 
-__all__ = ["Response", "InvalidResponse", "error_response", "CONTINUE_100", "http_date"]
+__all__ = ["Response", "FramingError", "InvalidResponse", "error_response", "CONTINUE_100",
+           "http_date"]
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 SERVER = b"reclusterd"
@@ -22,6 +23,13 @@ SERVER = b"reclusterd"
 
 class InvalidResponse(ValueError):
     """The app gave a status or header that must not reach the wire (worker sends 500)."""
+
+
+class FramingError(InvalidResponse):
+    """The app's body contradicts the framing of its own head: more or less than its
+    Content-Length, or content on a status that has none (1xx, 204, 304; RFC 9110 §6.4.1).
+    Nothing of the offending piece is framed; the connection must close (a client that
+    trusted the head would otherwise read the surplus as the next response)."""
 
 
 _REASONS: dict[int, bytes] = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
@@ -117,7 +125,8 @@ _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 class Response:
     """One response on one connection: head bytes plus framing of the body."""
 
-    __slots__ = ("head", "keep_alive", "complete", "_mode", "_length", "_sent", "_ended")
+    __slots__ = ("head", "keep_alive", "complete", "_mode", "_length", "_sent", "_ended",
+                 "_bodiless")
 
     def __init__(self, request: Request, status: int = 200,
                  headers: list[tuple[bytes, bytes]] | None = None,
@@ -212,17 +221,21 @@ class Response:
         self._length = length or 0
         self._sent = 0
         self._ended = False
+        # a status without content; HEAD is not one: its body is the GET's, dropped here
+        self._bodiless = (status < 200 or status in (204, 304)) and request.method != b"HEAD"
 
     def body(self, data: bytes) -> bytes:
-        """Framed bytes to write for `data` (never more than Content-Length)."""
+        """Framed bytes to write for `data`; FramingError past Content-Length or for
+        content on a status without any (HEAD's body is dropped: RFC 9110 §9.3.2)."""
         if self._ended or not data:
             return b""
         mode = self._mode
         if mode == _LENGTH:
-            room = self._length - self._sent
-            if len(data) > room:
-                self.keep_alive = False  # the app broke its own Content-Length
-                data = data[:room]
+            if len(data) > self._length - self._sent:
+                self.keep_alive = False
+                self._ended = True      # nothing more goes out: the connection closes
+                raise FramingError(f"response body longer than its Content-Length "
+                                   f"({self._sent + len(data)} > {self._length} bytes)")
             self._sent += len(data)
             return data
         if mode == _CHUNKED:
@@ -231,17 +244,23 @@ class Response:
         if mode == _CLOSE:
             self._sent += len(data)
             return data
+        if self._bodiless:
+            self.keep_alive = False
+            self._ended = True
+            raise FramingError("content on a response whose status has none")
         return b""
 
     def end(self) -> bytes:
-        """Terminating bytes; sets `complete` (False: short body, the connection must close)."""
+        """Terminating bytes; sets `complete`. FramingError when the body fell short of
+        its Content-Length (`complete` stays False: the connection must close)."""
         if self._ended:
             return b""
         self._ended = True
         if self._mode == _LENGTH and self._sent < self._length:
             self.complete = False
             self.keep_alive = False
-            return b""
+            raise FramingError(f"response body shorter than its Content-Length "
+                               f"({self._sent} < {self._length} bytes)")
         self.complete = True
         return b"0\r\n\r\n" if self._mode == _CHUNKED else b""
 

@@ -37,10 +37,15 @@ class EnvironBuilder:
         env = self._listener_env.get(lsock.fileno())
         if env is not None:
             return env
-        name, port = "localhost", ""
+        # PEP 3333: SERVER_NAME and SERVER_PORT are never empty; a unix-socket listener
+        # has no port, so the scheme's default stands in (what a request without Host
+        # reached through a proxy on 80/443 means). RFC 3875 §4.1.14: an IPv6
+        # SERVER_NAME is bracketed, so NAME:PORT (wsgiref.util.request_uri) stays a URL.
+        name, port = "localhost", "443" if secure else "80"
         addr = lsock.getsockname()
         if isinstance(addr, tuple):
-            name, port = str(addr[0]), str(addr[1])
+            host = str(addr[0])
+            name, port = f"[{host}]" if ":" in host else host, str(addr[1])
         env = {
             "SERVER_NAME": name, "SERVER_PORT": port, "SCRIPT_NAME": "",
             "SERVER_SOFTWARE": f"reclusterd/{__version__}",
@@ -68,11 +73,13 @@ class EnvironBuilder:
         return line
 
     def _host(self, host: str, scheme: str) -> tuple[str, str]:
+        """Host (or an absolute target's authority) -> (SERVER_NAME, SERVER_PORT); an
+        empty or non-numeric port (`a:`, RFC 3986 §3.2.3 allows it) is the default one."""
         i = host.rfind(":")
-        if i > host.rfind("]"):
-            got = (host[:i], host[i + 1:])
-        else:
-            got = (host, "443" if scheme == "https" else "80")
+        name, port = (host[:i], host[i + 1:]) if i > host.rfind("]") else (host, "")
+        if not (port.isascii() and port.isdigit()):
+            port = "443" if scheme == "https" else "80"
+        got = (name, port)
         if len(self.hosts) < 256:
             self.hosts[(host, scheme)] = got
         return got
@@ -119,7 +126,11 @@ class EnvironBuilder:
             self._absolute_authority(env, req.target)
         if self.proxy is not None and ("HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env
                                        or "HTTP_X_FORWARDED_PROTO" in env):
-            client, scheme = self.proxy.resolve(remote_addr or None, req.headers)
-            env["REMOTE_ADDR"] = client
-            env["wsgi.url_scheme"] = scheme
+            peer_port = env.get("REMOTE_PORT")
+            client = self.proxy.resolve(remote_addr or None, req.headers,
+                                        int(peer_port) if peer_port else 0)
+            env["REMOTE_ADDR"] = client.host
+            env["wsgi.url_scheme"] = client.scheme
+            if client.host:
+                env["REMOTE_PORT"] = str(client.port)
         return env

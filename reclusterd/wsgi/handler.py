@@ -25,7 +25,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ
 from reclusterd.wsgi.environ import EnvironBuilder
 from reclusterd.wsgi.input import NO_BODY, Input, NoBody
-from reclusterd.wsgi.response import Exchange, FileWrapper
+from reclusterd.wsgi.response import Exchange, FileWrapper, log_broken
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -69,16 +69,15 @@ class WSGIHandler:
         """Wrap an accepted socket (made non-blocking) with a parser and its environ base."""
         sock.setblocking(False)
         env = listener_env.copy()
+        remote = ""     # a unix-socket peer has no address (Gunicorn: "" too) and no port
         if isinstance(addr, tuple):
-            remote, rport = str(addr[0]), str(addr[1])
+            remote = str(addr[0])
+            env["REMOTE_PORT"] = str(addr[1])
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        else:
-            remote, rport = "", ""
         env["REMOTE_ADDR"] = remote
-        env["REMOTE_PORT"] = rport
         h1 = H1Connection(self.rules, self.new_parser(), time.monotonic)
         if self.draining:
             h1.begin_drain(self.drain_grace)
@@ -140,11 +139,11 @@ class WSGIHandler:
             data = result[0]
             if type(data) is not bytes:
                 raise TypeError(f"response body must be bytes, not {type(data).__name__}")
-            resp = ex.begin()
-            ex.sent = True
+            out = ex.framed(data, True)
             ex.length = len(data)
-            ex.conn.sendall(resp.head + resp.body(data) + resp.end())
-            return resp.keep_alive
+            ex.conn.sendall(out)
+            assert ex.resp is not None
+            return ex.resp.keep_alive
         if type(result) is FileWrapper and self._sendfile_ok(ex, result):
             return self._send_file(ex, result)
         for chunk in result:
@@ -155,7 +154,13 @@ class WSGIHandler:
     def _failed(self, ex: Exchange, e: BaseException) -> None:
         req = ex.req
         what = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
-        if isinstance(e, InvalidResponse):
+        if e is ex.broken:
+            pass                # logged once where it happened (Exchange.framed)
+        elif _client_gone(e):
+            # the app (or its framework) turned our ClientGone into its own error, e.g.
+            # Werkzeug's ClientDisconnected: a client going away is normal, no traceback
+            log.debug("client gone during %s (%s)", what, type(e).__name__)
+        elif isinstance(e, InvalidResponse):
             log.error("invalid response from the app to %s: %s", what, e)
         else:
             log.exception("error handling %s", what)
@@ -196,6 +201,9 @@ class WSGIHandler:
             offset = 0
         sent = conn.sendfile(f.fileno(), offset, length)
         ex.length = sent
+        if sent != length:      # the file is shorter than the app's Content-Length
+            log_broken(ex.req, f"file shorter than its Content-Length ({sent} < {length} "
+                               "bytes)")
         return resp.keep_alive and sent == length
 
     def _access(self, env: Environ, ex: Exchange, status: int, dt: float) -> None:
@@ -203,3 +211,15 @@ class WSGIHandler:
         self.access.log(AccessInfo(env.get("REMOTE_ADDR") or "-", req.method, req.target,
                                    req.http_version, status, ex.length, dt, req.headers,
                                    ex.headers, env))
+
+
+def _client_gone(e: BaseException) -> bool:
+    """Was `e` caused by the client going away (a ClientGone in its cause/context chain)?"""
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 16:
+        if isinstance(cur, ClientGone):
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from reclusterd.http import InvalidResponse, Request, Response
+from reclusterd.http import FramingError, InvalidResponse, Request, Response
 from reclusterd.http.connection import body_allows_reuse
 from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import Conn
@@ -68,11 +68,17 @@ def _status_key(status: str) -> tuple[int, str | None]:
 _STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
 
 
+def log_broken(req: Request, detail: str) -> None:
+    """The one log line for an app that broke its response framing (the connection closes)."""
+    log.error("closing the connection: the app broke its response framing (%s %s): %s",
+              req.method.decode("latin-1"), req.target.decode("latin-1"), detail)
+
+
 class Exchange:
     """One request/response: start_response(), write() and what was sent."""
 
     __slots__ = ("meter", "conn", "req", "status", "code", "headers", "resp", "sent",
-                 "token", "input", "length")
+                 "token", "input", "length", "broken")
 
     def __init__(self, meter: Meter, conn: Conn, req: Request) -> None:
         self.meter = meter
@@ -86,6 +92,7 @@ class Exchange:
         self.token = 0
         self.length = 0
         self.input: Input | NoBody
+        self.broken: FramingError | None = None   # the app broke its framing (logged)
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], None]:
@@ -139,33 +146,41 @@ class Exchange:
             raise TypeError(f"response body must be bytes, not {type(data).__name__}")
         if not data:
             return
-        resp = self.resp
-        if not self.sent:
-            if resp is None:
-                resp = self.begin()
-            out = resp.head + resp.body(data)
-            self.sent = True
-        else:
-            assert resp is not None
-            out = resp.body(data)
+        out = self.framed(data, False)
         self.length += len(data)
         self.conn.sendall(out)
         self.progress()
 
     def finish(self) -> bool:
         """Send what ends the response; True if the connection may be reused."""
-        resp = self.resp
-        if not self.sent:
-            if resp is None:
-                resp = self.begin()
-            out = resp.head + resp.end()
-            self.sent = True
-        else:
-            assert resp is not None
-            out = resp.end()
+        out = self.framed(b"", True)
         if out:
             self.conn.sendall(out)
-        return resp.keep_alive
+        assert self.resp is not None
+        return self.resp.keep_alive
+
+    def framed(self, data: bytes, end: bool) -> bytes:
+        """Wire bytes for a body piece (and the end), the head first while unsent.
+
+        A FramingError (the app broke its own Content-Length, or sent content on a
+        204/304) is logged here, once, whatever the app does with it, then raised into
+        the app; the response says no more and the connection closes after it."""
+        resp = self.resp
+        if resp is None:
+            resp = self.begin()
+        try:
+            out = resp.body(data) if data else b""
+            if end:
+                out += resp.end()
+        except FramingError as e:
+            if self.broken is None:
+                self.broken = e
+                log_broken(self.req, str(e))
+            raise
+        if not self.sent:
+            self.sent = True
+            out = resp.head + out
+        return out
 
     def progress(self) -> None:
         """Client I/O happened: the request is not stuck (see Meter.progress)."""

@@ -10,6 +10,7 @@ import pytest
 
 from reclusterd.http import (
     CONTINUE_100,
+    FramingError,
     InvalidResponse,
     Request,
     Response,
@@ -157,7 +158,14 @@ def test_no_body_statuses(status: int) -> None:
     h = headers_of(r.head)
     assert b"transfer-encoding" not in h
     assert (b"content-length" in h) == (status == 304)
-    assert r.body(b"hello") == b"" and r.end() == b"" and r.complete and r.keep_alive
+    assert r.body(b"") == b"" and r.end() == b"" and r.complete and r.keep_alive
+    r = Response(req(), status, [])
+    with pytest.raises(FramingError, match="status has none"):
+        r.body(b"hello")
+    assert not r.keep_alive
+    # HEAD: the app's (GET) body is dropped, never an error (RFC 9110 §9.3.2)
+    r = Response(req(b"HEAD"), status, [])
+    assert r.body(b"hello") == b"" and r.end() == b"" and r.keep_alive
 
 
 def test_head_keeps_length_sends_no_body() -> None:
@@ -215,19 +223,25 @@ def test_content_length_cache_bounded() -> None:
     assert len(response_mod._LENGTHS) <= response_mod._LENGTHS_MAX
 
 
-def test_body_never_exceeds_content_length() -> None:
+@pytest.mark.parametrize("pieces", [[b"abcdef"], [b"abc", b"defgh"], [b"abcde", b"x"]])
+def test_body_over_content_length_is_an_error(pieces: list[bytes]) -> None:
     r = Response(req(), 200, [(b"content-length", b"5")])
-    assert r.body(b"abc") == b"abc"
-    assert r.body(b"defgh") == b"de"
-    assert not r.keep_alive
-    assert r.body(b"more") == b""
-    assert r.end() == b"" and r.complete
+    out = b""
+    with pytest.raises(FramingError, match="longer than its Content-Length"):
+        for p in pieces:
+            out += r.body(p)
+    assert len(out) <= 5 and not r.keep_alive     # nothing past the declared length
+    assert r.body(b"more") == b"" and r.end() == b"" and not r.complete
 
 
-def test_short_body_is_incomplete() -> None:
+@pytest.mark.parametrize("pieces", [[], [b"abc"], [b"a", b"bcd"]])
+def test_body_short_of_content_length_is_an_error(pieces: list[bytes]) -> None:
     r = Response(req(), 200, [(b"content-length", b"5")])
-    r.body(b"abc")
-    assert r.end() == b"" and not r.complete and not r.keep_alive
+    for p in pieces:
+        r.body(p)
+    with pytest.raises(FramingError, match="shorter than its Content-Length"):
+        r.end()
+    assert not r.complete and not r.keep_alive
     assert r.end() == b"" and r.body(b"x") == b""
 
 
