@@ -355,7 +355,7 @@ def test_message_of_exactly_max_size_is_served(srv: Server) -> None:
 
 @pytest.mark.parametrize("parser", PARSERS)
 def test_keepalive_pings_and_timeout(tmp_path: Path, parser: str) -> None:
-    srv = start(tmp_path, parser, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.5")
+    srv = start(tmp_path, parser, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "3")
     try:
         with RawWS(srv.port, "/answers") as ws:
             for _ in range(3):             # answered pings keep the connection open
