@@ -121,6 +121,10 @@ class Config:
     reload_include: tuple[str, ...]
     reload_exclude: tuple[str, ...]
     log_config: str | None
+    ws_max_size: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_per_message_deflate: bool
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))

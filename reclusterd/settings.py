@@ -395,6 +395,16 @@ SETTINGS: tuple[Setting, ...] = (
        "from .ini or .conf. Its loggers: reclusterd.error, reclusterd.access (access lines "
        "go there when this is set).", "--log-config", metavar="FILE",
        example="/etc/reclusterd/logging.json"),
+    _s("ws_max_size", "int", 16 * 1024 * 1024, "Max bytes of one incoming WebSocket message; "
+       "a frame header announcing more closes with 1009 at once.", "--ws-max-size",
+       minimum=1, metavar="N", default_doc="16777216 (16 MiB)"),
+    _s("ws_ping_interval", "float", 20.0, "Seconds between the keep-alive pings the server "
+       "sends on each WebSocket; 0 = off.", "--ws-ping-interval", minimum=0, metavar="S"),
+    _s("ws_ping_timeout", "float", 20.0, "Seconds to wait for the pong to a keep-alive ping; "
+       "then close 1011 and drop the connection. 0 = never.", "--ws-ping-timeout",
+       minimum=0, metavar="S"),
+    _s("ws_per_message_deflate", "bool", True, "Accept the permessage-deflate WebSocket "
+       "extension (RFC 7692) when the client offers it.", "--ws-per-message-deflate"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

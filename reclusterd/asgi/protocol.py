@@ -32,6 +32,7 @@ from reclusterd.http import (
     make_parser,
 )
 from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
+from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
 
 __all__ = ["HttpProtocol"]
 
@@ -203,9 +204,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def start(self, req: Request) -> None:
         s = self.s
-        if req.upgrade is not None and s.ws and req.upgrade.lower() == b"websocket" \
-                and req.method == b"GET":
+        if s.ws and offers_websocket(req):
             self.h1.start_request()
+            problem = handshake_problem(req)
+            if problem is not None:      # refused before the app sees websocket.connect
+                self.transport.write(handshake_refusal(req, *problem))
+                self.linger()
+                return
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return

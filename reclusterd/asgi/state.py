@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reclusterd.asgi.types import ASGIApp
+from reclusterd.asgi.types import ASGIApp, WSOptions
 from reclusterd.http import Limits
 from reclusterd.http.connection import ConnectionRules
 from reclusterd.http.forwarded import ProxyResolver
@@ -45,6 +45,8 @@ class ServerState:
         self.resolver = resolver
         self.access = access if access is not None and access.enabled else None
         self.ws = ws
+        self.ws_options = WSOptions(int(cfg.ws_max_size), float(cfg.ws_ping_interval),
+                                    float(cfg.ws_ping_timeout), bool(cfg.ws_per_message_deflate))
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
         self.connections: set[Tracked] = set()
         self.draining = False

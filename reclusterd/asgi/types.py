@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reclusterd.http.connection import H1Connection
@@ -25,6 +26,17 @@ class ClientDisconnected(OSError):
     """send() after the client went away (ASGI spec 2.4: an OSError subclass)."""
 
 
+@dataclass(frozen=True, slots=True)
+class WSOptions:
+    """The --ws-* settings: max_size in bytes (one message, after decompression);
+    ping_interval and ping_timeout in seconds (0 = off); per_message_deflate (RFC 7692)."""
+
+    max_size: int = 16 * 1024 * 1024
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    per_message_deflate: bool = True
+
+
 class Server(Protocol):
     """What one request sees of its worker (asgi.protocol.ServerState)."""
 
@@ -42,6 +54,8 @@ class Server(Protocol):
     def meter(self) -> Meter: ...
     @property
     def access(self) -> AccessLog | None: ...
+    @property
+    def ws_options(self) -> WSOptions: ...
 
 
 class Connection(Protocol):

@@ -1,10 +1,15 @@
 """ASGI websocket scope over wsproto's frame layer, on an upgraded HttpProtocol connection.
 
-The HTTP head was parsed by http/ already, so only frames go through wsproto:
-the 101 (or the rejection) is built with http.Response. Messages are
-reassembled here with a size cap (MAX_MESSAGE: over it the connection closes
-with 1009); pings are answered, closes echoed, and the app sees
-websocket.connect / receive / disconnect.
+The HTTP head was parsed, and the handshake checked (http.wshandshake), before
+this session starts, so only frames go through wsproto: the 101 (or the
+rejection) is built with http.Response. Messages are reassembled here with a
+size cap (--ws-max-size: a frame header announcing more, or a message growing
+past it, fails with 1009); pings are answered, closes echoed, keep-alive pings
+sent (asgi.wskeepalive), and the app sees websocket.connect / receive /
+disconnect. A protocol error found by wsproto (unmasked frame, reserved bits,
+bad opcode, oversized or fragmented control frame, stray continuation, invalid
+UTF-8) fails the connection as RFC 6455 §7.1.7 says: our Close frame with 1002
+(1007 for UTF-8, 1009 for size), then the TCP close, and no more input is read.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from collections import deque
 from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
-from reclusterd.asgi.types import ASGI_VERSION, ClientDisconnected
+from reclusterd.asgi.types import ASGI_VERSION, ClientDisconnected, WSOptions
 from reclusterd.asgi.types import Connection as HttpConnection
 from reclusterd.asgi.types import Message as ASGIMessage
+from reclusterd.asgi.wskeepalive import KeepAlive
 from reclusterd.http import (
     FramingError,
     InvalidResponse,
@@ -33,13 +40,43 @@ from reclusterd.http import (
     error_response,
 )
 
-__all__ = ["WebSocketSession", "MAX_MESSAGE"]
+__all__ = ["MessageSizeLimit", "WebSocketSession"]
 
 log = logging.getLogger("reclusterd.error")
-MAX_MESSAGE = 16 * 1024 * 1024
 MAX_QUEUED = 16              # received messages waiting for the app before pause_reading
 CLOSE_WAIT = 2.0             # seconds to wait for the peer's close frame after ours
 GOING_AWAY = 1012            # "service restart": sent to open sockets when the worker drains
+# Close reasons we send when failing a connection: fixed texts, never the peer's bytes.
+_FAIL_REASONS = {1002: "protocol error", 1007: "invalid UTF-8", 1009: "message too big",
+                 1011: "keepalive ping timeout"}
+
+
+class MessageSizeLimit(Extension):
+    """Not negotiated: wsproto hands every frame header to its extensions, so the sizes
+    a header announces are summed per message and one over `max_size` fails with 1009
+    before its payload is read (the decompressed size is checked again per message)."""
+
+    name = "reclusterd-size-limit"
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.total = 0
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool:
+        return False
+
+    def frame_inbound_header(self, proto: FrameDecoder | FrameProtocol, opcode: Opcode,
+                             rsv: RsvBits, payload_length: int) -> CloseReason | RsvBits:
+        if opcode.iscontrol():
+            return RsvBits(False, False, False)
+        self.total = payload_length if opcode is not Opcode.CONTINUATION \
+            else self.total + payload_length
+        if self.total > self.max_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        return RsvBits(False, False, False)
 
 
 def _header(req: Request, name: bytes) -> bytes | None:
@@ -55,6 +92,7 @@ class WebSocketSession:
     def __init__(self, conn: HttpConnection, req: Request) -> None:
         self.conn = conn
         self.req = req
+        self.opts: WSOptions = conn.s.ws_options
         self.pending = bytearray()
         self.ws: Connection | None = None
         self.inbox: deque[ASGIMessage] = deque()
@@ -68,15 +106,12 @@ class WebSocketSession:
         self.part_size = 0
         self.token = 0
         self.t0 = 0.0
+        self.keepalive = KeepAlive(conn.s.loop, self.opts.ping_interval, self.opts.ping_timeout,
+                                   self._send_ping, self._ping_timeout)
 
     # -- handshake -------------------------------------------------------------------
     def start(self) -> None:
         conn, req = self.conn, self.req
-        key = _header(req, b"sec-websocket-key")
-        if key is None or _header(req, b"sec-websocket-version") != b"13":
-            conn.transport.write(error_response(400, "bad WebSocket handshake"))
-            conn.close()
-            return
         self.pending += conn.h1.parser.unprocessed()
         raw = req.path
         scope = conn.base.copy()
@@ -113,9 +148,9 @@ class WebSocketSession:
         sub = message.get("subprotocol")
         if sub is not None:
             headers.append((b"sec-websocket-protocol", str(sub).encode("latin-1")))
-        extensions: list[Extension] = []
+        extensions: list[Extension] = [MessageSizeLimit(self.opts.max_size)]
         offers = self._list(b"sec-websocket-extensions")
-        if offers:
+        if offers and self.opts.per_message_deflate:
             pmd = PerMessageDeflate()
             accepts = server_extensions_handshake(offers, [pmd])
             if accepts:
@@ -130,6 +165,7 @@ class WebSocketSession:
         self.status = 101
         self.ws = Connection(ConnectionType.SERVER, extensions)
         self.conn.transport.write(head)
+        self.keepalive.start()
         data, self.pending = bytes(self.pending), bytearray()
         if data:
             self.feed(data)
@@ -141,40 +177,50 @@ class WebSocketSession:
         ws = self.ws
         if ws is None:
             self.pending += data
-            if len(self.pending) > MAX_MESSAGE:
+            if len(self.pending) > self.opts.max_size:
                 self.conn.pause_reading()
             return
-        if ws.state is ConnectionState.CLOSED:
+        if ws.state is ConnectionState.CLOSED or self.conn.closed:
             return
         ws.receive_data(data)
         for ev in ws.events():
             if isinstance(ev, Message):
-                self._message(ev)
+                if not self._message(ev):
+                    return
             elif isinstance(ev, Ping):
                 self._write(ws.send(ev.response()))
+            elif isinstance(ev, Pong):
+                self.keepalive.pong(bytes(ev.payload))
             elif isinstance(ev, CloseConnection):
+                if ws.state is ConnectionState.OPEN:
+                    # wsproto yields a close it did not receive for a protocol error
+                    self.fail(int(ev.code))
+                    return
                 if ws.state is ConnectionState.REMOTE_CLOSING:
                     self._write(ws.send(ev.response()))
                 self._disconnect(ev.code, ev.reason or "")
+                self.keepalive.stop()
                 self.conn.close()
                 return
         if len(self.inbox) > MAX_QUEUED:
             self.conn.pause_reading()
 
-    def _message(self, ev: Message) -> None:  # type: ignore[type-arg]
+    def _message(self, ev: Message) -> bool:  # type: ignore[type-arg]
+        """Collect a message part; False if the connection failed (too big)."""
         self.parts.append(ev.data)
         self.part_size += len(ev.data)
-        if self.part_size > MAX_MESSAGE:
+        if self.part_size > self.opts.max_size:
             self.parts, self.part_size = [], 0
-            self.close_with(1009, "message too big")
-            return
+            self.fail(1009)
+            return False
         if not ev.message_finished:
-            return
+            return True
         parts, self.parts, self.part_size = self.parts, [], 0
         if isinstance(ev, TextMessage):
             self._push({"type": "websocket.receive", "text": "".join(parts)})
         elif isinstance(ev, BytesMessage):
             self._push({"type": "websocket.receive", "bytes": b"".join(parts)})
+        return True
 
     def _push(self, message: ASGIMessage) -> None:
         self.inbox.append(message)
@@ -194,15 +240,41 @@ class WebSocketSession:
         if data and not self.conn.closed:
             self.conn.transport.write(data)
 
+    def fail(self, code: int, app_code: int | None = None) -> None:
+        """_Fail the WebSocket Connection_ (RFC 6455 §7.1.7): our Close frame with `code`
+        if none was sent yet, the app told (`app_code`, default `code`), then FIN, and
+        what the peer still sends is discarded (the connection's linger)."""
+        ws = self.ws
+        reason = _FAIL_REASONS.get(code, "")
+        if ws is not None and ws.state is ConnectionState.OPEN:
+            self._write(ws.send(CloseConnection(code=code, reason=reason)))
+        log.debug("websocket failed with %d (%s)", code, reason)
+        self._disconnect(code if app_code is None else app_code, reason)
+        self.keepalive.stop()
+        self.conn.linger()
+
+    def _send_ping(self, payload: bytes) -> None:
+        ws = self.ws
+        if ws is not None and ws.state is ConnectionState.OPEN:
+            self._write(ws.send(Ping(payload=payload)))
+
+    def _ping_timeout(self) -> None:
+        """No pong in time: the peer is unresponsive, so no closing handshake is awaited;
+        the app sees 1006, as for any connection closed without a Close frame (§7.1.5)."""
+        if not self.closed:
+            self.fail(1011, app_code=1006)
+
     def close_with(self, code: int, reason: str = "") -> None:
         """Send our close frame, tell the app, wait briefly for the peer's close."""
         ws = self.ws
         if ws is not None and ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             self._write(ws.send(CloseConnection(code=code, reason=reason)))
         self._disconnect(code, reason)
+        self.keepalive.stop()
         self.conn.s.loop.call_later(CLOSE_WAIT, self.conn.close)
 
     def connection_lost(self) -> None:
+        self.keepalive.stop()
         self._disconnect(1006)
 
     def shutdown(self) -> None:

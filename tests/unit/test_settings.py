@@ -142,7 +142,8 @@ def test_module_main_usage() -> None:
 
 def test_hook_help_says_what_the_hook_receives() -> None:
     """--help and README describe the arguments the workers really pass (issue 11 item 8)."""
-    from reclusterd.workers.base import Worker, WorkerInfo
+    from reclusterd.workers.base import Worker
+    from reclusterd.workers.boot import WorkerInfo
 
     post_fork = settings.BY_NAME["post_fork"].help
     assert "module:func(info)" in post_fork
