@@ -20,10 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from reclusterd.config import Config
+from typing import Any
 
 log = logging.getLogger("reclusterd.error")
 Hook = Callable[..., object]
@@ -90,9 +87,10 @@ def check_arity(fn: Hook, name: str, args: tuple[str, ...]) -> str | None:
     return None
 
 
-def configured(cfg: Config) -> dict[str, str]:
-    """hook name -> spec, for the hooks this config sets."""
-    return {h.name: spec for h in HOOKS if (spec := getattr(cfg, h.name, None))}
+def configured(cfg: object) -> dict[str, str]:
+    """hook name -> spec, for the hooks a Config sets (every hook is a Config field; typed
+    `object` because config.py sits above this table)."""
+    return {h.name: spec for h in HOOKS if (spec := getattr(cfg, h.name))}
 
 
 def call(hooks: Mapping[str, Hook], name: str, *args: Any) -> bool:

@@ -317,7 +317,7 @@ class Arbiter:
                 self.status = None
             if self.reloader is not None:
                 self.reloader.close_in_child()
-            from reclusterd.workers.base import run_worker
+            from reclusterd.workers.boot import run_worker
 
             run_worker(cfg, self.listeners, chan, generation, self.app)
             code = 0

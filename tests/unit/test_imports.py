@@ -123,12 +123,35 @@ def _graph() -> dict[str, set[str]]:
             for mod, imps in MODULES.items()}
 
 
-@pytest.mark.parametrize("mod", sorted(m for m in MODULES if m.startswith(
-    ("reclusterd.http", "reclusterd.wsgi", "reclusterd.asgi", "reclusterd.workers",
-     "reclusterd.meter", "reclusterd.logging"))))
-def test_no_import_cycles_in_the_serving_half(mod: str) -> None:
+@pytest.mark.parametrize("mod", sorted(MODULES))
+def test_no_import_cycles(mod: str) -> None:
     cycle = _cycle_from(mod, _graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+# DESIGN.md: "arbiter/ uses workers/boot, sockets, systemd, backoff, signals, config"
+# (plus control, the worker channel). Also allowed: what a master process needs besides
+# (logging and --log-config, the app loader and hooks for --preload/--check-config, the
+# app environment, TLS for the status server, the meter's bucket names for /metrics).
+ARBITER_ALLOWED = ("reclusterd.arbiter", "reclusterd.workers.boot", "reclusterd.sockets",
+                   "reclusterd.systemd", "reclusterd.backoff", "reclusterd.signals",
+                   "reclusterd.config", "reclusterd.control", "reclusterd.logging",
+                   "reclusterd.logconfig", "reclusterd.apploader", "reclusterd.hooks",
+                   "reclusterd.appenv", "reclusterd.tls", "reclusterd.meter",
+                   "reclusterd.settings")
+
+
+@pytest.mark.parametrize("mod", sorted(m for m in MODULES if _hits({m}, "reclusterd.arbiter")))
+def test_arbiter_imports_only_its_allowed_set(mod: str) -> None:
+    for imp in MODULES[mod]:
+        if imp.startswith("reclusterd.") and imp != "reclusterd.__version__":
+            assert imp.startswith(ARBITER_ALLOWED), f"{mod} imports {imp}"
+
+
+@pytest.mark.parametrize("mod", sorted(m for m in MODULES if _hits({m}, "reclusterd.workers")))
+def test_workers_never_import_the_arbiter(mod: str) -> None:
+    for target in ("reclusterd.arbiter", "reclusterd.cli"):
+        assert not _hits(MODULES[mod], target), f"{mod} imports {target}"
 
 
 def test_only_cli_imports_arbiter() -> None:
