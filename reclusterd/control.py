@@ -26,6 +26,7 @@ KINDS: Final = frozenset({READY, HEARTBEAT, BOOT_ERROR, RECYCLE})
 # truncated (keeping the end, where the exception is) to stay well below it.
 MAX_TEXT: Final = 32 * 1024
 RETRY_WAIT: Final = 1.0
+RECV_BATCH: Final = 256   # recv_all's default limit: a full batch means "read again"
 
 Stats = dict[str, int | float]
 
@@ -130,7 +131,7 @@ def pair() -> tuple[socket.socket, WorkerChannel]:
     return arb, WorkerChannel(wrk)
 
 
-def recv_all(sock: socket.socket, limit: int = 256) -> list[bytes]:
+def recv_all(sock: socket.socket, limit: int = RECV_BATCH) -> list[bytes]:
     """Arbiter side: drain pending datagrams (up to `limit`) without blocking."""
     out: list[bytes] = []
     for _ in range(limit):

@@ -321,13 +321,17 @@ class Arbiter:
         if sock is None or w is None:
             return
         now = time.monotonic()
-        for data in control.recv_all(sock):
-            try:
-                kind, payload = control.decode(data)
-            except ValueError as e:
-                log.warning("%s sent a bad control message: %s", w.label, e)
-                continue
-            self.policy.on_message(w, kind, payload, now)
+        while True:  # every queued message, however many: "ready" may sit behind beats
+            batch = control.recv_all(sock)
+            for data in batch:
+                try:
+                    kind, payload = control.decode(data)
+                except ValueError as e:
+                    log.warning("%s sent a bad control message: %s", w.label, e)
+                    continue
+                self.policy.on_message(w, kind, payload, now)
+            if len(batch) < control.RECV_BATCH:
+                return
 
     def _reap(self) -> None:
         while True:
@@ -348,7 +352,9 @@ class Arbiter:
                 self.selector.unregister(sock.fileno())
                 sock.close()
             what = exit_description(status)
-            if self.policy.exited(pid, what, time.monotonic()) is None:
+            code = os.waitstatus_to_exitcode(status)
+            signum = -code if code < 0 else None
+            if self.policy.exited(pid, what, time.monotonic(), signum) is None:
                 log.debug("reaped process %d (not a worker)", pid)
 
     # ------------------------------------------------------------ helpers
