@@ -47,6 +47,7 @@ log = logging.getLogger("reclusterd.error")
 
 MAX_SLEEP = 5.0            # never sleep longer than this (a safety net, not polling)
 STATUS_RETRY = 1.0         # a re-exec'd master retries --status-bind this often
+PAUSE_GAP = 1.0            # a loop turn this much longer than its sleep: the master was paused
 
 
 class StartupError(Exception):
@@ -164,7 +165,9 @@ class Arbiter:
         self.selector.register(server.fileno(), selectors.EVENT_READ, server)
 
     def _tick(self) -> None:
-        events = self.selector.select(self._sleep_time())
+        asked = self._sleep_time()
+        before = time.monotonic()
+        events = self.selector.select(asked)
         # Control messages first: a worker's "ready" that arrived with a TERM must count
         # (it may already be serving), else TERM would treat it as still booting.
         for key, _ in events:
@@ -179,6 +182,16 @@ class Arbiter:
             self._on_signal(sig)
         self._reap()
         now = time.monotonic()
+        # CLOCK_MONOTONIC runs on while this process is stopped (SIGSTOP, a frozen
+        # container) or starved: a turn much longer than the sleep asked for means time
+        # the master did not see. Read every channel (a select that timed out while we
+        # were stopped reports no events) and restart the workers' timeouts from now.
+        gap = now - before - asked
+        if gap >= PAUSE_GAP:
+            self._read_all_control()
+            self.policy.resumed(gap, now)
+        elif (deadline := self.policy.next_deadline(now)) is not None and deadline <= now:
+            self._read_all_control()   # judge a timeout only on everything the worker sent
         if self.watchdog and now >= self.watchdog_at:
             self.notify("WATCHDOG=1")
             self.watchdog_at = now + self.watchdog
@@ -332,6 +345,10 @@ class Arbiter:
                 self.policy.on_message(w, kind, payload, now)
             if len(batch) < control.RECV_BATCH:
                 return
+
+    def _read_all_control(self) -> None:
+        for pid in list(self.channels):
+            self._read_control(pid)
 
     def _reap(self) -> None:
         while True:

@@ -190,6 +190,20 @@ class Policy:
                     self.stopper.abort(w, "timeout", f"silent for {silent:.1f}s "
                                        f"(timeout {w.cfg.timeout:g}s)", now)
 
+    def resumed(self, gap: float, now: float) -> None:
+        """The master was not running for about `gap` s (SIGSTOP, a frozen container, CPU
+        starvation): what it could not watch is not the workers' fault. Ready workers get
+        a fresh --timeout from now, booting ones their --boot-timeout shifted by the gap."""
+        log.warning("master was not running for %.1fs (stopped, frozen or starved of CPU); "
+                    "worker timeouts restart from now", gap)
+        for w in self.table:
+            if w.reason is not None:
+                continue
+            if w.state is State.READY:
+                w.last_hb = max(w.last_hb, now)
+            elif w.state is State.BOOTING:
+                w.spawned_at += gap
+
     def _boot_timed_out(self, w: Worker, now: float) -> None:
         limit = f"{w.cfg.boot_timeout:g}s"
         self.stopper.abort(w, "boot-timeout", f"not ready after {now - w.spawned_at:.1f}s "

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
-from tests.support import arbiter_server, http_get, wait_for, write_app
+from tests.support import arbiter_server, http_get, wait_for, wait_log, write_app
 
 ITERATIONS = 15
 
@@ -33,3 +34,23 @@ def test_worker_killed_right_after_it_served_never_stops_a_first_start(
                               what=f"a replacement worker (iteration {i})")
             assert second != first, srv.stderr()
             assert "cannot start" not in srv.stderr()
+
+
+PAUSE = 5.0   # the injected fault: the master stopped for longer than --timeout
+
+
+def test_a_paused_master_does_not_kill_healthy_workers_on_resume(tmp_path: Path) -> None:
+    """Issue 14 item 4: kill -STOP master; (pause > --timeout); kill -CONT master."""
+    write_app(tmp_path)
+    with arbiter_server(tmp_path, "--workers", "2", "--timeout", "2") as srv:
+        wait_log(srv, "generation 1 ready:")
+        before = srv.wait_workers(2)
+        srv.signal(signal.SIGSTOP)
+        try:
+            time.sleep(PAUSE)   # the fault itself, not a wait for a condition
+        finally:
+            srv.signal(signal.SIGCONT)
+        wait_log(srv, "master was not running for")
+        assert wait_for(lambda: answered(srv.port), 10, what="an answer after resume")
+        assert srv.workers() == before
+        assert "SIGABRT" not in srv.stderr(), srv.stderr()

@@ -382,3 +382,27 @@ def test_reload_worker_killed_from_outside_is_replaced_not_rolled_back() -> None
     h.ready(new)
     h.turn()
     assert h.policy.generation == 2
+
+
+# ---------------------------------------------------------------- issue 14 item 4
+
+def test_after_a_master_pause_ready_workers_get_a_fresh_timeout() -> None:
+    h = Harness("--timeout", "3")
+    workers = h.started()
+    h.clock.t += 8                       # the master was stopped: no heartbeats read
+    h.policy.resumed(8.0, h.clock.t)
+    h.turn()
+    assert not h.fx.sent(signal.SIGABRT)
+    h.turn(3)                            # a whole --timeout silent while running: stuck
+    assert sorted(h.fx.sent(signal.SIGABRT)) == sorted(w.pid for w in workers)
+
+
+def test_after_a_master_pause_booting_workers_keep_their_boot_time() -> None:
+    h = Harness()                        # --boot-timeout 5
+    h.turn()
+    h.clock.t += 4
+    h.policy.resumed(4.0, h.clock.t)
+    h.turn(2)                            # 6 s of wall time, 2 of them watched
+    assert not h.fx.sent(signal.SIGABRT)
+    h.turn(3.5)
+    assert h.fx.sent(signal.SIGABRT)     # then judged as before (a failed first start)
