@@ -116,6 +116,7 @@ class Config:
     user: str | None
     group: str | None
     umask: int | None
+    control_socket: str | None
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))

@@ -375,6 +375,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("umask", "umask", None, "umask of the processes (octal, e.g. 022); a unix socket's mode is "
        "0777 minus it. Unset: processes keep theirs, unix sockets get 0777.", "-m", "--umask",
        reloadable=False, metavar="MASK", example="022"),
+    _s("control_socket", "str", None, "Unix socket (mode 0600) for `reclusterd ctl`. Default: "
+       "beside --pid (app.pid -> app.ctl), else $XDG_RUNTIME_DIR/reclusterd/MASTERPID.ctl "
+       "(/run/reclusterd as root, else TMPDIR/reclusterd-UID); off = none.",
+       "--control-socket", reloadable=False, metavar="PATH", example="/run/app.ctl"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from reclusterd import control, sockets, systemd
 from reclusterd import logging as rlogging
+from reclusterd.arbiter.ctlserver import ControlServer, CtlError
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
     die_with_parent,
@@ -72,6 +73,7 @@ class Arbiter:
         self.reexec = ReExec()
         self.status: StatusServer | None = None
         self.status_retry_at: float | None = None
+        self.ctl: ControlServer | None = None
         self.watchdog: float | None = systemd.watchdog_interval(self.environ)
         self.watchdog_at = 0.0
         self.handlers: dict[int, Callable[[float], None]] = {
@@ -135,6 +137,7 @@ class Arbiter:
             with self.sigq.defaults((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
                 self._preload()
         self._start_status_server()
+        self._start_control_socket()
         log.info("%s", start_line(self.pid, self.cfg, self.listeners))
         self.notify(f"STATUS=starting {plural(self.cfg.workers, 'worker')}")
 
@@ -164,6 +167,18 @@ class Arbiter:
         self.status = server
         self.selector.register(server.fileno(), selectors.EVENT_READ, server)
 
+    def _start_control_socket(self) -> None:
+        """`reclusterd ctl`'s socket; a problem with it is a warning, not a failed start."""
+        path = control.ctl_path(self.cfg.control_socket, self.cfg.pid, self.pid, self.environ)
+        if path is None:
+            return
+        try:
+            self.ctl = ControlServer(path, self.selector, self.ctl_command)
+        except CtlError as e:
+            log.warning("%s; `reclusterd ctl` will not work (signals still do)", e)
+            return
+        log.info("control socket: %s (reclusterd ctl --socket %s status)", path, path)
+
     def _tick(self) -> None:
         asked = self._sleep_time()
         before = time.monotonic()
@@ -178,6 +193,8 @@ class Arbiter:
                     self.status.handle_io()
                 except Exception:
                     log.exception("status server error")
+            elif key.data is not None:
+                key.data.handle_io()   # the control socket and its connections
         for sig in self.sigq.drain():
             self._on_signal(sig)
         self._reap()
@@ -252,6 +269,29 @@ class Arbiter:
     def handle_usr2(self, now: float) -> None:
         self.pidfile = self.reexec.start(self.argv, self.environ, self.listeners, self.pidfile)
 
+    def ctl_command(self, request: dict[str, object]) -> dict[str, object]:
+        """One `reclusterd ctl` request: what the matching signal does, exactly once."""
+        cmd = request.get("cmd")
+        now = time.monotonic()
+        if cmd == "status":
+            return {"ok": True, **self.snapshot()}
+        if self.policy.stopping is not None:
+            return {"ok": False, "error": "shutting down"}
+        log.info("control socket: %s%s", cmd, f" {request.get('n')}" if "n" in request else "")
+        if cmd == "workers":
+            n = request.get("n")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                return {"ok": False, "error": f"workers must be a whole number >= 1, got {n!r}"}
+            old = self.policy.set_workers(n)
+            return {"ok": True, "workers": self.policy.target, "previous": old}
+        if cmd == "reload":
+            self.handle_hup(now)
+            p = self.policy.rollout.pending
+            return {"ok": p is not None, "generation": p.generation if p else None,
+                    **({} if p else {"error": "reload aborted (see the error log)"})}
+        self.handle_term(now)
+        return {"ok": True}
+
     # ------------------------------------------------------------ Effects
 
     def spawn(self, generation: int, cfg: Config) -> int | None:
@@ -312,6 +352,9 @@ class Arbiter:
             if self.status is not None:
                 self.status.close_in_child()
                 self.status = None
+            if self.ctl is not None:
+                self.ctl.close_in_child()
+                self.ctl = None
             from reclusterd.workers.base import run_worker
 
             run_worker(cfg, self.listeners, chan, generation, self.app)
@@ -393,6 +436,9 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         self.close_listeners()
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
         if self.status is not None:
             try:
                 self.status.close()

@@ -313,14 +313,22 @@ class Policy:
 
     # ------------------------------------------------------------ signals
 
-    def scale(self, delta: int) -> None:
-        """TTIN (+1) / TTOU (-1); never below one worker. A reload in flight follows too."""
-        self.target = max(1, self.target + delta)
+    def scale(self, delta: int) -> int:
+        """TTIN (+1) / TTOU (-1); never below one worker. Returns the previous target."""
+        return self.set_workers(self.target + delta)
+
+    def set_workers(self, n: int) -> int:
+        """`ctl workers N`: the target, exactly (at least one); a reload in flight follows
+        by the same difference. Returns the previous target."""
+        old = self.target
+        self.target = max(1, n)
         p = self.rollout.pending
         if p is not None:
-            p.target = max(1, p.target + delta)
-        log.info("scaling %s to %s", "up" if delta > 0 else "down",
-                 plural(self.target, "worker"))
+            p.target = max(1, p.target + self.target - old)
+        if self.target != old:
+            log.info("scaling %s to %s", "up" if self.target > old else "down",
+                     plural(self.target, "worker"))
+        return old
 
     def reload(self, new_cfg: Config, now: float) -> None:
         """HUP with a config that loaded: boot a new generation beside the serving one."""
