@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from reclusterd import control, sockets, systemd
+from reclusterd import appenv, control, sockets, systemd
 from reclusterd import logging as rlogging
+from reclusterd.apploader import AppLoadError, load_hooks
 from reclusterd.arbiter.ctlserver import ControlServer, CtlError
+from reclusterd.arbiter.hookcalls import ServerHooks, ServerView, WorkerView
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
     die_with_parent,
@@ -74,6 +76,9 @@ class Arbiter:
         self.status: StatusServer | None = None
         self.status_retry_at: float | None = None
         self.ctl: ControlServer | None = None
+        self.hooks = ServerHooks({}, ServerView(self))
+        self.when_ready_called = False
+        self.hooked_target = cfg.workers
         self.watchdog: float | None = systemd.watchdog_interval(self.environ)
         self.watchdog_at = 0.0
         self.handlers: dict[int, Callable[[float], None]] = {
@@ -101,6 +106,7 @@ class Arbiter:
             self.policy.exit_code = 1
             self.policy.stopper.kill_all()
         finally:
+            self.hooks.call("on_exit")
             self._cleanup()
         log.info("master %d exiting with status %d", self.pid, self.policy.exit_code)
         return self.policy.exit_code
@@ -115,6 +121,12 @@ class Arbiter:
         # Handlers before binding: once the port answers, a TERM must be a clean stop.
         self.sigq.install()
         self.selector.register(self.sigq.fileno(), selectors.EVENT_READ, None)
+        try:
+            self.hooks = ServerHooks(load_hooks(self.cfg), ServerView(self))
+        except AppLoadError as e:
+            raise StartupError(str(e)) from None
+        if not self.hooks.call("on_starting"):   # fatal, as in Gunicorn
+            raise StartupError("on_starting hook failed (traceback above); not starting")
         # The pidfile before the port: a script that waits for the port reads it next
         # (listen() alone makes the kernel complete TCP handshakes, no accept() needed).
         if self.cfg.pid:
@@ -197,6 +209,7 @@ class Arbiter:
                 key.data.handle_io()   # the control socket and its connections
         for sig in self.sigq.drain():
             self._on_signal(sig)
+        self._nworkers_hook()   # before the spawns it causes, as in Gunicorn
         self._reap()
         now = time.monotonic()
         # CLOCK_MONOTONIC runs on while this process is stopped (SIGSTOP, a frozen
@@ -216,6 +229,16 @@ class Arbiter:
             self._start_status_server()
         self.policy.check_timers(now)
         self.policy.manage(now)
+        self._nworkers_hook()   # a promoted reload with another worker count
+        if self.policy.notified_ready and not self.when_ready_called:
+            self.when_ready_called = True
+            self.hooks.call("when_ready")
+
+    def _nworkers_hook(self) -> None:
+        """nworkers_changed(server, new, old): TTIN/TTOU, ctl workers, a reload."""
+        if self.policy.target != self.hooked_target:
+            old, self.hooked_target = self.hooked_target, self.policy.target
+            self.hooks.call("nworkers_changed", self.policy.target, old)
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
@@ -252,8 +275,18 @@ class Arbiter:
     def handle_hup(self, now: float) -> None:
         new = load_config(self.argv, self.environ, self.policy.cfg,
                                   self.policy.generation)
-        if new is not None:
-            self.policy.reload(new, time.monotonic())
+        if new is None:
+            return
+        try:   # the app's environment and the hooks, from the new config, before forking
+            appenv.apply(appenv.app_environ(new))
+            loaded = load_hooks(new)
+        except (appenv.EnvError, AppLoadError) as e:
+            log.error("reload aborted: %s; generation %d keeps serving", e,
+                      self.policy.generation)
+            return
+        self.hooks = ServerHooks(loaded, self.hooks.server)
+        self.hooks.call("on_reload")
+        self.policy.reload(new, time.monotonic())
 
     def handle_ttin(self, now: float) -> None:
         self.policy.scale(+1)
@@ -267,7 +300,8 @@ class Arbiter:
         self.policy.forward_usr1()
 
     def handle_usr2(self, now: float) -> None:
-        self.pidfile = self.reexec.start(self.argv, self.environ, self.listeners, self.pidfile)
+        self.pidfile = self.reexec.start(self.argv, self.environ, self.listeners, self.pidfile,
+                                         lambda: self.hooks.call("pre_exec"))
 
     def ctl_command(self, request: dict[str, object]) -> dict[str, object]:
         """One `reclusterd ctl` request: what the matching signal does, exactly once."""
@@ -296,6 +330,7 @@ class Arbiter:
 
     def spawn(self, generation: int, cfg: Config) -> int | None:
         """Fork one worker of `generation`; the child never returns."""
+        self.hooks.call("pre_fork", WorkerView(None, generation, cfg))
         arb, chan = control.pair()
         # Block our signals across fork: one sent to the new child before it drops the
         # master's handlers would be swallowed by them (a TERM to a booting worker lost);
@@ -414,8 +449,11 @@ class Arbiter:
             what = exit_description(status)
             code = os.waitstatus_to_exitcode(status)
             signum = -code if code < 0 else None
-            if self.policy.exited(pid, what, time.monotonic(), signum) is None:
+            w = self.policy.exited(pid, what, time.monotonic(), signum)
+            if w is None:
                 log.debug("reaped process %d (not a worker)", pid)
+            else:
+                self.hooks.call("child_exit", WorkerView(pid, w.generation, w.cfg, what))
 
     # ------------------------------------------------------------ helpers
 
