@@ -15,18 +15,33 @@ A hook that raises is logged with its traceback and the server goes on, except
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from reclusterd import hooks
+from reclusterd import apploader, hooks
 
 if TYPE_CHECKING:
     from reclusterd.arbiter.loop import Arbiter
     from reclusterd.config import Config
 
 log = logging.getLogger("reclusterd.error")
+
+# The hooks the arbiter calls; the others run in the workers, which import them there.
+ARBITER_HOOKS = frozenset({"on_starting", "when_ready", "on_reload", "pre_fork", "pre_exec",
+                           "child_exit", "nworkers_changed", "on_exit"})
+
+
+def load_hooks(cfg: Config) -> dict[str, Callable[..., object]]:
+    """Import the arbiter's hooks (AppLoadError, one line, if one is bad), from the app's
+    directory as the workers would; worker-side hooks are left to the workers."""
+    apploader.put_on_path(cfg.chdir or os.getcwd())
+    others: dict[str, Any] = {h.name: None for h in hooks.HOOKS
+                              if h.name not in ARBITER_HOOKS}
+    return apploader.load_hooks(dataclasses.replace(cfg, **others))
 
 
 @dataclass

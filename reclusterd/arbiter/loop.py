@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 from reclusterd import appenv, control, sockets, systemd
 from reclusterd import logging as rlogging
-from reclusterd.apploader import AppLoadError, load_hooks
+from reclusterd.apploader import AppLoadError
 from reclusterd.arbiter.ctlserver import ControlServer, CtlError
-from reclusterd.arbiter.hookcalls import ServerHooks, ServerView, WorkerView
+from reclusterd.arbiter.hookcalls import ServerHooks, ServerView, WorkerView, load_hooks
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
     die_with_parent,

@@ -315,7 +315,10 @@ class Policy:
 
     def scale(self, delta: int) -> int:
         """TTIN (+1) / TTOU (-1); never below one worker. Returns the previous target."""
-        return self.set_workers(self.target + delta)
+        old = self.set_workers(self.target + delta)
+        if self.target == old:   # a TTOU at one worker: say so, nothing changes
+            log.info("scaling down to %s", plural(self.target, "worker"))
+        return old
 
     def set_workers(self, n: int) -> int:
         """`ctl workers N`: the target, exactly (at least one); a reload in flight follows
