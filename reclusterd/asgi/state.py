@@ -44,6 +44,8 @@ class ServerState:
         self.resolver = resolver
         self.access = access if access is not None and access.enabled else None
         self.ws = ws
+        # the Upgrade this driver takes up; any other is ignored, the request served as HTTP
+        self.upgrades = frozenset((b"websocket",)) if ws else frozenset()
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
         self.connections: set[Tracked] = set()
         self.draining = False

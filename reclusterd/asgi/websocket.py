@@ -67,7 +67,7 @@ class WebSocketSession:
         conn, req = self.conn, self.req
         key = _header(req, b"sec-websocket-key")
         if key is None or _header(req, b"sec-websocket-version") != b"13":
-            conn.transport.write(error_response(400, "bad WebSocket handshake"))
+            conn.transport.write(error_response(400))
             conn.close()
             return
         self.pending += conn.h1.parser.unprocessed()
