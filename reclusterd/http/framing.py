@@ -66,7 +66,7 @@ class Framer:
     """Incremental framing state machine; subclasses parse heads and trailers."""
 
     __slots__ = ("limits", "upgrades", "_state", "_pend", "_req", "_remaining", "_body_len",
-                 "_rest", "_max_head", "_line_start", "_first", "_min_line", "_heads")
+                 "_rest", "_max_head", "_line_start", "_first", "_min_line", "_heads", "_is_head")
 
     def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
         self.limits = limits
@@ -79,6 +79,7 @@ class Framer:
         self._remaining = 0
         self._body_len = 0
         self._rest = b""
+        self._is_head = False      # the head being checked is a HEAD request's
         key = (type(self), limits.request_line, limits.fields, limits.field_size, limits.body,
                upgrades)
         bounds = _BOUNDS.get(key)
@@ -134,7 +135,8 @@ class Framer:
 
     def _fail(self, events: list[Event], status: int, reason: str) -> None:
         req = self._req
-        head = req.method == b"HEAD" if req is not None else self.pending_head()
+        head = req.method == b"HEAD" if req is not None else \
+            self._is_head or self.pending_head()
         events.append(ProtocolError(status, reason, head))
         self._state = DONE
         self._req = None
@@ -246,6 +248,8 @@ class Framer:
         self._line_start, self._first = self._scan_lines(
             pend, 0, max(scan_from, self._line_start), len(pend), self._line_start, self._first)
         tail = len(pend) - self._line_start - (1 if pend[-1] == 0x0D else 0)
+        if not self._first:
+            rules.check_field_start(bytes(pend[self._line_start:self._line_start + tail]))
         self._check_length(tail, self._first)
         if len(pend) > self._max_head:
             raise Reject(431, "request head too large")
@@ -280,6 +284,8 @@ class Framer:
         i = buf.find(b"\n", scan_from, end)
         while i >= 0:
             cr = i > line_start and buf[i - 1] == 0x0D
+            if not first:  # wire order: a bad name before a later line's length
+                rules.check_field_start(bytes(buf[line_start:i - cr]))
             self._check_length(i - line_start - cr, first)
             if not cr:
                 raise Reject(400, "bare LF in head")
@@ -306,6 +312,7 @@ class Framer:
                 self._stash(buf, pos)
             return -1
         stop = end + 4
+        self._is_head = buf.startswith(b"HEAD ", pos)
         head = buf if pos == 0 and stop == len(buf) else buf[pos:stop]
         heads = self._heads
         known_head = heads.get(head) if stop - pos <= MAX_CACHED_HEAD else None
@@ -346,6 +353,7 @@ class Framer:
                                tuple(req.headers), req.keep_alive, req.expect_continue,
                                req.content_length)
         events.append(req)
+        self._is_head = False
         if req.chunked:
             self._req = req
             self._state = CHUNK_SIZE

@@ -13,7 +13,8 @@ from urllib.parse import unquote_to_bytes
 from .events import Headers, Limits, Request
 
 __all__ = ["Reject", "build_request", "check_field", "check_field_lines", "check_head_bytes",
-           "check_line_prefix", "check_trailers", "chunk_size", "decode_path", "request_line",
+           "check_field_start", "check_line_prefix", "check_trailers", "chunk_size",
+           "decode_path", "request_line",
            "split_fields", "parse_field_section", "KNOWN_METHODS", "TLS_ON_PLAIN", "is_token"]
 
 
@@ -177,6 +178,19 @@ def check_line_prefix(line: bytes) -> None:
     for got, want in zip(version, proto, strict=False):
         if got != want and not (want == 0x64 and 0x30 <= got <= 0x39):
             raise Reject(400, "malformed HTTP version")
+
+
+def check_field_start(line: bytes) -> None:
+    """A field line, complete or not, refused at its first impossible byte: obs-fold or
+    leading whitespace, or a name that is not a token (RFC 9112 §5)."""
+    if not line:
+        return
+    if line[0] in (0x20, 0x09):
+        raise Reject(400, "obsolete line folding or empty field line")
+    colon = line.find(b":")
+    name = line if colon < 0 else line[:colon]
+    if colon == 0 or name.translate(None, _TCHAR):
+        raise Reject(400, "invalid header name")
 
 
 def request_line(line: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
