@@ -1,7 +1,7 @@
 """What the server answers by itself (issue 13 items 1-6, 12), on every worker class and
 both parsers: bytes that cannot begin a request, targets no URI holds, CONNECT, an Upgrade
 that is not taken up, errors to HEAD, fixed error texts, and `Connection: close` before
-every close. Raw bytes over real sockets; the app is tests/apps/refusals.py."""
+every close. Raw bytes over real sockets; the app is tests/apps/matrix.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ COMBOS = [("sync", "httptools"), ("sync", "h11"), ("thread", "httptools"),
 @pytest.fixture(scope="module", params=COMBOS, ids=[f"{k}-{p}" for k, p in COMBOS])
 def srv(request: pytest.FixtureRequest) -> Iterator[Server]:
     kind, parser = request.param
-    app = "tests.apps.refusals:" + ("asgi" if kind == "asyncio" else "wsgi")
+    app = "tests.apps.matrix:" + ("asgi" if kind == "asyncio" else "wsgi")
     # a long header deadline: an early answer cannot be the 408 of a timeout
     s = reclusterd(app, "--workers", "1", "--worker-class", kind, "--http", parser,
                    "--header-timeout", "60", "--limit-request-body", "100",
@@ -169,7 +169,7 @@ def test_head_errors_have_no_body(srv: Server, data: bytes, status: int) -> None
 
 
 def test_head_timeout_has_no_body() -> None:
-    s = reclusterd("tests.apps.refusals:wsgi", "--workers", "1", "--header-timeout", "1")
+    s = reclusterd("tests.apps.matrix:wsgi", "--workers", "1", "--header-timeout", "1")
     try:
         s.wait_ready()
         _refused(_exchange(s.port, b"HEAD / HTTP/1.1\r\n"), 408, head=True)
