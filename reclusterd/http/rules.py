@@ -155,16 +155,18 @@ def check_line_prefix(line: bytes) -> None:
     """
     if not line:
         return
-    sp = line.find(b" ")
-    method = line if sp < 0 else line[:sp]
-    if method.translate(None, _TCHAR) or (sp == 0):
+    sp = line.find(b" ", 0, MAX_METHOD + 1)
+    method = line[:MAX_METHOD + 1] if sp < 0 else line[:sp]  # only what decides the answer
+    if method.translate(None, _TCHAR) or sp == 0:
         if line[0] == 0x16:
             raise Reject(400, TLS_ON_PLAIN)
         raise Reject(400, "invalid method")
-    if len(method) > MAX_METHOD or (sp > 0 and method not in KNOWN_METHODS):
-        raise Reject(501, "method not implemented")
     if sp < 0:
+        if len(method) > MAX_METHOD:  # a token longer than any served method
+            raise Reject(501, "method not implemented")
         return
+    if method not in KNOWN_METHODS:
+        raise Reject(501, "method not implemented")
     sp2 = line.find(b" ", sp + 1)
     target = line[sp + 1:] if sp2 < 0 else line[sp + 1:sp2]
     if target.translate(None, _TARGET_OK) or sp2 == sp + 1:

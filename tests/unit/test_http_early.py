@@ -16,7 +16,7 @@ PREFIXES = [(b"\x00", 400), (b" ", 400), (b"\t", 400), (b"\x16\x03", 400), (b"G(
             (b"GET\t", 400), (b"GET  ", 400), (b"GET /\x01", 400), (b"GET /#", 400),
             (b"GET / H1", 400), (b"GET / HTTP/1.1x", 400), (b"GET / HTTP/1.1\r\n ", 400),
             (b"GET / HTTP/1.1\r\nA B", 400), (b"MKCALENDARXY", 501), (b"BREW ", 501),
-            (b"CONNECT ", 501)]
+            (b"CONNECT ", 501), (b"POConnection: x", 501)]
 
 
 @pytest.mark.parametrize("kind", PARSERS)
