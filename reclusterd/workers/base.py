@@ -25,7 +25,6 @@ from reclusterd.workers.boot import (
     flush_logs,
     import_object,
     install_fault_handler,
-    run_worker,
 )
 
 if TYPE_CHECKING:
@@ -33,9 +32,8 @@ if TYPE_CHECKING:
     from reclusterd.control import WorkerChannel
     from reclusterd.sockets import Listener
 
-# BootError and the exit codes belong to the contract (a worker class may raise it);
-# run_worker stays importable from here until arbiter.py imports it from workers.boot.
-__all__ = ["EXIT_BOOT_ERROR", "EXIT_OK", "BootError", "Worker", "run_worker"]
+# BootError and the exit codes belong to the contract (a worker class may raise it).
+__all__ = ["EXIT_BOOT_ERROR", "EXIT_OK", "BootError", "Worker"]
 
 log = logging.getLogger("reclusterd.error")
 
