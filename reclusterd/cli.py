@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import appenv, config, gunicorn_conf, hooks, logconfig
+from reclusterd import appenv, config, gunicorn_conf, hooks, logconfig, tls
 from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
@@ -32,11 +32,9 @@ def check_config(cfg: config.Config) -> int:
         load_hooks(cfg)
         if ":" in cfg.worker_class:
             import_class(cfg.worker_class, "--worker-class")
-        from reclusterd.sockets import BindError, ssl_context
-
         try:
-            tls = ssl_context(cfg) is not None
-        except BindError as e:
+            secure = tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN)) is not None
+        except tls.TLSError as e:
             raise AppLoadError(str(e)) from None
     except AppLoadError as e:
         if e.traceback:
@@ -51,7 +49,7 @@ def check_config(cfg: config.Config) -> int:
     kind = "ASGI 2, wrapped as ASGI 3" if loaded.asgi2 else loaded.kind.upper()
     print(f"  app:         {cfg.app} ({kind}{', factory' if cfg.factory else ''})")
     print(f"  workers:     {cfg.workers} x {worker}")
-    print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
+    print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if secure else ''}")
     if cfg.status_bind:
         print(f"  status:      {cfg.status_bind}")
     if cfg.log_config:

@@ -13,10 +13,12 @@ import logging
 import os
 import random
 import signal
+import ssl
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd import tls
 from reclusterd.meter import Meter
 from reclusterd.workers.boot import (
     EXIT_BOOT_ERROR,
@@ -40,6 +42,15 @@ __all__ = ["EXIT_BOOT_ERROR", "EXIT_OK", "BootError", "Worker", "run_worker"]
 log = logging.getLogger("reclusterd.error")
 
 
+def _server_context(cfg: Config) -> ssl.SSLContext | None:
+    """The TLS context, once per worker process: the arbiter's, inherited through fork
+    (tls caches it), unless a HUP brought renewed certificate files."""
+    try:
+        return tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN))
+    except tls.TLSError as e:
+        raise BootError(str(e)) from None
+
+
 class Worker:
     """Base worker: lifecycle, signals, accounting. Subclasses implement run().
 
@@ -60,6 +71,7 @@ class Worker:
         self.kind = kind
         self.pid = os.getpid()
         self.generation = 0
+        self.ssl = _server_context(cfg)
         self.alive = True
         self.draining = False
         timeout = float(cfg.timeout or 0)
