@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import appenv, config, gunicorn_conf, hooks, logconfig, tls
+from reclusterd import appenv, config, gunicorn_conf, logconfig, tls
 from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
@@ -54,7 +54,7 @@ def check_config(cfg: config.Config) -> int:
         print(f"  status:      {cfg.status_bind}")
     if cfg.log_config:
         print(f"  log config:  {cfg.log_config} ({logconfig.read(cfg.log_config).kind})")
-    found = hooks.configured(cfg)
+    found = config.hook_specs(cfg)
     if found:
         print(f"  hooks:       {', '.join(_describe_hook(cfg, n, s) for n, s in found.items())}")
     return 0

@@ -18,7 +18,14 @@ from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from reclusterd import __version__, appenv, gunicorn_conf, logconfig
-from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
+from reclusterd.settings import (
+    BY_NAME,
+    ENV_PREFIX,
+    HOOK_SETTINGS,
+    INTERNAL_ENV,
+    SETTINGS,
+    show_value,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,6 +135,12 @@ class Config:
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
+
+
+def hook_specs(cfg: Config) -> dict[str, str]:
+    """Hook name -> module:func spec, for the server hooks `cfg` sets (hooks.HOOKS order)."""
+    values = vars(cfg)
+    return {name: values[name] for name in HOOK_SETTINGS if values[name]}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -87,12 +87,6 @@ def check_arity(fn: Hook, name: str, args: tuple[str, ...]) -> str | None:
     return None
 
 
-def configured(cfg: object) -> dict[str, str]:
-    """hook name -> spec, for the hooks a Config sets (every hook is a Config field; typed
-    `object` because config.py sits above this table)."""
-    return {h.name: spec for h in HOOKS if (spec := getattr(cfg, h.name))}
-
-
 def call(hooks: Mapping[str, Hook], name: str, *args: Any) -> bool:
     """Run a hook if set; an exception is logged with its traceback, not raised.
 

@@ -408,6 +408,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# The settings that hold a server hook's module:func spec (hooks.HOOKS order).
+HOOK_SETTINGS: tuple[str, ...] = tuple(h.name for h in HOOKS)
 
 
 # --------------------------------------------------------------------------- docs
