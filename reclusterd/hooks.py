@@ -166,7 +166,7 @@ def adapt(name: str, fn: Hook) -> Hook:
     """A Gunicorn-style hook from a .py config, callable the way reclusterd calls `name`."""
     if name == "post_fork":
         def post_fork(info: Any) -> object:
-            return fn(ServerView(getattr(info, "cfg", None), log, os.getppid()), info)
+            return fn(ServerView(info.cfg, log, os.getppid()), info)
         return post_fork
     if name == "pre_request":
         def pre_request(worker: Any, environ: Mapping[str, Any]) -> object:

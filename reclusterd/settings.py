@@ -341,11 +341,11 @@ SETTINGS: tuple[Setting, ...] = (
        "wsproto (required: boot error without it) or none.", "--ws",
        choices=("auto", "wsproto", "none")),
     _s("post_fork", "str", None, "Hook module:func(info) run in each worker after fork, "
-       "before the app is loaded; info has .pid, .generation and .cfg (the settings); "
-       "raising = boot error.",
+       "before the app is loaded; info has .pid, .ppid, .generation, .cfg (the settings) "
+       "and .log (the error logger); raising = boot error.",
        "--post-fork", validator=check_spec, metavar="SPEC", example="myapp.hooks:post_fork"),
     _s("pre_request", "str", None, "Hook module:func(worker, environ) called before each "
-       "request: worker is the serving worker (.pid, .generation, .cfg), environ the WSGI "
+       "request: worker is the serving worker (.pid, .generation, .cfg, .log), environ the WSGI "
        "environ (ASGI: the scope); raising is logged, the request goes on.",
        "--pre-request", validator=check_spec, metavar="SPEC", example="myapp.hooks:pre_request"),
     _s("post_request", "str", None, "Hook module:func(worker, environ, status) called after "
