@@ -24,6 +24,7 @@ from reclusterd.settings import (
     HOOK_SETTINGS,
     INTERNAL_ENV,
     SETTINGS,
+    Setting,
     show_value,
 )
 
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         helptext = s.help.replace("%", "%%")
         kw: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS, "help": helptext}
+        if s.kind == "bool" and s.takes_value:
+            _add_valued_bool(p, s, kw)
+            continue
         if s.kind == "bool":
             if s.name == "check_config":
                 kw["action"] = "store_true"
@@ -194,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
                 kw["action"] = "append"
         p.add_argument(*s.flags, **kw)
     return p
+
+
+def _add_valued_bool(p: argparse.ArgumentParser, s: Setting, kw: dict[str, Any]) -> None:
+    """`--flag BOOL` (true/false, yes/no, on/off, 1/0) and `--no-flag`; both keep the raw
+    string for Setting.from_string, so a bad word is the usual one-line error."""
+    kw["help"] = f"{kw['help']} Default: {show_value(s.default)}."
+    p.add_argument(*s.flags, metavar=s.metavar or "BOOL", **kw)
+    negated = ["--no-" + f[2:] for f in s.flags if f.startswith("--")]
+    p.add_argument(*negated, dest=s.name, action="store_const", const="false",
+                   default=argparse.SUPPRESS, help=f"the same as {s.flag} false")
 
 
 def version_requested(argv: Sequence[str]) -> bool:
@@ -230,7 +244,7 @@ def _from_cli(ns: argparse.Namespace) -> dict[str, Any]:
         s = BY_NAME[name]
         label = "APP" if name == "app" else s.flag
         try:
-            if s.kind == "bool":
+            if s.kind == "bool" and not s.takes_value:
                 out[name] = s.check(bool(raw))
             elif s.kind == "list":
                 out[name] = s.from_string(s.separator.join(raw))

@@ -139,6 +139,10 @@ class Setting:
     default_doc: str | None = None
     required: bool = False       # config.load always gives a value (never None)
     separator: str = ","         # between list items in one string (env var, TOML string)
+    # A bool whose flag takes a value (`--ws-per-message-deflate false`, Uvicorn's
+    # spelling) besides `--no-...`. Opt-in: a bare bool flag never eats the next word
+    # (`--factory myapp:app` keeps myapp:app as APP).
+    takes_value: bool = False
 
     @property
     def python_type(self) -> object:
@@ -404,7 +408,8 @@ SETTINGS: tuple[Setting, ...] = (
        "then close 1011 and drop the connection. 0 = never.", "--ws-ping-timeout",
        minimum=0, metavar="S"),
     _s("ws_per_message_deflate", "bool", True, "Accept the permessage-deflate WebSocket "
-       "extension (RFC 7692) when the client offers it.", "--ws-per-message-deflate"),
+       "extension (RFC 7692) when the client offers it.", "--ws-per-message-deflate",
+       takes_value=True, metavar="BOOL"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
