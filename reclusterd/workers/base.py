@@ -137,6 +137,12 @@ class Worker:
         hooks.call(self.hooks, "worker_abort", self)
         self.exit_now(1)
 
+    @property
+    def age(self) -> int:
+        """Gunicorn's worker.age (its spawn counter); here, as in the arbiter's hook
+        views, the generation."""
+        return self.generation
+
     def exiting(self) -> None:
         """The worker_exit(server, worker) hook, once, as the process leaves: in the
         worker, as Gunicorn calls it; `server` is a hooks.ServerView of the arbiter."""
