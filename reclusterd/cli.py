@@ -124,6 +124,10 @@ def _describe_hook(cfg: config.Config, name: str, spec: str) -> str:
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Everything main() does, with explicit inputs."""
+    if list(argv[:1]) == ["ctl"]:
+        from reclusterd import ctl
+
+        return ctl.main(argv[1:], environ)
     if config.version_requested(argv):
         print(config.version_text())
         return 0

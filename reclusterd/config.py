@@ -133,6 +133,7 @@ class Config:
     ws_ping_interval: float
     ws_ping_timeout: float
     ws_per_message_deflate: bool
+    control_socket: str | None
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))

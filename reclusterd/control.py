@@ -1,4 +1,5 @@
-"""Arbiter <-> worker control channel: one AF_UNIX datagram socketpair per worker.
+"""Arbiter <-> worker control channel (one AF_UNIX datagram socketpair per worker), and
+the wire format and path of the operator's control socket (`reclusterd ctl`).
 
 One datagram is one message: the kind as ASCII, a space, then a JSON payload.
 The worker side must never stall serving because the arbiter is slow, so
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import select
 import socket
+import tempfile
+from collections.abc import Mapping
 from typing import Final
 
 READY: Final = "ready"
@@ -26,6 +30,7 @@ KINDS: Final = frozenset({READY, HEARTBEAT, BOOT_ERROR, RECYCLE})
 # truncated (keeping the end, where the exception is) to stay well below it.
 MAX_TEXT: Final = 32 * 1024
 RETRY_WAIT: Final = 1.0
+RECV_BATCH: Final = 256   # recv_all's default limit: a full batch means "read again"
 
 Stats = dict[str, int | float]
 
@@ -130,7 +135,7 @@ def pair() -> tuple[socket.socket, WorkerChannel]:
     return arb, WorkerChannel(wrk)
 
 
-def recv_all(sock: socket.socket, limit: int = 256) -> list[bytes]:
+def recv_all(sock: socket.socket, limit: int = RECV_BATCH) -> list[bytes]:
     """Arbiter side: drain pending datagrams (up to `limit`) without blocking."""
     out: list[bytes] = []
     for _ in range(limit):
@@ -146,3 +151,56 @@ def recv_all(sock: socket.socket, limit: int = 256) -> list[bytes]:
             break
         out.append(data)
     return out
+
+
+# ------------------------------------------------------------ the operator's control socket
+# `reclusterd ctl` <-> the arbiter: a unix stream socket (mode 0600), one JSON request
+# line, one JSON reply line, then close. Exact where signals are best-effort: ten
+# `ctl workers N` in a row are ten requests, ten TTINs may merge into one.
+
+CTL_SUFFIX: Final = ".ctl"
+CTL_MAX_LINE: Final = 4096
+CTL_COMMANDS: Final = frozenset({"status", "workers", "reload", "stop"})
+
+
+def ctl_dir(environ: Mapping[str, str]) -> str:
+    """Where control sockets go without --pid or --control-socket: $XDG_RUNTIME_DIR/
+    reclusterd, else /run/reclusterd (root), else TMPDIR/reclusterd-UID. One per user."""
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, "reclusterd")
+    if os.geteuid() == 0:
+        return "/run/reclusterd"
+    return os.path.join(tempfile.gettempdir(), f"reclusterd-{os.geteuid()}")
+
+
+def ctl_path(setting: str | None, pidfile: str | None, pid: int,
+             environ: Mapping[str, str]) -> str | None:
+    """The control socket path: the setting; else beside the pidfile (app.pid -> app.ctl);
+    else ctl_dir()/MASTERPID.ctl, so two servers never share one. None: "off"."""
+    if setting:
+        return None if setting.strip().lower() in ("off", "none") else setting
+    if pidfile:
+        return pidfile_ctl(pidfile)
+    return os.path.join(ctl_dir(environ), f"{pid}{CTL_SUFFIX}")
+
+
+def pidfile_ctl(pidfile: str) -> str:
+    """The control socket beside a pidfile: /run/app.pid -> /run/app.ctl."""
+    root, ext = os.path.splitext(pidfile)
+    return (root if ext == ".pid" else pidfile) + CTL_SUFFIX
+
+
+def ctl_encode(message: Mapping[str, object]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def ctl_decode(line: bytes) -> dict[str, object]:
+    """One JSON object from a line; ValueError if it is anything else."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not JSON") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj

@@ -410,6 +410,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("ws_per_message_deflate", "bool", True, "Accept the permessage-deflate WebSocket "
        "extension (RFC 7692) when the client offers it.", "--ws-per-message-deflate",
        takes_value=True, metavar="BOOL"),
+    _s("control_socket", "str", None, "Unix socket (mode 0600) for `reclusterd ctl`. Default: "
+       "beside --pid (app.pid -> app.ctl), else $XDG_RUNTIME_DIR/reclusterd/MASTERPID.ctl "
+       "(/run/reclusterd as root, else TMPDIR/reclusterd-UID); off = none.",
+       "--control-socket", reloadable=False, metavar="PATH", example="/run/app.ctl"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -20,8 +20,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from reclusterd import control, sockets, systemd, tls
+from reclusterd import appenv, control, sockets, systemd, tls
 from reclusterd import logging as rlogging
+from reclusterd.apploader import AppLoadError
+from reclusterd.arbiter.ctlserver import ControlServer, CtlError
+from reclusterd.arbiter.hookcalls import ServerHooks, ServerView, WorkerView, load_hooks
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
     die_with_parent,
@@ -48,6 +51,7 @@ log = logging.getLogger("reclusterd.error")
 
 MAX_SLEEP = 5.0            # never sleep longer than this (a safety net, not polling)
 STATUS_RETRY = 1.0         # a re-exec'd master retries --status-bind this often
+PAUSE_GAP = 1.0            # a loop turn this much longer than its sleep: the master was paused
 
 
 class StartupError(Exception):
@@ -73,6 +77,10 @@ class Arbiter:
         self.status: StatusServer | None = None
         self.status_retry_at: float | None = None
         self.reloader: Reloader | None = None    # --reload
+        self.ctl: ControlServer | None = None
+        self.hooks = ServerHooks({}, ServerView(self))
+        self.when_ready_called = False
+        self.hooked_target = cfg.workers
         self.watchdog: float | None = systemd.watchdog_interval(self.environ)
         self.watchdog_at = 0.0
         self.handlers: dict[int, Callable[[float], None]] = {
@@ -100,6 +108,7 @@ class Arbiter:
             self.policy.exit_code = 1
             self.policy.stopper.kill_all()
         finally:
+            self.hooks.call("on_exit")
             self._cleanup()
         log.info("master %d exiting with status %d", self.pid, self.policy.exit_code)
         return self.policy.exit_code
@@ -114,6 +123,12 @@ class Arbiter:
         # Handlers before binding: once the port answers, a TERM must be a clean stop.
         self.sigq.install()
         self.selector.register(self.sigq.fileno(), selectors.EVENT_READ, None)
+        try:
+            self.hooks = ServerHooks(load_hooks(self.cfg), ServerView(self))
+        except AppLoadError as e:
+            raise StartupError(str(e)) from None
+        if not self.hooks.call("on_starting"):   # fatal, as in Gunicorn
+            raise StartupError("on_starting hook failed (traceback above); not starting")
         # The pidfile before the port: a script that waits for the port reads it next
         # (listen() alone makes the kernel complete TCP handshakes, no accept() needed).
         if self.cfg.pid:
@@ -141,6 +156,7 @@ class Arbiter:
             self.reloader = Reloader(patterns_for(self.cfg))
             self.selector.register(self.reloader.fileno(), selectors.EVENT_READ, None)
             self.reloader.start()
+        self._start_control_socket()
         log.info("%s", start_line(self.pid, self.cfg, self.listeners))
         self.notify(f"STATUS=starting {plural(self.cfg.workers, 'worker')}")
 
@@ -170,8 +186,22 @@ class Arbiter:
         self.status = server
         self.selector.register(server.fileno(), selectors.EVENT_READ, server)
 
+    def _start_control_socket(self) -> None:
+        """`reclusterd ctl`'s socket; a problem with it is a warning, not a failed start."""
+        path = control.ctl_path(self.cfg.control_socket, self.cfg.pid, self.pid, self.environ)
+        if path is None:
+            return
+        try:
+            self.ctl = ControlServer(path, self.selector, self.ctl_command)
+        except CtlError as e:
+            log.warning("%s; `reclusterd ctl` will not work (signals still do)", e)
+            return
+        log.info("control socket: %s (reclusterd ctl --socket %s status)", path, path)
+
     def _tick(self) -> None:
-        events = self.selector.select(self._sleep_time())
+        asked = self._sleep_time()
+        before = time.monotonic()
+        events = self.selector.select(asked)
         # Control messages first: a worker's "ready" that arrived with a TERM must count
         # (it may already be serving), else TERM would treat it as still booting.
         for key, _ in events:
@@ -182,12 +212,25 @@ class Arbiter:
                     self.status.handle_io()
                 except Exception:
                     log.exception("status server error")
+            elif key.data is not None:
+                key.data.handle_io()   # the control socket and its connections
         for sig in self.sigq.drain():
             self._on_signal(sig)
         if self.reloader is not None:
             self._on_change(self.reloader.take())
+        self._nworkers_hook()   # before the spawns it causes, as in Gunicorn
         self._reap()
         now = time.monotonic()
+        # CLOCK_MONOTONIC runs on while this process is stopped (SIGSTOP, a frozen
+        # container) or starved: a turn much longer than the sleep asked for means time
+        # the master did not see. Read every channel (a select that timed out while we
+        # were stopped reports no events) and restart the workers' timeouts from now.
+        gap = now - before - asked
+        if gap >= PAUSE_GAP:
+            self._read_all_control()
+            self.policy.resumed(gap, now)
+        elif (deadline := self.policy.next_deadline(now)) is not None and deadline <= now:
+            self._read_all_control()   # judge a timeout only on everything the worker sent
         if self.watchdog and now >= self.watchdog_at:
             self.notify("WATCHDOG=1")
             self.watchdog_at = now + self.watchdog
@@ -195,6 +238,16 @@ class Arbiter:
             self._start_status_server()
         self.policy.check_timers(now)
         self.policy.manage(now)
+        self._nworkers_hook()   # a promoted reload with another worker count
+        if self.policy.notified_ready and not self.when_ready_called:
+            self.when_ready_called = True
+            self.hooks.call("when_ready")
+
+    def _nworkers_hook(self) -> None:
+        """nworkers_changed(server, new, old): TTIN/TTOU, ctl workers, a reload."""
+        if self.policy.target != self.hooked_target:
+            old, self.hooked_target = self.hooked_target, self.policy.target
+            self.hooks.call("nworkers_changed", self.policy.target, old)
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
@@ -231,8 +284,18 @@ class Arbiter:
     def handle_hup(self, now: float) -> None:
         new = load_config(self.argv, self.environ, self.policy.cfg,
                                   self.policy.generation)
-        if new is not None:
-            self.policy.reload(new, time.monotonic())
+        if new is None:
+            return
+        try:   # the app's environment and the hooks, from the new config, before forking
+            appenv.apply(appenv.app_environ(new))
+            loaded = load_hooks(new)
+        except (appenv.EnvError, AppLoadError) as e:
+            log.error("reload aborted: %s; generation %d keeps serving", e,
+                      self.policy.generation)
+            return
+        self.hooks = ServerHooks(loaded, self.hooks.server)
+        self.hooks.call("on_reload")
+        self.policy.reload(new, time.monotonic())
 
     def _on_change(self, changed: list[str]) -> None:
         """--reload: files changed; the same health-gated reload as HUP."""
@@ -254,12 +317,37 @@ class Arbiter:
         self.policy.forward_usr1()
 
     def handle_usr2(self, now: float) -> None:
-        self.pidfile = self.reexec.start(self.argv, self.environ, self.listeners, self.pidfile)
+        self.pidfile = self.reexec.start(self.argv, self.environ, self.listeners, self.pidfile,
+                                         lambda: self.hooks.call("pre_exec"))
+
+    def ctl_command(self, request: dict[str, object]) -> dict[str, object]:
+        """One `reclusterd ctl` request: what the matching signal does, exactly once."""
+        cmd = request.get("cmd")
+        now = time.monotonic()
+        if cmd == "status":
+            return {"ok": True, **self.snapshot()}
+        if self.policy.stopping is not None:
+            return {"ok": False, "error": "shutting down"}
+        log.info("control socket: %s%s", cmd, f" {request.get('n')}" if "n" in request else "")
+        if cmd == "workers":
+            n = request.get("n")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                return {"ok": False, "error": f"workers must be a whole number >= 1, got {n!r}"}
+            old = self.policy.set_workers(n)
+            return {"ok": True, "workers": self.policy.target, "previous": old}
+        if cmd == "reload":
+            self.handle_hup(now)
+            p = self.policy.rollout.pending
+            return {"ok": p is not None, "generation": p.generation if p else None,
+                    **({} if p else {"error": "reload aborted (see the error log)"})}
+        self.handle_term(now)
+        return {"ok": True}
 
     # ------------------------------------------------------------ Effects
 
     def spawn(self, generation: int, cfg: Config) -> int | None:
         """Fork one worker of `generation`; the child never returns."""
+        self.hooks.call("pre_fork", WorkerView(None, generation, cfg))
         arb, chan = control.pair()
         # Block our signals across fork: one sent to the new child before it drops the
         # master's handlers would be swallowed by them (a TERM to a booting worker lost);
@@ -318,6 +406,9 @@ class Arbiter:
                 self.status = None
             if self.reloader is not None:
                 self.reloader.close_in_child()
+            if self.ctl is not None:
+                self.ctl.close_in_child()
+                self.ctl = None
             from reclusterd.workers.boot import run_worker
 
             run_worker(cfg, self.listeners, chan, generation, self.app)
@@ -340,13 +431,21 @@ class Arbiter:
         if sock is None or w is None:
             return
         now = time.monotonic()
-        for data in control.recv_all(sock):
-            try:
-                kind, payload = control.decode(data)
-            except ValueError as e:
-                log.warning("%s sent a bad control message: %s", w.label, e)
-                continue
-            self.policy.on_message(w, kind, payload, now)
+        while True:  # every queued message, however many: "ready" may sit behind beats
+            batch = control.recv_all(sock)
+            for data in batch:
+                try:
+                    kind, payload = control.decode(data)
+                except ValueError as e:
+                    log.warning("%s sent a bad control message: %s", w.label, e)
+                    continue
+                self.policy.on_message(w, kind, payload, now)
+            if len(batch) < control.RECV_BATCH:
+                return
+
+    def _read_all_control(self) -> None:
+        for pid in list(self.channels):
+            self._read_control(pid)
 
     def _reap(self) -> None:
         while True:
@@ -367,8 +466,13 @@ class Arbiter:
                 self.selector.unregister(sock.fileno())
                 sock.close()
             what = exit_description(status)
-            if self.policy.exited(pid, what, time.monotonic()) is None:
+            code = os.waitstatus_to_exitcode(status)
+            signum = -code if code < 0 else None
+            w = self.policy.exited(pid, what, time.monotonic(), signum)
+            if w is None:
                 log.debug("reaped process %d (not a worker)", pid)
+            else:
+                self.hooks.call("child_exit", WorkerView(pid, w.generation, w.cfg, what))
 
     # ------------------------------------------------------------ helpers
 
@@ -392,6 +496,9 @@ class Arbiter:
         if self.reloader is not None:
             self.reloader.stop()
             self.reloader = None
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
         if self.status is not None:
             try:
                 self.status.close()

@@ -26,6 +26,14 @@ log = logging.getLogger("reclusterd.error")
 
 # Reasons for which a worker's exit is expected and is no restart.
 EXPECTED_EXITS = frozenset({"shutdown", "scale-down", "rollback", "superseded"})
+# Signals that come from outside (the OOM killer, an operator, a container runtime): a
+# worker killed by one before it was ready says nothing about the app's ability to boot.
+# A crash (SIGSEGV, SIGABRT...) does.
+EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                              signal.SIGHUP})
+# ...unless it keeps happening: this many such deaths in a row with no worker ever
+# ready is a failed first start after all (a memory limit below what the app needs).
+MAX_KILLED_BEFORE_READY = 3
 
 
 class Policy:
@@ -50,6 +58,7 @@ class Policy:
         self.status_line = ""                     # the last STATUS= sent while serving
         self.unready_since: float | None = now    # no worker ready since then (/livez)
         self.logged_errors: set[str] = set()
+        self.killed_before_ready = 0              # in a row, by EXTERNAL_SIGNALS
 
     # ------------------------------------------------------------ workers come and go
 
@@ -69,6 +78,8 @@ class Policy:
         if kind == "hb":
             w.last_hb = now
             w.stats = clean_stats(payload)
+            if w.stats.get("requests", 0) > 0:
+                self._ready(w, now)   # it answered a request: it was ready (message lost)
         elif kind == "ready":
             self._ready(w, now)
         elif kind == "boot_error":
@@ -92,12 +103,20 @@ class Policy:
         if w.generation == self.generation:
             self.backoff.ready()
 
-    def exited(self, pid: int, what: str, now: float) -> Worker | None:
-        """A child was reaped (`what`: "exited with code 3"); None if it was no worker."""
+    def exited(self, pid: int, what: str, now: float,
+               signum: int | None = None) -> Worker | None:
+        """A child was reaped (`what`: "exited with code 3"; `signum`: the signal that
+        killed it, if one did); None if it was no worker."""
         w = self.table.pop(pid)
         if w is None:
             return None
         was_ready = w.ready_at is not None
+        killed = (not was_ready and w.reason is None and not w.boot_error
+                  and signum in EXTERNAL_SIGNALS)
+        if killed:
+            self.killed_before_ready += 1
+        elif was_ready:
+            self.killed_before_ready = 0
         extra = f" ({w.reason})" if w.reason else ("" if was_ready else " before ready")
         log.info("%s %s%s after %.1fs", w.label, what, extra, w.age(now))
         w.state = State.EXITED
@@ -107,12 +126,21 @@ class Policy:
         if self.stopping is not None:
             return w
         if self.rollout.owns(w):
+            if killed and self.killed_before_ready < MAX_KILLED_BEFORE_READY:
+                log.warning("%s %s before it was ready (not a boot failure); replacing it",
+                            w.label, what)
+                return w    # manage() spawns its replacement for the pending generation
             if not was_ready and w.reason is None:
                 self.rollout.rollback(f"{w.label} {what} before it was ready", w.boot_error,
                                       self.generation, now)
             return w
         if w.reason is not None and w.reason != "timeout":
             return w  # expected (retired) or already accounted for (boot-timeout)
+        if killed and self.killed_before_ready < MAX_KILLED_BEFORE_READY:
+            log.warning("%s %s before it was ready: killed from outside, not a boot "
+                        "failure; respawning", w.label, what)
+            self.backoff.failure()
+            return w
         if not was_ready and not self.ever_ready and w.generation == self.generation:
             self._fail_first_start(w, f"{what} before it was ready", now)
             return w
@@ -161,6 +189,20 @@ class Policy:
                 if silent >= w.cfg.timeout:
                     self.stopper.abort(w, "timeout", f"silent for {silent:.1f}s "
                                        f"(timeout {w.cfg.timeout:g}s)", now)
+
+    def resumed(self, gap: float, now: float) -> None:
+        """The master was not running for about `gap` s (SIGSTOP, a frozen container, CPU
+        starvation): what it could not watch is not the workers' fault. Ready workers get
+        a fresh --timeout from now, booting ones their --boot-timeout shifted by the gap."""
+        log.warning("master was not running for %.1fs (stopped, frozen or starved of CPU); "
+                    "worker timeouts restart from now", gap)
+        for w in self.table:
+            if w.reason is not None:
+                continue
+            if w.state is State.READY:
+                w.last_hb = max(w.last_hb, now)
+            elif w.state is State.BOOTING:
+                w.spawned_at += gap
 
     def _boot_timed_out(self, w: Worker, now: float) -> None:
         limit = f"{w.cfg.boot_timeout:g}s"
@@ -271,14 +313,25 @@ class Policy:
 
     # ------------------------------------------------------------ signals
 
-    def scale(self, delta: int) -> None:
-        """TTIN (+1) / TTOU (-1); never below one worker. A reload in flight follows too."""
-        self.target = max(1, self.target + delta)
+    def scale(self, delta: int) -> int:
+        """TTIN (+1) / TTOU (-1); never below one worker. Returns the previous target."""
+        old = self.set_workers(self.target + delta)
+        if self.target == old:   # a TTOU at one worker: say so, nothing changes
+            log.info("scaling down to %s", plural(self.target, "worker"))
+        return old
+
+    def set_workers(self, n: int) -> int:
+        """`ctl workers N`: the target, exactly (at least one); a reload in flight follows
+        by the same difference. Returns the previous target."""
+        old = self.target
+        self.target = max(1, n)
         p = self.rollout.pending
         if p is not None:
-            p.target = max(1, p.target + delta)
-        log.info("scaling %s to %s", "up" if delta > 0 else "down",
-                 plural(self.target, "worker"))
+            p.target = max(1, p.target + self.target - old)
+        if self.target != old:
+            log.info("scaling %s to %s", "up" if self.target > old else "down",
+                     plural(self.target, "worker"))
+        return old
 
     def reload(self, new_cfg: Config, now: float) -> None:
         """HUP with a config that loaded: boot a new generation beside the serving one."""

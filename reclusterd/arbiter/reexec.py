@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from reclusterd import sockets
 from reclusterd.arbiter.process import exit_description
@@ -30,8 +30,11 @@ class ReExec:
         self.pid: int | None = None
 
     def start(self, argv: Sequence[str], environ: Mapping[str, str],
-              listeners: Sequence[sockets.Listener], pidfile: str | None) -> str | None:
-        """Fork+exec the new master; returns the pidfile path this master now owns."""
+              listeners: Sequence[sockets.Listener], pidfile: str | None,
+              before_exec: Callable[[], object] | None = None) -> str | None:
+        """Fork+exec the new master; returns the pidfile path this master now owns.
+
+        `before_exec` runs in the child just before exec (the pre_exec hook)."""
         if self.pid is not None:
             log.warning("USR2 ignored: new master %d is already running", self.pid)
             return pidfile
@@ -48,6 +51,8 @@ class ReExec:
         if pid == 0:
             try:
                 reset_in_child()
+                if before_exec is not None:
+                    before_exec()
                 os.execve(sys.executable, args, env)
             finally:
                 os._exit(127)

@@ -19,7 +19,7 @@ from reclusterd.http import (
     InvalidResponse,
     Request,
     Response,
-    error_response,
+    error_for,
 )
 from reclusterd.http.connection import DRAIN_LIMIT, body_allows_reuse
 from reclusterd.logging import AccessInfo, AccessLog
@@ -133,7 +133,7 @@ class Cycle:
         r = self.response       # its head goes out with the first body piece
         unsent = r is None or bool(r.head)
         if unsent and not self.disconnected and not conn.closed:
-            conn.transport.write(error_response(status))
+            conn.transport.write(error_for(self.request, status))
             self.status = status
         self.finished()
         if not unsent or self.request_done:

@@ -28,7 +28,7 @@ from reclusterd.http import (
     ProtocolError,
     Request,
     decode_path,
-    error_response,
+    error_for,
     make_parser,
 )
 from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
@@ -74,7 +74,8 @@ class HttpProtocol(asyncio.Protocol):
         s.connections.add(self)     # also while draining: answered with Connection: close
         if s.empty is not None:
             s.empty.clear()
-        self.h1 = H1Connection(s.rules, make_parser(s.http, s.limits), time.monotonic)
+        self.h1 = H1Connection(s.rules, make_parser(s.http, s.limits, s.upgrades),
+                               time.monotonic)
         if s.draining:
             self.h1.begin_drain(s.drain_grace)
         peer = transport.get_extra_info("peername")
@@ -268,7 +269,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.close()
                 return
         if not self.closed:
-            self.transport.write(error_response(err.status, err.reason))
+            self.transport.write(self.h1.reject(err))
             self.linger()
 
     def cycle_done(self, keep: bool) -> None:
@@ -354,7 +355,7 @@ class HttpProtocol(asyncio.Protocol):
         if now < when:
             return
         if what == TIMEOUT:
-            self.transport.write(error_response(408, "request head not received in time"))
+            self.transport.write(self.h1.timeout_response())
             self.linger()
         elif what == CLOSE:
             self.close()
@@ -381,7 +382,7 @@ class HttpProtocol(asyncio.Protocol):
                      self.s.rules.io_timeout, "reading the request body" if mark >= 0 else
                      "writing the response", cycle.scope["method"], cycle.scope["path"])
             if not cycle.started:
-                self.transport.write(error_response(408, "request body timed out"))
+                self.transport.write(error_for(cycle.request, 408))
                 cycle.status = 408
             cycle.disconnected = True
             cycle.wake()

@@ -47,6 +47,8 @@ class ServerState:
         self.ws = ws
         self.ws_options = WSOptions(int(cfg.ws_max_size), float(cfg.ws_ping_interval),
                                     float(cfg.ws_ping_timeout), bool(cfg.ws_per_message_deflate))
+        # the Upgrade this driver takes up; any other is ignored, the request served as HTTP
+        self.upgrades = frozenset((b"websocket",)) if ws else frozenset()
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
         self.connections: set[Tracked] = set()
         self.draining = False

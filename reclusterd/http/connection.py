@@ -19,12 +19,14 @@ Times are monotonic seconds from the clock the driver gives (tests give a fake o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .events import Event, Request
+from .events import Event, ProtocolError, Request
 from .parser import Parser
 from .response import error_response
+from .rules import TLS_ON_PLAIN
 
 __all__ = ["CLOSE", "DRAIN_IDLE", "DRAIN_LIMIT", "FOREVER", "NOTHING", "TIMEOUT",
            "ConnectionRules", "H1Connection", "body_allows_reuse", "over_capacity"]
@@ -36,7 +38,8 @@ FOREVER = float("inf")
 DRAIN_LIMIT = 64 * 1024     # unread request body (bytes) read and dropped to keep a connection
 DRAIN_IDLE = 1.0            # s: while draining, an idle connection closes after this
 IO_TIMEOUT = 20.0           # s: body/response stall limit when --header-timeout is 0 (off)
-_BUSY = error_response(503, "too many connections")
+_BUSY = error_response(503)
+log = logging.getLogger("reclusterd.error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +79,16 @@ def body_allows_reuse(req: Request, received: int, done: bool, failed: bool,
                       continue_pending: bool) -> bool:
     """Can the connection be reused after a response, as far as the request body goes?
 
-    Yes if it was read to its end without error, or if what is left is small enough
-    (≤ DRAIN_LIMIT, known from Content-Length; a chunked rest is tried) to read and
-    drop. No if the client still waits for `100 Continue` (its body is not coming)."""
+    Yes if it was read to its end without error, or if what is left is known (from
+    Content-Length) to be small enough (≤ DRAIN_LIMIT) to read and drop. No if the client
+    still waits for `100 Continue` (its body is not coming), or for a chunked rest of
+    unknown size: the head must say `Connection: close` whenever the server may close."""
     if done:
         return not failed
     if continue_pending:
         return False
     cl = req.content_length
-    return cl is None or cl - received <= DRAIN_LIMIT
+    return cl is not None and cl - received <= DRAIN_LIMIT
 
 
 class H1Connection:
@@ -96,7 +100,7 @@ class H1Connection:
     """
 
     __slots__ = ("rules", "parser", "clock", "opened", "head_start", "idle_since", "served",
-                 "in_request", "draining", "drain_until", "partial", "reusable")
+                 "in_request", "draining", "drain_until", "partial", "reusable", "peer_closed")
 
     def __init__(self, rules: ConnectionRules, parser: Parser,
                  clock: Callable[[], float]) -> None:
@@ -114,11 +118,15 @@ class H1Connection:
         # May the next response head say keep-alive (settings, TERM)? A plain attribute:
         # it is read for every response.
         self.reusable = rules.reuse
+        self.peer_closed = False     # the client sent EOF: no further request can come
 
     # -- bytes in, events out -----------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
         """Feed bytes (b"" = the client's EOF) to the parser; the events they complete."""
         parser = self.parser
+        if not data:
+            self.peer_closed = True
+            self.reusable = False
         events = parser.feed(data)
         if parser.partial_head:
             self.partial = True
@@ -133,6 +141,21 @@ class H1Connection:
         """A request head is complete and goes to the app: no head deadline while it runs."""
         self.in_request = True
         self.head_start = 0.0
+
+    # -- answers the server makes itself ------------------------------------------------
+    def reject(self, err: ProtocolError) -> bytes:
+        """The answer to a request the parser refused (then close): fixed texts only, no
+        body for HEAD. A TLS ClientHello on this plain port is logged (once: the error is
+        terminal) so a misconfigured client or proxy is seen."""
+        if err.reason == TLS_ON_PLAIN:
+            log.info("%s", TLS_ON_PLAIN)
+        else:
+            log.debug("bad request (%d): %s", err.status, err.reason)
+        return error_response(err.status, head=err.head)
+
+    def timeout_response(self) -> bytes:
+        """The 408 for a request head that did not arrive in time (no body for HEAD)."""
+        return error_response(408, head=self.parser.pending_head())
 
     # -- keep-alive ------------------------------------------------------------------
     def response_done(self, keep: bool) -> bool:

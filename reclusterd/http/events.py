@@ -50,10 +50,14 @@ class EndOfMessage:
 
 @dataclass(slots=True)
 class ProtocolError:
-    """The request cannot be served: answer `status` and close. Terminal."""
+    """The request cannot be served: answer `status` and close. Terminal.
+
+    `reason` is for the log only (a fixed text, never client bytes); `head`: the refused
+    request is a HEAD, so the answer carries no body (RFC 9110 §9.3.2)."""
 
     status: int
     reason: str
+    head: bool = False
 
 
 Event = Request | Data | EndOfMessage | ProtocolError

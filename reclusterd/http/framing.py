@@ -45,7 +45,7 @@ def _bounds(limits: Limits) -> tuple[int, int, _Memo]:
 
 
 # per (backend class, distinct Limits), computed once
-_BOUNDS: dict[tuple[type, int, int, int, int], tuple[int, int, _Memo]] = {}
+_BOUNDS: dict[tuple[type, int, int, int, int, frozenset[bytes]], tuple[int, int, _Memo]] = {}
 
 # Request lines that passed `rules.request_line` and the target checks -> (method, target,
 # version, path, query): a pure function of the line's bytes, so a repeat (keep-alive
@@ -65,11 +65,13 @@ def clear_caches() -> None:
 class Framer:
     """Incremental framing state machine; subclasses parse heads and trailers."""
 
-    __slots__ = ("limits", "_state", "_pend", "_req", "_remaining", "_body_len", "_rest",
-                 "_max_head", "_line_start", "_first", "_min_line", "_heads", "partial_head")
+    __slots__ = ("limits", "upgrades", "_state", "_pend", "_req", "_remaining", "_body_len",
+                 "_rest", "_max_head", "_line_start", "_first", "_min_line", "_heads", "_is_head",
+                 "partial_head")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
         self.limits = limits
+        self.upgrades = upgrades   # protocols the driver switches to (rules.build_request)
         self._state = IDLE
         self._pend = bytearray()   # unconsumed bytes of an incomplete head/line/section
         self._line_start = 0       # start of the incomplete line in _pend
@@ -81,7 +83,9 @@ class Framer:
         self._remaining = 0
         self._body_len = 0
         self._rest = b""
-        key = (type(self), limits.request_line, limits.fields, limits.field_size, limits.body)
+        self._is_head = False      # the head being checked is a HEAD request's
+        key = (type(self), limits.request_line, limits.fields, limits.field_size, limits.body,
+               upgrades)
         bounds = _BOUNDS.get(key)
         if bounds is None:
             bounds = _BOUNDS[key] = _bounds(limits)
@@ -106,6 +110,10 @@ class Framer:
         """Bytes received after an upgrade request (the new protocol's first bytes)."""
         return self._rest
 
+    def pending_head(self) -> bool:
+        """The request whose head is arriving is a HEAD (its error answers have no body)."""
+        return self._state == IDLE and self._pend.startswith(b"HEAD ")
+
     def feed(self, data: bytes) -> list[Event]:
         """Parse `data` from the peer (b"" = EOF); return the events it completes."""
         events: list[Event] = []
@@ -126,7 +134,10 @@ class Framer:
         return events
 
     def _fail(self, events: list[Event], status: int, reason: str) -> None:
-        events.append(ProtocolError(status, reason))
+        req = self._req
+        head = req.method == b"HEAD" if req is not None else \
+            self._is_head or self.pending_head()
+        events.append(ProtocolError(status, reason, head))
         self._state = DONE
         self._req = None
         self._pend.clear()
@@ -232,12 +243,34 @@ class Framer:
             return
         if state == CHUNK_CRLF:
             return
+        if state == IDLE and self._first:
+            self._check_request_line(pend)
+            if not pend:
+                return
         self._line_start, self._first = self._scan_lines(
             pend, 0, max(scan_from, self._line_start), len(pend), self._line_start, self._first)
         tail = len(pend) - self._line_start - (1 if pend[-1] == 0x0D else 0)
+        if not self._first:
+            rules.check_field_start(bytes(pend[self._line_start:self._line_start + tail]))
         self._check_length(tail, self._first)
         if len(pend) > self._max_head:
             raise Reject(431, "request head too large")
+
+    def _check_request_line(self, pend: bytearray) -> None:
+        """The request line so far, checked as soon as its first bytes are here: bytes that
+        cannot begin a request are answered at once, not at the header deadline."""
+        skip = 0
+        while pend.startswith(b"\r\n", skip):  # empty lines before a request (§2.2)
+            skip += 2
+        if skip:
+            del pend[:skip]
+        end = pend.find(b"\r\n")
+        if end >= 0:
+            rules.request_line(bytes(pend[:end]), self.limits)
+            return
+        end = len(pend) - (1 if pend and pend[-1] == 0x0D else 0)
+        limit = self.limits.request_line
+        rules.check_line_prefix(bytes(pend[:min(end, limit) if limit else end]))
 
     def _check_length(self, length: int, first: bool) -> None:
         lim = self.limits
@@ -253,6 +286,8 @@ class Framer:
         i = buf.find(b"\n", scan_from, end)
         while i >= 0:
             cr = i > line_start and buf[i - 1] == 0x0D
+            if not first:  # wire order: a bad name before a later line's length
+                rules.check_field_start(bytes(buf[line_start:i - cr]))
             self._check_length(i - line_start - cr, first)
             if not cr:
                 raise Reject(400, "bare LF in head")
@@ -279,6 +314,7 @@ class Framer:
                 self._stash(buf, pos)
             return -1
         stop = end + 4
+        self._is_head = buf.startswith(b"HEAD ", pos)
         head = buf if pos == 0 and stop == len(buf) else buf[pos:stop]
         heads = self._heads
         known_head = heads.get(head) if stop - pos <= MAX_CACHED_HEAD else None
@@ -288,13 +324,10 @@ class Framer:
             req = Request(method, target, path, query, version, list(fields), keep_alive,
                           expect, length, False, None)
         else:
-            if stop - pos > self._min_line or \
-                    buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
-                self._scan_lines(buf, pos, pos, stop, pos, True)  # the partial-path checks
             limits = self.limits
             line = buf[pos:buf.find(b"\r\n", pos)]
             known = _LINES.get(line)
-            if known is None:
+            if known is None:  # the request line first: checks go in wire order
                 method, target, version = rules.request_line(line, limits)
                 split = None
             else:  # a request line that passed every check before: only its length can fail
@@ -302,9 +335,12 @@ class Framer:
                     raise Reject(414, "request line too long")
                 method, target, version, path, query = known
                 split = (path, query)
+            if stop - pos > self._min_line or \
+                    buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
+                self._scan_lines(buf, pos, pos, stop, pos, True)  # the partial-path checks
             req = rules.build_request(method, target, version,
                                       self._parse_head(head, method, target, version), limits,
-                                      split)
+                                      split, self.upgrades)
             if known is None:
                 if len(line) <= MAX_CACHED_LINE:
                     if len(_LINES) >= MAX_CACHED_LINES:
@@ -319,6 +355,7 @@ class Framer:
                                tuple(req.headers), req.keep_alive, req.expect_continue,
                                req.content_length)
         events.append(req)
+        self._is_head = False
         if req.chunked:
             self._req = req
             self._state = CHUNK_SIZE

@@ -32,14 +32,18 @@ class Parser(Protocol):
     @property
     def partial_head(self) -> bool: ...
 
+    def pending_head(self) -> bool: ...
 
-def make_parser(kind: str = "httptools", limits: Limits | None = None) -> Parser:
-    """A parser for one connection: kind is "httptools" or "h11" (the --http setting)."""
+
+def make_parser(kind: str = "httptools", limits: Limits | None = None,
+                upgrades: frozenset[bytes] = frozenset()) -> Parser:
+    """A parser for one connection: kind is "httptools" or "h11" (the --http setting);
+    `upgrades`: the protocols the driver switches to (others' Upgrade is ignored)."""
     lim = limits if limits is not None else Limits()
     if kind == "httptools":
-        return HttptoolsParser(lim)
+        return HttptoolsParser(lim, upgrades)
     if kind == "h11":
-        return H11Parser(lim)
+        return H11Parser(lim, upgrades)
     raise ValueError(f"unknown HTTP parser {kind!r} (httptools or h11)")
 
 
@@ -71,8 +75,8 @@ class HttptoolsParser(Framer):
 
     __slots__ = ("_p", "_sink")
 
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
+    def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
+        super().__init__(limits, upgrades)
         self._sink: _Fields | None = None
         self._p: httptools.HttpRequestParser | None = None
 
@@ -93,7 +97,8 @@ class HttptoolsParser(Framer):
     def _llhttp_error(self, exc: Exception) -> None:
         """Map an httptools exception: upgrade pause is fine, the rest are Rejects."""
         if isinstance(exc, httptools.HttpParserUpgrade):
-            # llhttp stops after an Upgrade/CONNECT head; the framer decides what follows.
+            # llhttp stops after an Upgrade head, even one with a body; the framer decides
+            # what follows (the body and trailers are then framed without llhttp).
             self._p = None  # a fresh one for the next head that needs it
             return
         if isinstance(exc, httptools.HttpParserCallbackError):
@@ -103,7 +108,7 @@ class HttptoolsParser(Framer):
                 raise ctx from None
             raise Reject(400, "bad request") from None
         if isinstance(exc, httptools.HttpParserError):
-            raise Reject(400, str(exc) or "bad request") from None
+            raise Reject(400, "invalid request head") from None  # llhttp's words: not ours
         raise exc
 
     def _parse_head(self, head: bytes, method: bytes, target: bytes, version: str) -> Headers:
@@ -112,9 +117,12 @@ class HttptoolsParser(Framer):
         return fields
 
     def _body_bytes(self, data: bytes) -> None:
-        self._feed_llhttp(data, [])  # no field callbacks while in a body
+        if self._p is not None:  # None: llhttp stopped at an Upgrade head (ignored)
+            self._feed_llhttp(data, [])  # no field callbacks while in a body
 
     def _parse_trailers(self, section: bytes) -> Headers:
+        if self._p is None:  # llhttp stopped at an Upgrade head (ignored): the shared rules
+            return rules.parse_field_section(section)
         fields: Headers = []
         self._feed_llhttp(b"0\r\n" + section, fields)
         return fields
@@ -125,8 +133,8 @@ class H11Parser(Framer):
 
     __slots__ = ("_conn",)
 
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
+    def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
+        super().__init__(limits, upgrades)
         self._conn: h11.Connection | None = None
 
     def _parse_head(self, head: bytes, method: bytes, target: bytes, version: str) -> Headers:
@@ -138,7 +146,8 @@ class H11Parser(Framer):
         except h11.RemoteProtocolError as exc:
             # Let the shared rules pick the status when they object too.
             rules.build_request(method, target, version, rules.split_fields(head), self.limits)
-            raise Reject(exc.error_status_hint, str(exc) or "bad request") from None
+            # h11's message quotes the client's bytes: the log gets a fixed text
+            raise Reject(exc.error_status_hint, "invalid request head") from None
         if not isinstance(ev, h11.Request):
             raise Reject(400, "incomplete request head")
         self._conn = conn
@@ -160,7 +169,7 @@ class H11Parser(Framer):
         try:
             ev = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            raise Reject(exc.error_status_hint, str(exc) or "bad trailers") from None
+            raise Reject(exc.error_status_hint, "invalid trailers") from None
         if not isinstance(ev, h11.EndOfMessage):
             raise Reject(400, "bad trailers")
         return self._fields(rules.split_fields(b"X\r\n" + section))

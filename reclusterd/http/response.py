@@ -14,7 +14,8 @@ from http import HTTPStatus
 
 from .events import Request
 
-__all__ = ["Response", "FramingError", "InvalidResponse", "error_response", "CONTINUE_100",
+__all__ = ["Response", "FramingError", "InvalidResponse", "error_response", "error_for",
+           "CONTINUE_100",
            "http_date"]
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -265,14 +266,23 @@ class Response:
         return b"0\r\n\r\n" if self._mode == _CHUNKED else b""
 
 
-def error_response(status: int, message: str = "") -> bytes:
-    """A complete plain-text error response that closes the connection."""
+def error_response(status: int, *, head: bool = False) -> bytes:
+    """A complete plain-text error response that closes the connection.
+
+    The body is the status's fixed reason phrase, never anything the client sent (why a
+    request was refused goes to the log); `head`: the request was HEAD, so the same head
+    goes out without the body (RFC 9110 §9.3.2)."""
     reason = _REASONS.get(status, b"Error")
-    body = (message or reason.decode("latin-1")).encode("utf-8", "replace") + b"\n"
+    body = reason + b"\n"
     return b"".join((
         _status_line(status, None) if status in _STATUS_LINES
         else b"HTTP/1.1 %d Error\r\n" % status,
         b"content-type: text/plain; charset=utf-8\r\n",
         b"Content-Length: %d\r\n" % len(body),
-        _CLOSE_LINE, http_date(), _SERVER_LINE, b"\r\n", body,
+        _CLOSE_LINE, http_date(), _SERVER_LINE, b"\r\n", b"" if head else body,
     ))
+
+
+def error_for(request: Request, status: int) -> bytes:
+    """`error_response` for a refused or failed request (no body if it was HEAD)."""
+    return error_response(status, head=request.method == b"HEAD")

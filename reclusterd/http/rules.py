@@ -13,8 +13,9 @@ from urllib.parse import unquote_to_bytes
 from .events import Headers, Limits, Request
 
 __all__ = ["Reject", "build_request", "check_field", "check_field_lines", "check_head_bytes",
-           "check_trailers", "chunk_size", "decode_path", "request_line", "split_fields",
-           "KNOWN_METHODS", "is_token"]
+           "check_field_start", "check_line_prefix", "check_trailers", "chunk_size",
+           "decode_path", "request_line",
+           "split_fields", "parse_field_section", "KNOWN_METHODS", "TLS_ON_PLAIN", "is_token"]
 
 
 class Reject(Exception):
@@ -34,21 +35,27 @@ _TCHAR = _byteset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # field-value octets: VCHAR, obs-text, SP, HTAB (no CTLs, no DEL)
 _VALUE_OK = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
-# request-target octets: visible ASCII (RFC 3986; raw UTF-8 must be percent-encoded)
-_TARGET_OK = bytes(range(0x21, 0x7F))
+# request-target octets (RFC 9112 §3.2, RFC 3986 §2): visible ASCII (raw UTF-8 must be
+# percent-encoded) except "#" (a fragment is never sent, RFC 9110 §4.2.4) and '"' "<" ">",
+# which no URI contains and browsers always encode. "[]{}|^\`" stay: RFC 3986 has no room
+# for them outside an IP literal, but browsers send them raw in queries (WHATWG URL).
+_TARGET_OK = bytes(sorted(set(range(0x21, 0x7F)) - set(b'#"<>')))
 _DIGITS = b"0123456789"
 _HEX = b"0123456789abcdefABCDEF"
 # uri-host [":" port]: unreserved / pct-encoded / sub-delims / IP-literal brackets / ":"
 _HOST_OK = _byteset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                     "-._~%!$&'()*+,;=:[]")
 
-# Methods both parser paths accept (llhttp's request methods); other tokens: 501.
+# Methods served (llhttp's request methods but CONNECT: no tunnels); other tokens: 501.
 KNOWN_METHODS = frozenset(
-    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND "
+    b"DELETE GET HEAD POST PUT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND "
     b"PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
     b"M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY"
     .split()
 )
+
+MAX_METHOD = max(len(m) for m in KNOWN_METHODS)
+TLS_ON_PLAIN = "TLS handshake on a plain HTTP port"  # a ClientHello's first byte is 0x16
 
 _HOST, _CONNECTION, _CL, _TE, _EXPECT, _UPGRADE = range(6)
 _FIELD_KINDS = {b"host": _HOST, b"connection": _CONNECTION, b"content-length": _CL,
@@ -106,35 +113,19 @@ def _transfer_encoding(values: list[bytes], version: str) -> None:
         raise Reject(501, "transfer coding not implemented")
 
 
-_BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
-
-
 def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes]:
     """(path, query) from the request-target, checking its form (RFC 9112 §3.2)."""
-    if not target or _BAD_TARGET.search(target) is not None:
+    if not target or target.translate(None, _TARGET_OK):
         raise Reject(400, "invalid request target")
     if target[0] == 0x2F:  # "/": origin-form, the common case
-        if method == b"CONNECT":
-            raise Reject(400, "CONNECT needs authority-form")
         rest = target
     elif target == b"*":
         if method != b"OPTIONS":
             raise Reject(400, "asterisk-form only with OPTIONS")
         return b"*", b""
-    elif method == b"CONNECT":
-        host, sep, port = target.rpartition(b":")
-        if not sep or not host or not port or port.translate(None, _DIGITS) \
-                or host.translate(None, _HOST_OK):
-            raise Reject(400, "invalid authority-form target")
-        return b"", b""
-    else:
+    else:  # absolute-form; an authority-form target (CONNECT's) is refused here too
         rest = _absolute_form(target)
     path, _, query = rest.partition(b"?")
-    if b"#" in rest:
-        if b"#" in query:
-            query = query[:query.index(b"#")]
-        else:
-            path = path[:path.index(b"#")]
     return path, query
 
 
@@ -154,36 +145,87 @@ def _absolute_form(target: bytes) -> bytes:
     return rest
 
 
+def check_line_prefix(line: bytes) -> None:
+    """Refuse a request line, complete or not, as soon as its first bytes rule it out.
+
+    Left to right: method (token, 400; CONNECT or a method nobody serves, 501, as soon as
+    it is complete or longer than any served method), one SP, target octets, one SP, a
+    prefix of `HTTP/d.d`. What fails on a prefix fails the same way on every extension of
+    it, so the answer does not depend on how the bytes were split into reads.
+    """
+    if not line:
+        return
+    sp = line.find(b" ", 0, MAX_METHOD + 1)
+    method = line[:MAX_METHOD + 1] if sp < 0 else line[:sp]  # only what decides the answer
+    if method.translate(None, _TCHAR) or sp == 0:
+        if line[0] == 0x16:
+            raise Reject(400, TLS_ON_PLAIN)
+        raise Reject(400, "invalid method")
+    if sp < 0:
+        if len(method) > MAX_METHOD:  # a token longer than any served method
+            raise Reject(501, "method not implemented")
+        return
+    if method not in KNOWN_METHODS:
+        raise Reject(501, "method not implemented")
+    sp2 = line.find(b" ", sp + 1)
+    target = line[sp + 1:] if sp2 < 0 else line[sp + 1:sp2]
+    if target.translate(None, _TARGET_OK) or sp2 == sp + 1:
+        raise Reject(400, "invalid request target")
+    if sp2 < 0:
+        return
+    version = line[sp2 + 1:]
+    proto = b"HTTP/d.d"
+    if len(version) > len(proto):
+        raise Reject(400, "malformed HTTP version")
+    for got, want in zip(version, proto, strict=False):
+        if got != want and not (want == 0x64 and 0x30 <= got <= 0x39):
+            raise Reject(400, "malformed HTTP version")
+
+
+def check_field_start(line: bytes) -> None:
+    """A field line, complete or not, refused at its first impossible byte: obs-fold or
+    leading whitespace, or a name that is not a token (RFC 9112 §5)."""
+    if not line:
+        return
+    if line[0] in (0x20, 0x09):
+        raise Reject(400, "obsolete line folding or empty field line")
+    colon = line.find(b":")
+    name = line if colon < 0 else line[:colon]
+    if colon == 0 or name.translate(None, _TCHAR):
+        raise Reject(400, "invalid header name")
+
+
 def request_line(line: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
-    """Split `METHOD SP target SP HTTP/x.y` exactly (RFC 9112 §3); version "1.0" or "1.1"."""
-    if limits.request_line and len(line) > limits.request_line:
+    """Split `METHOD SP target SP HTTP/x.y` exactly (RFC 9112 §3); version "1.0" or "1.1".
+
+    Checked in wire order: the bytes within the length limit, then the limit (414), then
+    what only a complete line shows (a version, 505 unless 1.0/1.1)."""
+    limit = limits.request_line
+    check_line_prefix(line[:limit] if limit else line)
+    if limit and len(line) > limit:
         raise Reject(414, "request line too long")
     parts = line.split(b" ")
-    if len(parts) != 3:
+    if len(parts) != 3 or len(parts[2]) != 8:
         raise Reject(400, "malformed request line")
     method, target, version = parts
-    if method not in KNOWN_METHODS and (not method or method.translate(None, _TCHAR)):
-        raise Reject(400, "invalid method")
     if version == b"HTTP/1.1":
         ver = "1.1"
     elif version == b"HTTP/1.0":
         ver = "1.0"
-    elif len(version) == 8 and version[:5] == b"HTTP/" and version[6] == 0x2E \
-            and 0x30 <= version[5] <= 0x39 and 0x30 <= version[7] <= 0x39:
-        raise Reject(505, "HTTP version not supported")
     else:
-        raise Reject(400, "malformed HTTP version")
-    if method not in KNOWN_METHODS:
-        raise Reject(501, "method not implemented")
+        raise Reject(505, "HTTP version not supported")
     return method, target, ver
 
 
 def build_request(method: bytes, target: bytes, version: str, headers: Headers,
-                  limits: Limits, split: tuple[bytes, bytes] | None = None) -> Request:
+                  limits: Limits, split: tuple[bytes, bytes] | None = None,
+                  upgrades: frozenset[bytes] = frozenset()) -> Request:
     """Apply the head rules to a parsed head and build the Request event.
 
     `method`/`version` come from `request_line`; header fields are already syntax-checked.
     `split` is the (path, query) `_split_target` gave for this very target before, if known.
+    `upgrades`: the protocols (lower-case) the driver switches to; `Request.upgrade` is set
+    only for a request it will take up (see `_upgrade`), every other Upgrade is ignored.
     """
     if limits.fields and len(headers) > limits.fields:
         raise Reject(431, "too many header fields")
@@ -238,16 +280,26 @@ def build_request(method: bytes, target: bytes, version: str, headers: Headers,
             raise Reject(413, "request body too large")
 
     keep_alive = not conn_close and (version == "1.1" or conn_keep)
-    if method == b"CONNECT":
-        keep_alive = False
-        upgrade = None
-    elif upgrade is not None:
-        if conn_upgrade and (chunked or content_length):
-            raise Reject(400, "upgrade request with a body")  # any version: llhttp skips it
-        if not conn_upgrade or version != "1.1":
-            upgrade = None  # RFC 9110 §7.8: ignore Upgrade on HTTP/1.0
+    if upgrade is not None:
+        upgrade = _upgrade(upgrade, upgrades, method, version,
+                           conn_upgrade and not chunked and not content_length)
     return Request(method, target, path, query, version, headers, keep_alive,
                    expect and version == "1.1", content_length, chunked, upgrade)
+
+
+def _upgrade(value: bytes, upgrades: frozenset[bytes], method: bytes, version: str,
+             bodiless: bool) -> bytes | None:
+    """The protocol a request switches to, or None: the request is served as HTTP/1.
+
+    A server that does not switch ignores Upgrade (RFC 9110 §7.8), so only a bodiless
+    HTTP/1.1 GET with `Connection: upgrade` naming a protocol in `upgrades` switches."""
+    if not bodiless or version != "1.1" or method != b"GET" or not upgrades:
+        return None
+    for proto in value.lower().split(b","):
+        name = proto.strip(b" \t")
+        if name in upgrades:
+            return name
+    return None
 
 
 def check_head_bytes(head: bytes) -> None:
@@ -270,6 +322,17 @@ def check_field_lines(lines: list[bytes]) -> None:
         name, colon, _ = line.partition(b":")
         if not colon or not name or name.translate(None, _TCHAR):
             raise Reject(400, "invalid header name")
+
+
+def parse_field_section(section: bytes) -> Headers:
+    """Fields of a trailer section (ending in CRLF CRLF, or a bare CRLF), checked here alone."""
+    if section == b"\r\n":
+        return []
+    check_field_lines(section[:-4].split(b"\r\n"))
+    fields = split_fields(b"X\r\n" + section)
+    for name, value in fields:
+        check_field(name, value)
+    return fields
 
 
 def split_fields(head: bytes) -> Headers:

@@ -33,7 +33,12 @@ def _tokens(values: list[bytes]) -> set[bytes]:
 
 
 def offers_websocket(req: Request) -> bool:
-    """Does the request ask to switch to WebSocket (whatever else is wrong with it)?"""
+    """Does the request ask to switch to WebSocket (whatever else is wrong with it)?
+
+    Never for HTTP/1.0: a server MUST ignore Upgrade in a 1.0 request (RFC 9110 §7.8),
+    so such a request is served as plain HTTP."""
+    if req.http_version == "1.0":
+        return False
     values = [req.upgrade] if req.upgrade is not None else _values(req, b"upgrade")
     return bool(values) and b"websocket" in _tokens(values)
 
@@ -42,8 +47,6 @@ def handshake_problem(req: Request) -> tuple[int, str] | None:
     """None for a valid §4.2.1 handshake, else (status, short reason) to refuse it with."""
     if req.method != b"GET":
         return 400, "WebSocket handshake must be a GET"
-    if req.http_version != "1.1":
-        return 400, "WebSocket handshake needs HTTP/1.1"
     if b"upgrade" not in _tokens(_values(req, b"connection")):
         return 400, "WebSocket handshake needs Connection: Upgrade"
     if _values(req, b"sec-websocket-version") != [VERSION]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from reclusterd.http import ProtocolError, Request, error_response
+from reclusterd.http import ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT
 from reclusterd.workers.base import Worker
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
@@ -108,7 +108,7 @@ class SyncWorker(Worker):
                         pass
                     return
                 if type(ev) is ProtocolError:
-                    self._send(conn, error_response(ev.status, ev.reason))
+                    self._send(conn, h1.reject(ev))
                     return
             if conn.tls == 1:
                 want = conn.handshake()
@@ -130,7 +130,7 @@ class SyncWorker(Worker):
             remaining = when - time.monotonic()
             if remaining <= 0:
                 if what == TIMEOUT:
-                    self._send(conn, error_response(408, "request head timed out"))
+                    self._send(conn, conn.h1.timeout_response())
                 return False
             if wait_fd(conn.fd, events, min(remaining, self.hb_interval)):
                 return True

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from reclusterd.http import EndOfMessage, ProtocolError, Request, error_response
+from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.base import Worker
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
@@ -38,7 +38,6 @@ TICK = 0.25
 PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
 ACCEPT_BATCH = 16
-_TIMED_OUT = error_response(408, "request head timed out")
 
 
 class ThreadWorker(Worker):
@@ -137,7 +136,7 @@ class ThreadWorker(Worker):
             for conn, what in due:
                 if what == TIMEOUT:
                     try:
-                        conn.sock.send(_TIMED_OUT)
+                        conn.sock.send(conn.h1.timeout_response())
                     except OSError:
                         pass
                 elif conn.h1.served and wait_fd(conn.fd, select.POLLIN, 0):
@@ -319,7 +318,7 @@ class ThreadWorker(Worker):
                     return
             elif tp is ProtocolError:
                 try:
-                    conn.sendall(error_response(ev.status, ev.reason))
+                    conn.sendall(conn.h1.reject(ev))
                 except ClientGone:
                     pass
                 self._close(conn, linger=True)

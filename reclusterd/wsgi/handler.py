@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reclusterd.http import InvalidResponse, Limits, Request, error_response, make_parser
+from reclusterd.http import InvalidResponse, Limits, Request, error_for, make_parser
 from reclusterd.http.connection import ConnectionRules, H1Connection
 from reclusterd.http.forwarded import from_config
 from reclusterd.logging import AccessInfo, AccessLog
@@ -109,7 +109,7 @@ class WSGIHandler:
             keep = self._respond(ex, result)
         except ClientGone as e:
             if inp.error is not None and not ex.sent:
-                self._error(ex, inp.error.status, inp.error.reason)
+                self._error(ex, inp.error.status)
             log.debug("client gone: %s", e)
         except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001
             # The app's error must not kill the worker, nor a pool thread: an app calling
@@ -165,13 +165,13 @@ class WSGIHandler:
         else:
             log.exception("error handling %s", what)
         if not ex.sent:
-            self._error(ex, 500, "")
+            self._error(ex, 500)
 
-    def _error(self, ex: Exchange, status: int, message: str) -> None:
+    def _error(self, ex: Exchange, status: int) -> None:
         ex.code = status
         ex.sent = True
         try:
-            ex.conn.sendall(error_response(status, message))
+            ex.conn.sendall(error_for(ex.req, status))
         except ClientGone:
             pass
 

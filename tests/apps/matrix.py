@@ -3,6 +3,7 @@
 GET /            -> 200 "ok"
 GET /sleep?S     -> prints "matrix: sleeping S" to stderr, sleeps S seconds, 200 "slept"
 POST /body       -> reads the whole body, 200 with its length
+GET /boom        -> raises (the server answers 500)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def _started(query: str) -> float:
 
 
 def _answer(path: str, query: str, body_len: int) -> tuple[str, bytes]:
+    if path == "/boom":
+        raise RuntimeError("boom")
     if path == "/sleep":
         return "200 OK", b"slept"
     if path == "/body":

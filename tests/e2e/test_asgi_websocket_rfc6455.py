@@ -203,7 +203,6 @@ REFUSED = [
     ("key not base64", handshake(Sec_WebSocket_Key="dGhlIHNhbXBsZSBub25jZQ=!"), 400),
     ("no key", handshake(drop="Sec-WebSocket-Key"), 400),
     ("POST", handshake(method="POST"), 400),
-    ("HTTP/1.0", handshake(version="HTTP/1.0"), 400),
     ("no Connection: upgrade", handshake(Connection="keep-alive"), 400),
 ]
 
@@ -248,6 +247,13 @@ def test_upgrade_to_another_protocol_is_plain_http(srv: Server) -> None:
     out = raw_exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\n"
                                  b"Connection: Upgrade, close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 ") and b"plain http" in out
+
+
+def test_upgrade_in_http10_is_served_as_http(srv: Server) -> None:
+    """RFC 9110 §7.8: a server MUST ignore Upgrade in an HTTP/1.0 request."""
+    head = handshake(version="HTTP/1.0")
+    out = raw_exchange(srv.port, head)
+    assert out.startswith(b"HTTP/1.1 200 ") and b"plain http" in out, out
 
 
 # -- §5, §7.1.7: protocol errors fail with a Close frame (Autobahn sections 2-7) --------------

@@ -37,15 +37,18 @@ def test_app_exit_gives_500_and_the_worker_keeps_serving(tmp_path: Path, kind: s
         assert "SystemExit" in srv.stderr()
 
 
-def test_upgrade_request_to_wsgi_is_answered_with_connection_close() -> None:
+def test_upgrade_request_to_wsgi_is_served_as_http() -> None:
+    """WSGI cannot switch protocols, so Upgrade is ignored (RFC 9110 §7.8): the request is
+    served and the connection goes on as HTTP/1.1 (issue 13 item 4)."""
     with reclusterd("examples.hello:app", "--workers", "1") as srv:
         srv.wait_ready()
         raw = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          b"Sec-WebSocket-Version: 13\r\n\r\n")
-        head = raw.split(b"\r\n\r\n", 1)[0].lower()
-        assert head.startswith(b"http/1.1 200")
-        assert b"\r\nconnection: close" in head
+                          b"Sec-WebSocket-Version: 13\r\n\r\n"
+                          b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert raw.count(b"HTTP/1.1 200 ") == 2, raw
+        first = raw.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"\r\nconnection: close" not in first
 
 
 ENV_APP = '''

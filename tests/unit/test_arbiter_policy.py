@@ -309,3 +309,100 @@ def test_graceful_stop_waits_shutdown_delay_then_drains() -> None:
     for w in workers:
         h.exit(w, "exited with code 0")
     assert h.policy.finished()
+
+
+# ---------------------------------------------------------------- issue 14 item 14
+
+def test_first_start_worker_killed_by_sigkill_is_respawned_not_a_failed_start() -> None:
+    h = Harness()
+    h.turn()
+    w = h.workers()[0]
+    h.policy.exited(w.pid, "killed by SIGKILL", h.clock.t, signal.SIGKILL)
+    assert h.policy.stopping is None and h.policy.exit_code == 0
+    h.turn(h.policy.backoff.wait())
+    assert len(h.workers()) == 2 and w.pid not in {x.pid for x in h.workers()}
+
+
+def test_first_start_crash_by_sigsegv_is_still_a_failed_start() -> None:
+    h = Harness()
+    h.turn()
+    w = h.workers()[0]
+    h.policy.exited(w.pid, "killed by SIGSEGV", h.clock.t, signal.SIGSEGV)
+    assert h.policy.stopping == "fast" and h.policy.exit_code == 1
+
+
+def test_sigkill_with_a_boot_error_is_a_failed_start() -> None:
+    h = Harness()
+    h.turn()
+    w = h.workers()[0]
+    h.policy.on_message(w, "boot_error", "ImportError: nope", h.clock.t)
+    h.policy.exited(w.pid, "killed by SIGKILL", h.clock.t, signal.SIGKILL)
+    assert h.policy.exit_code == 1
+
+
+def test_first_start_gives_up_after_repeated_kills_before_ready() -> None:
+    h = Harness("--workers", "1")
+    for _ in range(5):
+        h.turn(h.policy.backoff.wait())
+        if h.policy.stopping is not None:
+            break
+        (w,) = h.workers()
+        h.policy.exited(w.pid, "killed by SIGKILL", h.clock.t, signal.SIGKILL)
+    assert h.policy.stopping == "fast" and h.policy.exit_code == 1
+
+
+def test_heartbeat_with_served_requests_means_ready_even_if_ready_was_lost() -> None:
+    h = Harness("--workers", "1")
+    h.turn()
+    (w,) = h.workers()
+    h.policy.on_message(w, "hb", {"requests": 1, "in_flight": 0}, h.clock.t)
+    assert w.state is State.READY
+    h.policy.exited(w.pid, "exited with code 1", h.clock.t)
+    assert h.policy.stopping is None
+
+
+def test_a_booting_heartbeat_without_requests_is_not_ready() -> None:
+    h = Harness("--workers", "1")
+    h.turn()
+    (w,) = h.workers()
+    h.policy.on_message(w, "hb", {"requests": 0}, h.clock.t)
+    assert w.state is State.BOOTING
+
+
+def test_reload_worker_killed_from_outside_is_replaced_not_rolled_back() -> None:
+    h = Harness()
+    h.started()
+    h.policy.reload(cfg(), h.clock.t)
+    victim = h.workers(2)[0]
+    h.policy.exited(victim.pid, "killed by SIGKILL", h.clock.t, signal.SIGKILL)
+    assert h.policy.rollout.pending is not None
+    h.turn()
+    new = h.workers(2)
+    assert len(new) == 2 and victim.pid not in {w.pid for w in new}
+    h.ready(new)
+    h.turn()
+    assert h.policy.generation == 2
+
+
+# ---------------------------------------------------------------- issue 14 item 4
+
+def test_after_a_master_pause_ready_workers_get_a_fresh_timeout() -> None:
+    h = Harness("--timeout", "3")
+    workers = h.started()
+    h.clock.t += 8                       # the master was stopped: no heartbeats read
+    h.policy.resumed(8.0, h.clock.t)
+    h.turn()
+    assert not h.fx.sent(signal.SIGABRT)
+    h.turn(3)                            # a whole --timeout silent while running: stuck
+    assert sorted(h.fx.sent(signal.SIGABRT)) == sorted(w.pid for w in workers)
+
+
+def test_after_a_master_pause_booting_workers_keep_their_boot_time() -> None:
+    h = Harness()                        # --boot-timeout 5
+    h.turn()
+    h.clock.t += 4
+    h.policy.resumed(4.0, h.clock.t)
+    h.turn(2)                            # 6 s of wall time, 2 of them watched
+    assert not h.fx.sent(signal.SIGABRT)
+    h.turn(3.5)
+    assert h.fx.sent(signal.SIGABRT)     # then judged as before (a failed first start)

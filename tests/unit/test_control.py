@@ -106,3 +106,26 @@ def test_decode_rejects_malformed(bad: bytes) -> None:
 def test_encode_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError):
         control.encode("bogus")
+
+
+def test_ctl_path_prefers_the_setting_then_the_pidfile_then_the_runtime_dir() -> None:
+    from reclusterd.control import ctl_path
+
+    env = {"XDG_RUNTIME_DIR": "/run/user/1000"}
+    assert ctl_path("/x/y.ctl", "/run/app.pid", 7, env) == "/x/y.ctl"
+    assert ctl_path("off", "/run/app.pid", 7, env) is None
+    assert ctl_path(None, "/run/app.pid", 7, env) == "/run/app.ctl"
+    assert ctl_path(None, "/run/app", 7, env) == "/run/app.ctl"
+    assert ctl_path(None, None, 7, env) == "/run/user/1000/reclusterd/7.ctl"
+    assert ctl_path(None, None, 8, env) != ctl_path(None, None, 7, env)
+
+
+def test_ctl_wire_format_is_one_json_object_per_line() -> None:
+    from reclusterd.control import ctl_decode, ctl_encode
+
+    line = ctl_encode({"cmd": "workers", "n": 3})
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert ctl_decode(line.strip()) == {"cmd": "workers", "n": 3}
+    for bad in (b"[1]", b"nope", b"\xff"):
+        with pytest.raises(ValueError):
+            ctl_decode(bad)

@@ -178,7 +178,8 @@ def test_body_allows_reuse() -> None:
     assert body_allows_reuse(cl, DRAIN_LIMIT * 3, False, False, False)
     assert not body_allows_reuse(cl, DRAIN_LIMIT * 3, False, False, True), "100 pending"
     chunked = _req(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-    assert body_allows_reuse(chunked, 0, False, False, False), "tried, up to DRAIN_LIMIT"
+    assert not body_allows_reuse(chunked, 0, False, False, False), "unknown rest: close"
+    assert body_allows_reuse(chunked, 0, True, False, False)
 
 
 def test_over_capacity() -> None:

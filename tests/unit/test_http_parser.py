@@ -157,16 +157,17 @@ def test_asterisk_options(kind: str, mode: str) -> None:
     assert req.path == b"*" and req.query == b""
 
 
-def test_fragment_dropped(kind: str, mode: str) -> None:
-    req = _reqs(parse(kind, b"GET /p?q=1#frag HTTP/1.1\r\n" + H + b"\r\n", mode))[0]
-    assert req.path == b"/p" and req.query == b"q=1"
+def test_fragment_refused(kind: str, mode: str) -> None:
+    """A fragment is never part of a request-target (RFC 9112 §3.2): 400, not misread."""
+    ev = parse(kind, b"GET /p?q=1#frag HTTP/1.1\r\n" + H + b"\r\n", mode)
+    assert not _reqs(ev) and isinstance(ev[-1], ProtocolError) and ev[-1].status == 400
 
 
 def test_upgrade_stops_and_keeps_rest(kind: str, mode: str) -> None:
     raw = (b"GET /ws HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     frames = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58GET / HTTP/1.1\r\n\r\n"
-    p = make_parser(kind)
+    p = make_parser(kind, upgrades=frozenset((b"websocket",)))
     events: list[object] = []
     for piece in splits(raw + frames, mode):
         events += p.feed(piece)
@@ -192,12 +193,11 @@ def test_upgrade_ignored_on_http10_keepalive(kind: str, mode: str) -> None:
     assert [r.path for r in reqs] == [b"/1", b"/2"] and reqs[0].upgrade is None
 
 
-def test_connect_authority_form_ends_connection(kind: str, mode: str) -> None:
+def test_connect_refused_before_its_head_ends(kind: str, mode: str) -> None:
+    """CONNECT is 501 from its request line: the tunnel bytes after it are never parsed."""
     raw = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01"
     ev = parse(kind, raw, mode)
-    assert len(ev) == 2
-    req = ev[0]
-    assert isinstance(req, Request) and req.method == b"CONNECT" and not req.keep_alive
+    assert len(ev) == 1 and isinstance(ev[0], ProtocolError) and ev[0].status == 501
 
 
 def test_eof_between_requests_is_quiet(kind: str, mode: str) -> None:

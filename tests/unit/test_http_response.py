@@ -283,12 +283,14 @@ def test_101_switching_protocols() -> None:
 
 
 def test_error_response_and_continue() -> None:
-    raw = error_response(400, "bad framing")
+    raw = error_response(400)
     assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     h = headers_of(raw[:raw.index(b"\r\n\r\n") + 4])
     assert h[b"connection"] == [b"close"] and h[b"content-type"][0].startswith(b"text/plain")
-    assert raw.endswith(b"\r\n\r\nbad framing\n")
-    assert int(h[b"content-length"][0]) == len(b"bad framing\n")
+    assert raw.endswith(b"\r\n\r\nBad Request\n")
+    assert int(h[b"content-length"][0]) == len(b"Bad Request\n")
+    head = error_response(400, head=True)
+    assert head == raw[:-len(b"Bad Request\n")], "HEAD: the same head, no body"
     assert error_response(431).endswith(b"Request Header Fields Too Large\n")
     assert error_response(599).startswith(b"HTTP/1.1 599 Error\r\n")
     resp, body = client_read(b"GET", error_response(505))

@@ -1,0 +1,84 @@
+"""`reclusterd ctl` over the arbiter's control socket (issue 14 item 11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import ROOT, arbiter_server, wait_for, wait_log, wait_worker_pids, write_app
+
+
+def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "reclusterd", "ctl", *args], cwd=ROOT,
+                          env=full, capture_output=True, text=True, timeout=30)
+
+
+def test_a_burst_of_ctl_workers_applies_every_change(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    sock = str(tmp_path / "r.ctl")
+    with arbiter_server(tmp_path, "--workers", "1", "--control-socket", sock) as srv:
+        wait_log(srv, "generation 1 ready:")
+        counts = [2, 3, 4, 3, 2, 3, 4, 5, 4, 3]
+        previous = 1
+        for n in counts:                  # back to back, no waiting in between
+            r = ctl("--socket", sock, "--json", "workers", str(n))
+            assert r.returncode == 0, r.stderr
+            reply = json.loads(r.stdout)
+            assert (reply["previous"], reply["workers"]) == (previous, n)
+            previous = n
+        wait_worker_pids(srv, 3, timeout=30)
+        status = json.loads(ctl("--socket", sock, "--json", "status").stdout)
+        assert status["target_workers"] == 3
+        wait_for(lambda: "3 of 3 workers ready" in ctl("--socket", sock, "status").stdout,
+                 30, what="3 ready workers in ctl status")
+
+
+def test_socket_is_owner_only_beside_the_pidfile_and_ctl_reload_and_stop(
+        tmp_path: Path) -> None:
+    write_app(tmp_path)
+    pidfile = tmp_path / "app.pid"
+    with arbiter_server(tmp_path, "--workers", "1", "--pid", str(pidfile)) as srv:
+        wait_log(srv, "generation 1 ready:")
+        sock = tmp_path / "app.ctl"
+        mode = os.stat(sock).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+        out = ctl("-p", str(pidfile), "status")
+        assert out.returncode == 0 and f"master {srv.pid}: generation 1" in out.stdout
+        assert "ready" in out.stdout.splitlines()[1]
+        r = ctl("-p", str(pidfile), "reload")
+        assert r.returncode == 0 and "generation 2" in r.stdout, r.stderr
+        wait_log(srv, "reload completed: generation 2")
+        assert ctl("-p", str(pidfile), "stop").returncode == 0
+        assert srv.wait_exit(30) == 0
+        assert not sock.exists()
+
+
+def test_two_servers_get_their_own_sockets_in_the_runtime_dir(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(runtime)}
+    with arbiter_server(tmp_path, "--workers", "1", env=env) as a, \
+            arbiter_server(tmp_path, "--workers", "1", env=env) as b:
+        wait_log(a, "generation 1 ready:")
+        wait_log(b, "generation 1 ready:")
+        path_a = runtime / "reclusterd" / f"{a.pid}.ctl"
+        path_b = runtime / "reclusterd" / f"{b.pid}.ctl"
+        for srv, path in ((a, path_a), (b, path_b)):
+            reply = json.loads(ctl("--socket", str(path), "--json", "status").stdout)
+            assert reply["pid"] == srv.pid
+        both = ctl("status", env=env)        # no --socket: ambiguous, says so in one line
+        assert both.returncode == 1 and "pick one with --socket" in both.stderr
+        assert len(both.stderr.strip().splitlines()) == 1
+
+
+def test_no_server_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "none.ctl"
+    r = ctl("--socket", str(path), "status")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"reclusterd ctl: error: no reclusterd control socket at {path}"
