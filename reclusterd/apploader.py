@@ -285,9 +285,10 @@ def load_hooks(cfg: Config) -> dict[str, Callable[..., object]]:
     adapted to reclusterd's calls (hooks.adapt).
     """
     from reclusterd import hooks
+    from reclusterd.config import hook_specs
 
     out: dict[str, Callable[..., object]] = {}
-    for name, spec in hooks.configured(cfg).items():
+    for name, spec in hook_specs(cfg).items():
         flag = "--" + name.replace("_", "-")
         fn = import_callable(spec, flag)
         why = hooks.check_arity(fn, name, hooks.BY_NAME[name].args)

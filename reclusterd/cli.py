@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import appenv, config, gunicorn_conf, hooks, logconfig
+from reclusterd import appenv, config, gunicorn_conf, logconfig, tls
 from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
@@ -32,11 +33,9 @@ def check_config(cfg: config.Config) -> int:
         load_hooks(cfg)
         if ":" in cfg.worker_class:
             import_class(cfg.worker_class, "--worker-class")
-        from reclusterd.sockets import BindError, ssl_context
-
         try:
-            tls = ssl_context(cfg) is not None
-        except BindError as e:
+            secure = tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN)) is not None
+        except tls.TLSError as e:
             raise AppLoadError(str(e)) from None
     except AppLoadError as e:
         if e.traceback:
@@ -51,15 +50,57 @@ def check_config(cfg: config.Config) -> int:
     kind = "ASGI 2, wrapped as ASGI 3" if loaded.asgi2 else loaded.kind.upper()
     print(f"  app:         {cfg.app} ({kind}{', factory' if cfg.factory else ''})")
     print(f"  workers:     {cfg.workers} x {worker}")
-    print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if tls else ''}")
-    if cfg.status_bind:
-        print(f"  status:      {cfg.status_bind}")
-    if cfg.log_config:
-        print(f"  log config:  {cfg.log_config} ({logconfig.read(cfg.log_config).kind})")
-    found = hooks.configured(cfg)
-    if found:
-        print(f"  hooks:       {', '.join(_describe_hook(cfg, n, s) for n, s in found.items())}")
+    print(f"  bind:        {', '.join(cfg.bind)}{' (TLS)' if secure else ''}")
+    for label, text in _report(cfg, loaded.kind, secure):
+        print(f"  {label + ':':<12} {text}")
     return 0
+
+
+def _report(cfg: config.Config, kind: str, secure: bool) -> list[tuple[str, str]]:
+    """The report lines after bind, each only when it says something: the settings
+    groups a user most often gets wrong (TLS, WebSocket, reload, env, logging, hooks)."""
+    out: list[tuple[str, str]] = []
+    if secure:
+        reqs = cfg.cert_reqs or ("optional" if cfg.ca_certs else "none")
+        out.append(("tls", f"{cfg.ssl_min_version} or newer, client certificates {reqs}"
+                    + (", key password set" if cfg.keyfile_password else "")
+                    + (f", ciphers {cfg.ciphers}" if cfg.ciphers else "")))
+    if cfg.status_bind:
+        out.append(("status", cfg.status_bind))
+    if kind == "asgi":
+        out.append(("websocket", _websocket(cfg)))
+    if cfg.reload:
+        from reclusterd.arbiter.reloader import patterns_for
+
+        pat = patterns_for(cfg)
+        out.append(("reload", f"{', '.join(pat.include)} under {', '.join(pat.dirs)} "
+                    f"(excluding {', '.join(pat.exclude[:3])} and {len(pat.exclude) - 3} more)"))
+    names = sorted(appenv.app_environ(cfg))
+    if names:      # names only: the values are often secrets
+        source = ", ".join(filter(None, (cfg.env_file, "-e" if cfg.env else "")))
+        out.append(("env", f"{', '.join(names)} (from {source})"))
+    if cfg.log_config:
+        out.append(("log config", f"{cfg.log_config} ({logconfig.read(cfg.log_config).kind})"))
+    found = config.hook_specs(cfg)
+    if found:
+        out.append(("hooks", ", ".join(_describe_hook(cfg, n, s) for n, s in found.items())))
+    return out
+
+
+def _websocket(cfg: config.Config) -> str:
+    """`wsproto, messages up to 16 MiB, pings every 20 s (pong within 20 s), deflate on`."""
+    if cfg.ws == "none":
+        return "off (--ws none)"
+    if importlib.util.find_spec("wsproto") is None:
+        return "off (wsproto is not installed)"
+    size = cfg.ws_max_size
+    shown = f"{size // 2**20} MiB" if size % 2**20 == 0 else f"{size} bytes"
+    ping = "no pings"
+    if cfg.ws_ping_interval:
+        ping = f"pings every {cfg.ws_ping_interval:g} s (" + (
+            f"pong within {cfg.ws_ping_timeout:g} s)" if cfg.ws_ping_timeout else "no timeout)")
+    return (f"wsproto, messages up to {shown}, {ping}, "
+            f"permessage-deflate {'on' if cfg.ws_per_message_deflate else 'off'}")
 
 
 def _try_log_config(cfg: config.Config) -> str | None:

@@ -18,7 +18,15 @@ from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from reclusterd import __version__, appenv, gunicorn_conf, logconfig
-from reclusterd.settings import BY_NAME, ENV_PREFIX, INTERNAL_ENV, SETTINGS, show_value
+from reclusterd.settings import (
+    BY_NAME,
+    ENV_PREFIX,
+    HOOK_SETTINGS,
+    INTERNAL_ENV,
+    SETTINGS,
+    Setting,
+    show_value,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,6 +139,12 @@ class Config:
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 
 
+def hook_specs(cfg: Config) -> dict[str, str]:
+    """Hook name -> module:func spec, for the server hooks `cfg` sets (hooks.HOOKS order)."""
+    values = vars(cfg)
+    return {name: values[name] for name in HOOK_SETTINGS if values[name]}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError instead of printing usage and exiting."""
 
@@ -166,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         helptext = s.help.replace("%", "%%")
         kw: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS, "help": helptext}
+        if s.kind == "bool" and s.takes_value:
+            _add_valued_bool(p, s, kw)
+            continue
         if s.kind == "bool":
             if s.name == "check_config":
                 kw["action"] = "store_true"
@@ -182,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
                 kw["action"] = "append"
         p.add_argument(*s.flags, **kw)
     return p
+
+
+def _add_valued_bool(p: argparse.ArgumentParser, s: Setting, kw: dict[str, Any]) -> None:
+    """`--flag BOOL` (true/false, yes/no, on/off, 1/0) and `--no-flag`; both keep the raw
+    string for Setting.from_string, so a bad word is the usual one-line error."""
+    kw["help"] = f"{kw['help']} Default: {show_value(s.default)}."
+    p.add_argument(*s.flags, metavar=s.metavar or "BOOL", **kw)
+    negated = ["--no-" + f[2:] for f in s.flags if f.startswith("--")]
+    p.add_argument(*negated, dest=s.name, action="store_const", const="false",
+                   default=argparse.SUPPRESS, help=f"the same as {s.flag} false")
 
 
 def version_requested(argv: Sequence[str]) -> bool:
@@ -218,7 +245,7 @@ def _from_cli(ns: argparse.Namespace) -> dict[str, Any]:
         s = BY_NAME[name]
         label = "APP" if name == "app" else s.flag
         try:
-            if s.kind == "bool":
+            if s.kind == "bool" and not s.takes_value:
                 out[name] = s.check(bool(raw))
             elif s.kind == "list":
                 out[name] = s.from_string(s.separator.join(raw))

@@ -87,12 +87,6 @@ def check_arity(fn: Hook, name: str, args: tuple[str, ...]) -> str | None:
     return None
 
 
-def configured(cfg: object) -> dict[str, str]:
-    """hook name -> spec, for the hooks a Config sets (every hook is a Config field; typed
-    `object` because config.py sits above this table)."""
-    return {h.name: spec for h in HOOKS if (spec := getattr(cfg, h.name))}
-
-
 def call(hooks: Mapping[str, Hook], name: str, *args: Any) -> bool:
     """Run a hook if set; an exception is logged with its traceback, not raised.
 
@@ -172,7 +166,7 @@ def adapt(name: str, fn: Hook) -> Hook:
     """A Gunicorn-style hook from a .py config, callable the way reclusterd calls `name`."""
     if name == "post_fork":
         def post_fork(info: Any) -> object:
-            return fn(ServerView(getattr(info, "cfg", None), log, os.getppid()), info)
+            return fn(ServerView(info.cfg, log, os.getppid()), info)
         return post_fork
     if name == "pre_request":
         def pre_request(worker: Any, environ: Mapping[str, Any]) -> object:

@@ -72,15 +72,15 @@ def _builtin(cfg: Config) -> None:
             h.close()
         _handlers.clear()
         logger = logging.getLogger(ERROR_LOGGER)
-        handler = _stream_or_file(getattr(cfg, "error_logfile", None), sys.stderr)
+        handler = _stream_or_file(cfg.error_logfile, sys.stderr)
         handler.setFormatter(logging.Formatter(ERROR_FORMAT, DATE_FORMAT))
         logger.addHandler(handler)
         _handlers.append((logger, handler))
-        logger.setLevel(_LEVELS.get(str(getattr(cfg, "log_level", "info")).lower(),
+        logger.setLevel(_LEVELS.get(cfg.log_level.lower(),
                                     logging.INFO))
         logger.propagate = False
-        access_path = getattr(cfg, "access_logfile", None)
-        if getattr(cfg, "log_config", None):
+        access_path = cfg.access_logfile
+        if cfg.log_config:
             access = logging.getLogger(ACCESS_LOGGER)
             access.setLevel(logging.INFO)
             access.propagate = False
@@ -100,7 +100,7 @@ def setup_logging(cfg: Config) -> None:
     """
     global _last_good
     _builtin(cfg)
-    path = getattr(cfg, "log_config", None)
+    path = cfg.log_config
     if not path:
         return
     try:

@@ -139,6 +139,10 @@ class Setting:
     default_doc: str | None = None
     required: bool = False       # config.load always gives a value (never None)
     separator: str = ","         # between list items in one string (env var, TOML string)
+    # A bool whose flag takes a value (`--ws-per-message-deflate false`, Uvicorn's
+    # spelling) besides `--no-...`. Opt-in: a bare bool flag never eats the next word
+    # (`--factory myapp:app` keeps myapp:app as APP).
+    takes_value: bool = False
 
     @property
     def python_type(self) -> object:
@@ -341,11 +345,11 @@ SETTINGS: tuple[Setting, ...] = (
        "wsproto (required: boot error without it) or none.", "--ws",
        choices=("auto", "wsproto", "none")),
     _s("post_fork", "str", None, "Hook module:func(info) run in each worker after fork, "
-       "before the app is loaded; info has .pid, .generation and .cfg (the settings); "
-       "raising = boot error.",
+       "before the app is loaded; info has .pid, .ppid, .generation, .cfg (the settings) "
+       "and .log (the error logger); raising = boot error.",
        "--post-fork", validator=check_spec, metavar="SPEC", example="myapp.hooks:post_fork"),
     _s("pre_request", "str", None, "Hook module:func(worker, environ) called before each "
-       "request: worker is the serving worker (.pid, .generation, .cfg), environ the WSGI "
+       "request: worker is the serving worker (.pid, .generation, .cfg, .log), environ the WSGI "
        "environ (ASGI: the scope); raising is logged, the request goes on.",
        "--pre-request", validator=check_spec, metavar="SPEC", example="myapp.hooks:pre_request"),
     _s("post_request", "str", None, "Hook module:func(worker, environ, status) called after "
@@ -404,7 +408,8 @@ SETTINGS: tuple[Setting, ...] = (
        "then close 1011 and drop the connection. 0 = never.", "--ws-ping-timeout",
        minimum=0, metavar="S"),
     _s("ws_per_message_deflate", "bool", True, "Accept the permessage-deflate WebSocket "
-       "extension (RFC 7692) when the client offers it.", "--ws-per-message-deflate"),
+       "extension (RFC 7692) when the client offers it.", "--ws-per-message-deflate",
+       takes_value=True, metavar="BOOL"),
     _s("control_socket", "str", None, "Unix socket (mode 0600) for `reclusterd ctl`. Default: "
        "beside --pid (app.pid -> app.ctl), else $XDG_RUNTIME_DIR/reclusterd/MASTERPID.ctl "
        "(/run/reclusterd as root, else TMPDIR/reclusterd-UID); off = none.",
@@ -412,6 +417,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# The settings that hold a server hook's module:func spec (hooks.HOOKS order).
+HOOK_SETTINGS: tuple[str, ...] = tuple(h.name for h in HOOKS)
 
 
 # --------------------------------------------------------------------------- docs

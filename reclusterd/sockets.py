@@ -13,16 +13,11 @@ import json
 import os
 import re
 import socket
-import ssl
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
 
 from reclusterd import systemd
-
-if TYPE_CHECKING:
-    from reclusterd.tls import TLSSettings
 
 FDS_ENV = "RECLUSTERD_FDS"
 DEFAULT_PORT = 8000
@@ -34,10 +29,6 @@ class BindError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class TLSError(BindError):
-    """MERGE SHIM: tls.TLSError as the BindError the unmigrated callers catch."""
 
 
 class PrivilegeError(BindError):
@@ -303,24 +294,18 @@ def _bind_one(addr: Address, options: BindOptions) -> Listener:
     return _bind_tcp(addr, options)
 
 
-def bind_listeners(addresses: Iterable[str | Address] | _LegacyConfig,
-                   environ: Mapping[str, str],
-                   options: BindOptions | None = None) -> list[Listener]:
+def bind_listeners(addresses: Iterable[str | Address], environ: Mapping[str, str],
+                   options: BindOptions) -> list[Listener]:
     """Bind every address, or inherit RECLUSTERD_FDS (USR2) / LISTEN_FDS (systemd) instead.
 
     On any failure the listeners already bound are closed (and their files removed).
     """
-    if options is None:     # MERGE SHIM: the old bind_listeners(cfg, environ) call
-        cfg = cast(_LegacyConfig, addresses)
-        uid, gid = owner_ids(cfg.user, cfg.group)
-        return bind_listeners(cfg.bind, environ,
-                              BindOptions(cfg.backlog, cfg.reuse_port, cfg.umask, uid, gid))
     inherited = _inherited(environ)
     if inherited is not None:
         return inherited
     out: list[Listener] = []
     try:
-        for item in cast("Iterable[str | Address]", addresses):
+        for item in addresses:
             addr = parse_address(item) if isinstance(item, str) else item
             lis = _bind_one(addr, options)
             if isinstance(item, str):
@@ -382,13 +367,8 @@ def owner_ids(user: str | None, group: str | None) -> tuple[int | None, int | No
     return uid, gid
 
 
-def drop_privileges(uid: int | None | _LegacyConfig, gid: int | None = None,
-                    umask: int | None = None) -> None:
+def drop_privileges(uid: int | None, gid: int | None, umask: int | None) -> None:
     """After binding: apply umask (None: keep the inherited one), then gid, then uid."""
-    if not (uid is None or isinstance(uid, int)):   # MERGE SHIM: old drop_privileges(cfg)
-        cfg = uid
-        uid, gid = owner_ids(cfg.user, cfg.group)
-        umask = cfg.umask
     if umask is not None:
         os.umask(umask)
     if uid is None and gid is None:
@@ -406,33 +386,3 @@ def drop_privileges(uid: int | None | _LegacyConfig, gid: int | None = None,
     except OSError as e:
         raise PrivilegeError(f"cannot switch to uid={uid} gid={gid}: {e.strerror or e}") from None
 
-
-# ---------------------------------------------------------------- MERGE SHIM
-# Until the callers (arbiter, metrics, cli, workers, wsgi) pass addresses and options,
-# they call the old cfg-taking forms; delete this section and the two branches marked
-# "MERGE SHIM" above once they are migrated.
-
-
-class _LegacyConfig(Protocol):
-    @property
-    def bind(self) -> tuple[str, ...]: ...
-    @property
-    def backlog(self) -> int: ...
-    @property
-    def reuse_port(self) -> bool: ...
-    @property
-    def umask(self) -> int | None: ...
-    @property
-    def user(self) -> str | None: ...
-    @property
-    def group(self) -> str | None: ...
-
-
-def ssl_context(cfg: TLSSettings) -> ssl.SSLContext | None:
-    """Old entry point: use tls.ssl_context(tls.TLSOptions(...)) instead."""
-    from reclusterd import tls
-
-    try:
-        return tls.ssl_context(tls.TLSOptions.of(cfg, alpn=("http/1.1",)))
-    except tls.TLSError as e:
-        raise TLSError(e.message) from None

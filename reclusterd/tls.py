@@ -43,16 +43,17 @@ class TLSOptions:
 
     @classmethod
     def of(cls, cfg: TLSSettings, alpn: tuple[str, ...]) -> TLSOptions:
-        """The options a Config names; an object without the newer settings (a test's
-        stand-in, a Config from before them) gets their defaults."""
+        """The options a Config names, offering `alpn`."""
         return cls(cfg.certfile, cfg.keyfile, cfg.ca_certs, cfg.ciphers, alpn,
-                   getattr(cfg, "keyfile_password", None),
-                   getattr(cfg, "ssl_min_version", "TLSv1.2"), getattr(cfg, "cert_reqs", None))
+                   cfg.keyfile_password, cfg.ssl_min_version, cfg.cert_reqs)
+
+
+# Until HTTP/2 lands, every listener speaks HTTP/1.1 only.
+HTTP1_ALPN = ("http/1.1",)
 
 
 class TLSSettings(Protocol):
-    """The Config attributes TLSOptions.of needs (keyfile_password, ssl_min_version and
-    cert_reqs are read when present)."""
+    """The Config attributes TLSOptions.of reads (this module does not import Config)."""
 
     @property
     def certfile(self) -> str | None: ...
@@ -62,6 +63,12 @@ class TLSSettings(Protocol):
     def ca_certs(self) -> str | None: ...
     @property
     def ciphers(self) -> str | None: ...
+    @property
+    def keyfile_password(self) -> str | None: ...
+    @property
+    def ssl_min_version(self) -> str: ...
+    @property
+    def cert_reqs(self) -> str | None: ...
 
 
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}

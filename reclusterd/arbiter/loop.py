@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from reclusterd import appenv, control, sockets, systemd
+from reclusterd import appenv, control, sockets, systemd, tls
 from reclusterd import logging as rlogging
 from reclusterd.apploader import AppLoadError
 from reclusterd.arbiter.ctlserver import ControlServer, CtlError
@@ -133,17 +133,18 @@ class Arbiter:
         # (listen() alone makes the kernel complete TCP handshakes, no accept() needed).
         if self.cfg.pid:
             self._write_pidfile(self.cfg.pid)
+        cfg = self.cfg
         try:
-            self.listeners = sockets.bind_listeners(self.cfg, self.environ)
-            sockets.ssl_context(self.cfg)
-        except sockets.BindError as e:
+            uid, gid = sockets.owner_ids(cfg.user, cfg.group)
+            options = sockets.BindOptions(cfg.backlog, cfg.reuse_port, cfg.umask, uid, gid)
+            self.listeners = sockets.bind_listeners(cfg.bind, self.environ, options)
+            # Built once here to fail fast; forked workers inherit it (tls caches it).
+            tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN))
+            sockets.drop_privileges(uid, gid, cfg.umask)
+        except (sockets.BindError, tls.TLSError) as e:
             raise StartupError(str(e)) from None
         except OSError as e:
             raise StartupError(f"cannot listen: {e}") from None
-        try:
-            sockets.drop_privileges(self.cfg)
-        except sockets.BindError as e:
-            raise StartupError(str(e)) from None
         problem = log_file_problem(self.cfg)
         if problem:
             raise StartupError(problem)

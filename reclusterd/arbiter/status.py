@@ -11,7 +11,6 @@ arbiter never stalls. /livez fails once no worker has been ready for longer than
 
 from __future__ import annotations
 
-import dataclasses
 import selectors
 import socket
 import time
@@ -133,9 +132,8 @@ class StatusServer:
         if not address:
             raise ValueError("StatusServer needs cfg.status_bind")
         # cfg's umask applies to a unix status socket; nothing else of the app's binds
-        bind_cfg = dataclasses.replace(cfg, bind=(address,), backlog=64, reuse_port=False,
-                                       user=None, group=None)
-        [self.listener] = sockets.bind_listeners(bind_cfg, {})
+        options = sockets.BindOptions(backlog=64, reuse_port=False, umask=cfg.umask)
+        [self.listener] = sockets.bind_listeners([address], {}, options)
         self.address = address
         self.snapshot = snapshot
         self.selector = selectors.DefaultSelector()

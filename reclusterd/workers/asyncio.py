@@ -112,14 +112,13 @@ class AsyncioWorker(Worker):
         from reclusterd.asgi.state import ServerState
         from reclusterd.http.forwarded import from_config
         from reclusterd.logging import AccessLog
-        from reclusterd.sockets import ssl_context
 
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         self.stop_event = asyncio.Event()
         if self.draining:
             self.stop_event.set()
-        ctx = ssl_context(cfg)
+        ctx = self.ssl
         state = self.state = ServerState(
             self.app, cfg, self.meter, loop, ctx is not None,
             from_config(cfg.forwarded_allow_ips, secure=ctx is not None),

@@ -13,18 +13,20 @@ import logging
 import os
 import random
 import signal
+import ssl
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from reclusterd import hooks, tls
 from reclusterd.meter import Meter
 from reclusterd.workers.boot import (
     EXIT_BOOT_ERROR,
     EXIT_OK,
     BootError,
     flush_logs,
-    import_object,
     install_fault_handler,
+    process_hooks,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +40,15 @@ __all__ = ["EXIT_BOOT_ERROR", "EXIT_OK", "BootError", "Worker"]
 log = logging.getLogger("reclusterd.error")
 
 
+def _server_context(cfg: Config) -> ssl.SSLContext | None:
+    """The TLS context, once per worker process: the arbiter's, inherited through fork
+    (tls caches it), unless a HUP brought renewed certificate files."""
+    try:
+        return tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN))
+    except tls.TLSError as e:
+        raise BootError(str(e)) from None
+
+
 class Worker:
     """Base worker: lifecycle, signals, accounting. Subclasses implement run().
 
@@ -48,6 +59,8 @@ class Worker:
     """
 
     app_kinds: ClassVar[tuple[str, ...]] = ("wsgi", "asgi")
+    # Gunicorn's worker.log, for hooks (worker_int(worker): worker.log.info(...)).
+    log: ClassVar[logging.Logger] = log
 
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
@@ -57,7 +70,11 @@ class Worker:
         self.app = app
         self.kind = kind
         self.pid = os.getpid()
+        self.ppid = os.getppid()
         self.generation = 0
+        self.hooks = process_hooks(cfg)
+        self._exited = False
+        self.ssl = _server_context(cfg)
         self.alive = True
         self.draining = False
         timeout = float(cfg.timeout or 0)
@@ -69,9 +86,7 @@ class Worker:
             max_requests = cfg.max_requests + random.randint(0, max(0, cfg.max_requests_jitter))
         self.meter = Meter(
             timeout, max_requests, int(cfg.max_worker_memory) * 1024,
-            import_object(cfg.pre_request, "pre_request hook") if cfg.pre_request else None,
-            import_object(cfg.post_request, "post_request hook") if cfg.post_request else None,
-            owner=self)
+            self.hooks.get("pre_request"), self.hooks.get("post_request"), owner=self)
         self.meter.on_recycle = channel.recycle
         self.meter.on_progress = self.maybe_heartbeat
         self.wake_fd, self._wake_w = os.pipe()
@@ -110,15 +125,35 @@ class Worker:
 
     def handle_quit(self, signum: int, frame: object) -> None:
         self.alive = False
-        flush_logs()
-        os._exit(EXIT_OK)
+        hooks.call(self.hooks, "worker_int", self)
+        self.exit_now(EXIT_OK)
 
     def handle_abrt(self, signum: int, frame: object) -> None:
         # The stacks were already written by faulthandler (C level) before we got here.
         log.error("worker %d aborted (SIGABRT), stacks dumped above", self.pid)
         self.alive = False
+        hooks.call(self.hooks, "worker_abort", self)
+        self.exit_now(1)
+
+    @property
+    def age(self) -> int:
+        """Gunicorn's worker.age (its spawn counter); here, as in the arbiter's hook
+        views, the generation."""
+        return self.generation
+
+    def exiting(self) -> None:
+        """The worker_exit(server, worker) hook, once, as the process leaves: in the
+        worker, as Gunicorn calls it; `server` is a hooks.ServerView of the arbiter."""
+        if not self._exited:
+            self._exited = True
+            hooks.call(self.hooks, "worker_exit",
+                       hooks.ServerView(self.cfg, log, self.ppid), self)
+
+    def exit_now(self, code: int) -> NoReturn:
+        """Leave the process at once (from a signal handler): worker_exit, flush, _exit."""
+        self.exiting()
         flush_logs()
-        os._exit(1)
+        os._exit(code)
 
     def handle_usr1(self, signum: int, frame: object) -> None:
         from reclusterd.logging import reopen_logs

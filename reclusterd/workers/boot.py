@@ -1,9 +1,10 @@
 """Child start: what runs in a forked worker process before its worker class serves.
 
 The arbiter calls `run_worker()` in the child: the one child signal reset, process
-title, --chdir, logging, the post_fork hook, the app (or the preloaded one), then
-the one worker-class registry and "auto" rule (`resolve_worker_class`), and the
-class's `run()`. Also the process-level helpers every worker class uses (stack
+title, --chdir, logging, the server hooks (loaded once per process, `process_hooks`),
+post_fork, the app (or the preloaded one), then the one worker-class registry and
+"auto" rule (`resolve_worker_class`), post_worker_init, the class's `run()`, and
+worker_exit as the process leaves. Also the process-level helpers every worker class uses (stack
 dumps on SIGABRT, flushing logs before `os._exit`). The plug-in contract itself
 is `workers/base.py`; this module does not import it (base uses these helpers).
 """
@@ -15,10 +16,11 @@ import logging
 import os
 import signal
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
+
+from reclusterd import apploader, hooks
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -50,23 +52,32 @@ class BootError(Exception):
 
 @dataclass
 class WorkerInfo:
-    """What a post_fork hook receives: the worker process, before the app is loaded."""
+    """What a post_fork hook receives: the worker process, before the app is loaded
+    (Gunicorn's worker object at that moment: .pid, .ppid, .cfg, .log)."""
 
     pid: int
     generation: int
     cfg: Config
+    ppid: int = field(default_factory=os.getppid)
+    log: logging.Logger = log
 
 
-def import_object(spec: str, what: str) -> Any:
-    """Import "module:attr" (dotted attr allowed) with the one resolver apps use
-    (apploader.resolve); BootError naming `what` with the reason."""
-    from reclusterd import apploader
-    if ":" not in spec:
-        raise BootError(f"{what}: {spec!r} is not of the form module:attr")
-    try:
-        return apploader.resolve(spec)
-    except apploader.AppLoadError as e:
-        raise BootError(f"{what}: {e.text()}") from None
+_hooks: tuple[int, Config, Mapping[str, hooks.Hook]] | None = None
+
+
+def process_hooks(cfg: Config) -> Mapping[str, hooks.Hook]:
+    """This process's server hooks, imported and checked once (apploader.load_hooks).
+
+    Cached per pid and Config: a worker forked after a HUP loads the new ones. A bad
+    hook is a BootError of one line (plus the user's traceback if their module raised).
+    """
+    global _hooks
+    if _hooks is None or _hooks[0] != os.getpid() or _hooks[1] != cfg:
+        try:
+            _hooks = (os.getpid(), cfg, apploader.load_hooks(cfg))
+        except apploader.AppLoadError as e:
+            raise BootError(e.text()) from None
+    return _hooks[2]
 
 
 def worker_class_name(name: str, kind: str) -> str:
@@ -90,6 +101,8 @@ class RunnableWorker(Protocol):
 
     def run(self) -> None: ...
 
+    def exiting(self) -> None: ...
+
 
 def _is_worker_class(obj: object) -> bool:
     """A subclass of reclusterd.workers.base.Worker (checked by name along the MRO, so
@@ -104,7 +117,10 @@ def resolve_worker_class(name: str, kind: str) -> WorkerClass:
     sync/thread/asyncio; or module:Class (a plug-in subclass of Worker)."""
     name = worker_class_name(name, kind)
     spec = BUILTIN_CLASSES.get(name, name)
-    cls: Any = import_object(spec, "worker class")
+    try:
+        cls: Any = apploader.import_class(spec, "worker class")
+    except apploader.AppLoadError as e:
+        raise BootError(e.text()) from None
     if not _is_worker_class(cls):
         raise BootError(f"worker class {name!r} is not a reclusterd.workers.base.Worker")
     if kind not in cls.app_kinds:
@@ -202,7 +218,6 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
         pass
     if cfg.chdir:
         os.chdir(cfg.chdir)
-    from reclusterd import apploader
     # Hooks and plug-in worker classes live next to the app: same sys.path as the app.
     apploader.put_on_path(cfg.chdir or os.getcwd())
     from reclusterd.logging import setup_logging
@@ -210,24 +225,26 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
     # Behind the C stack dump: exit promptly if ABRT arrives while booting.
     install_fault_handler(cfg.error_logfile, lambda s, f: os._exit(1))
     try:
-        if cfg.post_fork:
-            hook = import_object(cfg.post_fork, "post_fork hook")
-            try:
-                hook(WorkerInfo(os.getpid(), generation, cfg))
-            except Exception as e:
-                raise BootError(f"post_fork hook {cfg.post_fork} failed: {e!r}\n"
-                                + traceback.format_exc()) from e
+        loaded = process_hooks(cfg)
+        # A failing hook is logged with its traceback by hooks.call; boot fails on it.
+        if not hooks.call(loaded, "post_fork", WorkerInfo(os.getpid(), generation, cfg)):
+            raise BootError("post_fork hook failed (traceback above)")
         app, kind = _load(cfg, app)
         cls = resolve_worker_class(cfg.worker_class, kind)
         worker = cls(cfg, listeners, channel, app, kind)
+        worker.generation = generation
+        if not hooks.call(loaded, "post_worker_init", worker):
+            raise BootError("post_worker_init hook failed (traceback above)")
     except BootError as e:          # the arbiter logs the text (once), not us
         channel.boot_error(str(e))
         return EXIT_BOOT_ERROR
     except _AppLoadFailed as e:
         channel.boot_error(e.text)
         return EXIT_BOOT_ERROR
-    worker.generation = generation
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        worker.exiting()
     return EXIT_OK
 
 
@@ -239,7 +256,6 @@ class _AppLoadFailed(Exception):
 
 def _load(cfg: Config, app: object) -> tuple[object, str]:
     """(app, kind) from a preloaded LoadedApp or by importing it now."""
-    from reclusterd import apploader
     if app is None:
         try:
             app = apploader.load_app(cfg)

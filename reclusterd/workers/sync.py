@@ -38,8 +38,6 @@ class SyncWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        from reclusterd.sockets import ssl_context
-        self.ssl = ssl_context(cfg)
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=False,
                                    secure=self.ssl is not None, persistent=False)
         self.current: Conn | None = None      # the connection being served

@@ -48,8 +48,6 @@ class ThreadWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        from reclusterd.sockets import ssl_context
-        self.ssl = ssl_context(cfg)
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads > 1,
                                    secure=self.ssl is not None)
         self.ep = select.epoll()

@@ -382,8 +382,10 @@ def test_keepalive_pings_and_timeout(tmp_path: Path, parser: str) -> None:
         srv.stop()
 
 
-def test_per_message_deflate_off(tmp_path: Path) -> None:
-    srv = start(tmp_path, "httptools", "--no-ws-per-message-deflate")
+@pytest.mark.parametrize("flags", [("--no-ws-per-message-deflate",),
+                                   ("--ws-per-message-deflate", "false")])
+def test_per_message_deflate_off(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    srv = start(tmp_path, "httptools", *flags)
     try:
         offer = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
         with RawWS(srv.port, extra=offer) as ws:

@@ -281,3 +281,34 @@ def test_relative_chdir_serves(tmp_path: Path) -> None:
     with reclusterd("relapp:app", "-w", "1", "--chdir", "run/site", cwd=tmp_path) as srv:
         srv.wait_ready()
         assert get_body(srv.port) == "from site"
+
+
+def test_check_config_reports_tls_websocket_reload_env_and_hooks(tmp_path: Path) -> None:
+    """issue 16 "Done when": --check-config reports the setting groups added with it."""
+    from tests.support import ops_make_cert
+
+    made = ops_make_cert(tmp_path)
+    if made is None:
+        pytest.skip("no openssl CLI to make a certificate")
+    cert, key = made
+    (tmp_path / "wsapp.py").write_text(
+        "async def app(scope, receive, send):\n    pass\n\n\ndef bye(worker):\n    pass\n")
+    (tmp_path / ".env").write_text("DB_URL=postgres://u:hunter2@db/x\n")
+    (tmp_path / "log.json").write_text('{"version": 1}')
+    r = run("wsapp:app", "--certfile", cert, "--keyfile", key, "--ssl-min-version", "1.3",
+            "--ws-max-size", "1048576", "--ws-ping-interval", "5", "--ws-ping-timeout", "0",
+            "--ws-per-message-deflate", "false", "--reload", "--reload-include", "*.html",
+            "--env-file", ".env", "-e", "TOKEN=s3cret", "--log-config", "log.json",
+            "--worker-int", "wsapp:bye", "--check-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip()
+              for ln in r.stdout.splitlines()[1:]}
+    assert report["bind"].endswith("(TLS)")
+    assert report["tls"] == "TLSv1.3 or newer, client certificates none"
+    assert report["websocket"] == ("wsproto, messages up to 1 MiB, pings every 5 s "
+                                   "(no timeout), permessage-deflate off")
+    assert report["reload"].startswith(f"*.py, *.html under {tmp_path} (excluding .venv")
+    assert report["env"] == "DB_URL, TOKEN (from .env, -e)"
+    assert report["log config"] == f"{tmp_path / 'log.json'} (dictConfig)"
+    assert report["hooks"] == "worker_int=wsapp:bye"
+    assert "hunter2" not in r.stdout and "s3cret" not in r.stdout   # names, never values

@@ -319,3 +319,24 @@ def test_relative_chdir_made_absolute_once(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     cfg = load(["app:app", "--chdir", "run/site"], {})
     assert cfg.chdir == str(tmp_path / "run" / "site")
+
+
+@pytest.mark.parametrize(("argv", "want"), [
+    ([], True), (["--ws-per-message-deflate", "false"], False),
+    (["--ws-per-message-deflate=on"], True), (["--ws-per-message-deflate", "0"], False),
+    (["--no-ws-per-message-deflate"], False),
+    (["--no-ws-per-message-deflate", "--ws-per-message-deflate", "yes"], True)])
+def test_bool_flag_that_takes_a_value(argv: list[str], want: bool) -> None:
+    """Uvicorn's `--ws-per-message-deflate BOOL`; `--no-...` works too."""
+    assert load(["a:app", *argv], {}).ws_per_message_deflate is want
+
+
+def test_valued_bool_errors_and_bare_bools_keep_app() -> None:
+    assert err(["a:app", "--ws-per-message-deflate", "maybe"]) == (
+        "--ws-per-message-deflate: must be true or false, got 'maybe'")
+    assert "expected one argument" in err(["a:app", "--ws-per-message-deflate"])
+    # only settings that opt in take a value: a bare bool never eats APP
+    cfg = load(["--factory", "examples.hello:app"], {})
+    assert (cfg.app, cfg.factory) == ("examples.hello:app", True)
+    opted = [s.name for s in config.SETTINGS if s.takes_value]
+    assert opted == ["ws_per_message_deflate"]

@@ -10,7 +10,7 @@ import pytest
 
 from reclusterd import config, gunicorn_map, hooks, settings
 from reclusterd.apploader import import_callable, load_hooks
-from reclusterd.config import ConfigError, load
+from reclusterd.config import ConfigError, hook_specs, load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,7 @@ def test_realistic_file_maps_every_setting(tmp_path: Path) -> None:
 def test_hooks_carried_as_specs_and_callable_as_reclusterd_calls_them(tmp_path: Path) -> None:
     path = write(tmp_path, REALISTIC)
     cfg = load(["app:app", "-c", path, "--name", "shop"], {}, warn=lambda m: None)
-    assert set(hooks.configured(cfg)) == {"on_starting", "when_ready", "post_fork",
+    assert set(hook_specs(cfg)) == {"on_starting", "when_ready", "post_fork",
                                          "pre_request", "post_request", "nworkers_changed"}
     loaded = load_hooks(cfg)
 

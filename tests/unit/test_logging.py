@@ -9,11 +9,11 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from reclusterd import config
 from reclusterd import logging as rlog
 from reclusterd.logging import AccessInfo, AccessLog, format_line
 
@@ -114,7 +114,7 @@ def test_access_log_file_and_reopen(tmp_path: Path) -> None:
 
 def test_error_log_format_file_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "error.log"
-    rlog.setup_logging(SimpleNamespace(error_logfile=str(path), log_level="debug"))
+    rlog.setup_logging(config.make(error_logfile=str(path), log_level="debug"))
     logger = logging.getLogger("reclusterd.error")
     logger.debug("hello %s", "world")
     os.rename(path, tmp_path / "error.log.1")
@@ -124,6 +124,6 @@ def test_error_log_format_file_and_reopen(tmp_path: Path) -> None:
     assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] "
                         rf"\[{os.getpid()}\] \[DEBUG\] hello world\n", first), first
     assert path.read_text().endswith("[WARNING] after\n")
-    rlog.setup_logging(SimpleNamespace(error_logfile="-", log_level="info"))
+    rlog.setup_logging(config.make(error_logfile="-", log_level="info"))
     assert logger.level == logging.INFO
     assert len(logger.handlers) == 1

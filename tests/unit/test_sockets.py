@@ -9,12 +9,11 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from reclusterd import settings, sockets, systemd, tls
+from reclusterd import config, settings, sockets, systemd, tls
 from reclusterd.sockets import (
     AddressError,
     BindError,
@@ -301,14 +300,11 @@ def test_ssl_context_alpn(tmp_path: Path) -> None:
     assert tls.ssl_context(tls_opts(certfile=cert, keyfile=key, alpn=("h2", "http/1.1")))
 
 
-def test_legacy_shim_still_binds(tmp_path: Path) -> None:
-    """MERGE SHIM: the unmigrated callers pass a Config; delete with the shim."""
-    cfg = SimpleNamespace(bind=("127.0.0.1:0",), backlog=4, reuse_port=False, umask=None,
-                          user=None, group=None, certfile=None, keyfile=None, ca_certs=None,
-                          ciphers=None)
-    [lis] = sockets.bind_listeners(cfg, {})
-    sockets.close_listeners([lis])
-    assert sockets.ssl_context(cfg) is None
-    with pytest.raises(BindError, match="no such file"):
-        sockets.ssl_context(SimpleNamespace(**{**vars(cfg), "certfile": "/nope.pem"}))
-    sockets.drop_privileges(cfg)
+def test_tls_options_of_a_config() -> None:
+    """Every TLS setting a Config has reaches the options (no defaults filled in here)."""
+    cfg = config.load(["app:app", "--certfile", "c.pem", "--keyfile-password", "pw",
+                       "--ssl-min-version", "TLSv1.3", "--cert-reqs", "required",
+                       "--ca-certs", "ca.pem"], {})
+    opts = TLSOptions.of(cfg, tls.HTTP1_ALPN)
+    assert (opts.certfile, opts.keyfile_password, opts.min_version, opts.cert_reqs,
+            opts.alpn) == ("c.pem", "pw", "TLSv1.3", "required", ("http/1.1",))

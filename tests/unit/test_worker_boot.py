@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from reclusterd import config
 from reclusterd.workers.base import Worker
 from reclusterd.workers.boot import (
     BootError,
-    import_object,
+    process_hooks,
     resolve_worker_class,
     worker_class_name,
 )
@@ -49,9 +50,12 @@ def test_registry_refuses_what_cannot_serve() -> None:
         resolve_worker_class("nosuch:W", "wsgi")
 
 
-def test_hooks_use_the_app_resolver() -> None:
-    assert import_object("os.path:join", "hook") is __import__("os").path.join
-    with pytest.raises(BootError, match="not of the form module:attr"):
-        import_object("os.path", "post_fork hook")
-    with pytest.raises(BootError, match="post_fork hook: module 'os' has no attribute 'nope'"):
-        import_object("os:nope", "post_fork hook")
+def test_hooks_load_once_per_process_through_the_app_resolver() -> None:
+    cfg = config.make(app="x:app", worker_int="os.path:join")
+    first = process_hooks(cfg)
+    assert first == {"worker_int": __import__("os").path.join}
+    assert process_hooks(cfg) is first          # once per process (and Config)
+    with pytest.raises(BootError, match="^--worker-abort: module 'os' has no attribute 'nope'$"):
+        process_hooks(config.make(app="x:app", worker_abort="os:nope"))
+    with pytest.raises(BootError, match="--worker-exit: os:getpid: worker_exit must take 2"):
+        process_hooks(config.make(app="x:app", worker_exit="os:getpid"))
