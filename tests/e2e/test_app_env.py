@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import get_body, reclusterd
+from tests.support.http_client import get_body
+from tests.support.process import reclusterd
 
 pytest.importorskip("dotenv")
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_conformance import CASES, drive_case
-from tests.support import Server, reclusterd
+from tests.support.process import Server, reclusterd
 
 ECHO = '''
 import json

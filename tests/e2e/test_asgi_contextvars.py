@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, read_responses, reclusterd
+from tests.support.http_client import read_responses
+from tests.support.process import Server, reclusterd
 
 EAGER_APP = '''
 import asyncio, contextvars

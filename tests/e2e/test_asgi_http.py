@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    Server,
-    asgi_write_app,
-    read_responses,
-    reclusterd,
-    server_closes,
-)
+from tests.support.apps import ASGI_ROUTES
+from tests.support.http_client import read_responses, server_closes
+from tests.support.process import Server, reclusterd
 
 PARSERS = ["httptools", "h11"]
 
@@ -27,8 +23,7 @@ PARSERS = ["httptools", "h11"]
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         ) -> Iterator[Server]:
     d: Path = tmp_path_factory.mktemp("asgi")
-    asgi_write_app(d)
-    s = reclusterd("tapp:app", "--workers", "1", "--http", request.param, "--chdir", str(d))
+    s = reclusterd(ASGI_ROUTES, "--workers", "1", "--http", request.param, "--chdir", str(d))
     try:
         s.wait_ready()
         yield s

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, reclusterd, wait_for
+from tests.support.process import Server, reclusterd, wait_for
 
 PARSERS = ["httptools", "h11"]
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="          # RFC 6455 §1.3's example key

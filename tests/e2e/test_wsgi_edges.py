@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http_get, raw_request, reclusterd
+from tests.support.http_client import http_get, raw_request
+from tests.support.process import reclusterd
 
 APP = '''
 import sys
