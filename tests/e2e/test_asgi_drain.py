@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.apps import ASGI_ROUTES
+from tests.support.apps import ASGI_ROUTES, write_app
 from tests.support.http_client import get_body, read_responses, server_closes
 from tests.support.load import LoadGen
 from tests.support.process import (
@@ -26,27 +26,9 @@ from tests.support.process import (
     wait_worker_pids,
 )
 
-VAPP = '''
-import os
-VERSION = {version!r}
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            await send({{"type": m["type"] + ".complete"}})
-            if m["type"] == "lifespan.shutdown":
-                return
-    body = ("%s %d\\n" % (VERSION, os.getpid())).encode()
-    await send({{"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"),
-                            (b"content-length", str(len(body)).encode())]}})
-    await send({{"type": "http.response.body", "body": body}})
-'''
-
 
 def write_vapp(directory: Path, version: str) -> None:
-    (directory / "vapp.py").write_text(VAPP.format(version=version))
+    write_app(directory, version, name="vapp", template="asgi_versioned")
 
 
 def start_wrk(port: int, seconds: int) -> subprocess.Popen[str] | None:

@@ -3,7 +3,6 @@ tests that edit an app on disk (reload, HUP with a new version, an import that f
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
@@ -11,27 +10,20 @@ _VERSION_LINE = 'VERSION = "v1"\n'
 _EXTRA_LINE = "# EXTRA: write_app puts import-time code here (e.g. a raise)\n"
 
 
-def versioned_source(version: str = "v1", extra: str = "") -> str:
-    """The source of tests/apps/versioned.py answering 'VERSION PID'; `extra` is
-    module-level code run at import (e.g. `raise RuntimeError(...)`)."""
-    text = (APPS / "versioned.py").read_text()
+def versioned_source(version: str = "v1", extra: str = "", template: str = "versioned") -> str:
+    """The source of tests/apps/`template`.py (an app answering 'VERSION PID') with another
+    VERSION; `extra` is module-level code run at import (e.g. `raise RuntimeError(...)`)."""
+    text = (APPS / f"{template}.py").read_text()
     text = text.replace(_VERSION_LINE, f"VERSION = {version!r}\n", 1)
     return text.replace(_EXTRA_LINE, extra + "\n", 1)
 
 
 def write_app(directory: Path, version: str = "v1", extra: str = "",
-              name: str = "app") -> Path:
+              name: str = "app", template: str = "versioned") -> Path:
     """versioned_source() as `directory/name.py` (serve `name:app`): 'VERSION PID' and
-    /slow?S, /hang, /hog?MB (see tests/apps/versioned.py)."""
+    /slow?S, /hang, /hog?MB (see tests/apps/versioned.py); or `template` (asgi_versioned)."""
     path = directory / f"{name}.py"
-    path.write_text(versioned_source(version, extra))
-    return path
-
-
-def copy_app(directory: Path, template: str, name: str | None = None) -> Path:
-    """Copy tests/apps/`template`.py into `directory` as `name`.py (default: same name)."""
-    path = directory / f"{name or template}.py"
-    shutil.copyfile(APPS / f"{template}.py", path)
+    path.write_text(versioned_source(version, extra, template))
     return path
 
 
