@@ -26,7 +26,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from reclusterd import config
-from tests.support import ROOT, Server, free_port, http_get, wait_for
+from tests.support.http_client import http_get
+from tests.support.process import ROOT, Server, free_port, wait_for
 
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(.*?)\s*-->")
 # host:port spellings a block may use; all become 127.0.0.1 on an ephemeral port

@@ -6,24 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import get_body, reclusterd
+from tests.support.http_client import get_body
+from tests.support.process import reclusterd
 
 pytest.importorskip("dotenv")
 
-APP = '''
-import os
-
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    keys = ("GREETING", "TARGET", "FROM_PARENT")
-    return [" ".join(f"{k}={os.environ.get(k)}" for k in keys).encode()]
-'''
-
 
 def test_env_file_and_pairs_reach_the_app(tmp_path: Path) -> None:
-    (tmp_path / "envapp.py").write_text(APP)
     (tmp_path / "app.env").write_text("GREETING=hello\nTARGET=file\n")
-    with reclusterd("envapp:app", "-w", "2", "--env-file", "app.env", "-e", "TARGET=cli",
+    with reclusterd("tests.apps.env_echo:app",
+                    "-w", "2", "--env-file", "app.env", "-e", "TARGET=cli",
                     cwd=tmp_path, env={"FROM_PARENT": "yes", "GREETING": "parent"}) as srv:
         srv.wait_ready()
         assert get_body(srv.port) == "GREETING=hello TARGET=cli FROM_PARENT=yes"

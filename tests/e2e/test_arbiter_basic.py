@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
+from tests.support.apps import write_app
+from tests.support.http_client import get_body, http_get
+from tests.support.process import (
     arbiter_server,
-    get_body,
-    http_get,
     port_answers,
     proc_title,
     wait_for,
     wait_log,
     wait_worker_pids,
-    write_app,
 )
 
 
@@ -140,7 +139,7 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         srv = arbiter_server(tmp_path, "--workers", "1")
         srv.args = [a.replace(f"127.0.0.1:{srv.port}", f"127.0.0.1:{port}") for a in srv.args]
         srv.stop()
-        from tests.support import reclusterd
+        from tests.support.process import reclusterd
 
         with reclusterd("app:app", "--workers", "1", cwd=tmp_path, port=port) as srv2:
             code = srv2.wait_exit(10)

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, arbiter_server, wait_for, wait_log, wait_worker_pids, write_app
+from tests.support.apps import write_app
+from tests.support.process import ROOT, arbiter_server, wait_for, wait_log, wait_worker_pids
 
 
 def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,9 @@ import os
 import signal
 from pathlib import Path
 
-from tests.support import arbiter_server, free_port, http_get, wait_for, wait_log, write_app
+from tests.support.apps import write_app
+from tests.support.http_client import http_get
+from tests.support.process import arbiter_server, free_port, wait_for, wait_log
 
 # A deploy whose respawns fail: once `broken` exists, importing the app raises.
 BREAKABLE = 'if os.path.exists("broken"):\n    raise RuntimeError("broken on purpose")\n'

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.support import arbiter_server, wait_for, wait_log, wait_worker_pids, write_app
+from tests.support.apps import write_app
+from tests.support.process import arbiter_server, wait_for, wait_log, wait_worker_pids
 
 CONF = '''
 import multiprocessing, os

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import arbiter_server, wait_worker_pids, write_app
+from tests.support.apps import write_app
+from tests.support.process import arbiter_server, wait_worker_pids
 
 
 class Notifications:

@@ -12,18 +12,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import (
-    LoadGen,
+from tests.support.apps import write_app
+from tests.support.http_client import get_body, http_get
+from tests.support.load import LoadGen
+from tests.support.process import (
     Server,
     arbiter_server,
     free_port,
-    get_body,
-    http_get,
     proc_title,
     wait_for,
     wait_log,
     wait_worker_pids,
-    write_app,
 )
 
 

@@ -7,15 +7,10 @@ import re
 import signal
 from pathlib import Path
 
-from tests.support import (
-    LoadGen,
-    arbiter_server,
-    get_body,
-    wait_for,
-    wait_log,
-    wait_worker_pids,
-    write_app,
-)
+from tests.support.apps import write_app
+from tests.support.http_client import get_body
+from tests.support.load import LoadGen
+from tests.support.process import arbiter_server, wait_for, wait_log, wait_worker_pids
 
 
 def test_hup_under_load_switches_code_with_zero_failed_requests(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import signal
 import time
 from pathlib import Path
 
-from tests.support import arbiter_server, http_get, wait_for, wait_log, write_app
+from tests.support.apps import write_app
+from tests.support.http_client import http_get
+from tests.support.process import arbiter_server, wait_for, wait_log
 
 ITERATIONS = 15
 

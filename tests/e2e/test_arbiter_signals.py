@@ -8,7 +8,9 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import arbiter_server, get_body, wait_for, wait_worker_pids, write_app
+from tests.support.apps import write_app
+from tests.support.http_client import get_body
+from tests.support.process import arbiter_server, wait_for, wait_worker_pids
 
 # The app's import blocks until the test creates `go` in the cwd: workers stay "booting".
 GATED_IMPORT = '''

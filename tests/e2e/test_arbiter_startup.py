@@ -6,7 +6,8 @@ import signal
 import socket
 from pathlib import Path
 
-from tests.support import arbiter_server, port_answers, reclusterd, wait_for, wait_log, write_app
+from tests.support.apps import write_app
+from tests.support.process import arbiter_server, port_answers, reclusterd, wait_for, wait_log
 
 
 def test_pidfile_exists_once_the_port_answers(tmp_path: Path) -> None:

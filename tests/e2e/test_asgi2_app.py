@@ -7,7 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.support import ROOT, http_get, reclusterd, wait_log
+from tests.support.http_client import http_get
+from tests.support.process import ROOT, reclusterd, wait_log
 
 # The legacy ASGI 2 shape, lifespan included: App(scope) then await instance(receive, send).
 ASGI2_APP = textwrap.dedent('''

@@ -11,38 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, read_responses, reclusterd
-
-EAGER_APP = '''
-import asyncio, contextvars
-VAR = contextvars.ContextVar("var", default="unset")
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    path = scope["path"]
-    if asyncio.current_task() is None:
-        raise RuntimeError("no current task")
-    seen = VAR.get()
-    VAR.set(path)                       # must not leak into the next request
-    if path == "/suspend":
-        await asyncio.sleep(0.01)       # suspends before the response: runs as a task
-    body = seen.encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-    if path == "/after":
-        await asyncio.sleep(0.05)       # goes on after its response is complete
-        VAR.set("late")
-'''
+from tests.support.http_client import read_responses
+from tests.support.process import Server, reclusterd
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         ) -> Iterator[Server]:
     d: Path = tmp_path_factory.mktemp("ctxv")
-    (d / "eapp.py").write_text(EAGER_APP)
-    s = reclusterd("eapp:app", "--workers", "1", "--http", request.param, "--chdir", str(d))
+    s = reclusterd("tests.apps.asgi_contextvars:app",
+                   "--workers", "1", "--http", request.param, "--chdir", str(d))
     try:
         s.wait_ready()
         yield s

@@ -14,41 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    LoadGen,
+from tests.support.apps import ASGI_ROUTES, write_app
+from tests.support.http_client import get_body, read_responses, server_closes
+from tests.support.load import LoadGen
+from tests.support.process import (
     Server,
     arbiter_server,
-    asgi_write_app,
-    get_body,
-    read_responses,
     reclusterd,
-    server_closes,
     wait_for,
     wait_log,
     wait_worker_pids,
 )
 
-VAPP = '''
-import os
-VERSION = {version!r}
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            await send({{"type": m["type"] + ".complete"}})
-            if m["type"] == "lifespan.shutdown":
-                return
-    body = ("%s %d\\n" % (VERSION, os.getpid())).encode()
-    await send({{"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"),
-                            (b"content-length", str(len(body)).encode())]}})
-    await send({{"type": "http.response.body", "body": body}})
-'''
-
 
 def write_vapp(directory: Path, version: str) -> None:
-    (directory / "vapp.py").write_text(VAPP.format(version=version))
+    write_app(directory, version, name="vapp", template="asgi_versioned")
 
 
 def start_wrk(port: int, seconds: int) -> subprocess.Popen[str] | None:
@@ -118,8 +98,7 @@ def _get(sock: socket.socket) -> tuple[int, dict[str, str], bool]:
 
 
 def test_drain_keeps_idle_keep_alive_open_for_one_more_request(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--keep-alive", "5") as srv:
         srv.wait_ready()
         wait_log(srv, "ready in")
@@ -153,8 +132,7 @@ def _stalled_body(srv: Server, path: str) -> tuple[bytes, float]:
 
 
 def test_stalled_body_ends_at_header_timeout(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--keep-alive", "1", "--header-timeout", "2") as srv:
         srv.wait_ready()
         data, elapsed = _stalled_body(srv, "/echo")

@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    Server,
-    asgi_write_app,
-    read_responses,
-    reclusterd,
-    server_closes,
-)
+from tests.support.apps import ASGI_ROUTES
+from tests.support.http_client import read_responses, server_closes
+from tests.support.process import Server, reclusterd
 
 PARSERS = ["httptools", "h11"]
 
@@ -27,8 +23,7 @@ PARSERS = ["httptools", "h11"]
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         ) -> Iterator[Server]:
     d: Path = tmp_path_factory.mktemp("asgi")
-    asgi_write_app(d)
-    s = reclusterd("tapp:app", "--workers", "1", "--http", request.param, "--chdir", str(d))
+    s = reclusterd(ASGI_ROUTES, "--workers", "1", "--http", request.param, "--chdir", str(d))
     try:
         s.wait_ready()
         yield s
@@ -193,23 +188,10 @@ def test_header_pairs_as_lists(srv: Server) -> None:
     assert (r.status, r.headers["x-list"], r.body) == (201, "yes", b"ok")
 
 
-TWICE = '''
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    start = {"type": "http.response.start", "status": 200, "headers": []}
-    await send(start)
-    if scope["path"] == "/twice":
-        await send(start)
-    raise RuntimeError("after start, before any body")
-'''
-
-
 @pytest.mark.parametrize("path", ["/twice", "/raise"])
 def test_error_after_start_before_body_is_500(tmp_path: Path, path: str) -> None:
     """The head is held back until the first body piece: nothing was sent, so 500 + close."""
-    (tmp_path / "twice.py").write_text(TWICE)
-    with reclusterd("twice:app", "--workers", "1", "--chdir", str(tmp_path)) as s:
+    with reclusterd("tests.apps.asgi_twice:app", "--workers", "1", "--chdir", str(tmp_path)) as s:
         s.wait_ready()
         with conn(s) as c:
             c.sendall(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())

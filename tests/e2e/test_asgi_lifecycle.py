@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    asgi_write_app,
-    http_get,
-    read_responses,
-    reclusterd,
-    server_closes,
-    wait_for,
-    wait_log,
-)
+from tests.support.apps import ASGI_ROUTES
+from tests.support.http_client import http_get, read_responses, server_closes
+from tests.support.process import reclusterd, wait_for, wait_log
 
 PARSERS = ["httptools", "h11"]
 
@@ -35,9 +29,8 @@ def markers(path: Path) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("http", PARSERS)
 def test_lifespan_once_per_worker_and_term_exits_0(tmp_path: Path, http: str) -> None:
-    asgi_write_app(tmp_path)
     marks = tmp_path / "marks"
-    with reclusterd("tapp:app", "--workers", "2", "--http", http, "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "2", "--http", http, "--chdir", str(tmp_path),
                     env={"ASGI_MARKERS": str(marks)}) as srv:
         srv.wait_ready()
         workers = srv.wait_workers(2)
@@ -54,8 +47,7 @@ def test_lifespan_once_per_worker_and_term_exits_0(tmp_path: Path, http: str) ->
 
 
 def test_failing_startup_fails_boot(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "2", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "2", "--chdir", str(tmp_path),
                     env={"ASGI_FAIL_STARTUP": "1"}) as srv:
         code = srv.wait_exit(30)
         assert code == 1
@@ -80,9 +72,8 @@ def test_lifespan_auto_ignores_apps_without_it(tmp_path: Path) -> None:
 
 
 def test_lifespan_off(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
     marks = tmp_path / "marks"
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path), "--lifespan", "off",
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path), "--lifespan", "off",
                     env={"ASGI_MARKERS": str(marks)}) as srv:
         srv.wait_ready()
         assert http_get(srv.port, "/")[0] == 200
@@ -93,8 +84,7 @@ def test_lifespan_off(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("http", PARSERS)
 def test_40_concurrent_sleeps_overlap(tmp_path: Path, http: str) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "2", "--http", http,
+    with reclusterd(ASGI_ROUTES, "--workers", "2", "--http", http,
                     "--chdir", str(tmp_path)) as srv:
         srv.wait_ready()
         srv.wait_workers(2)
@@ -108,9 +98,8 @@ def test_40_concurrent_sleeps_overlap(tmp_path: Path, http: str) -> None:
 
 
 def test_term_finishes_in_flight_then_exits_0(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
     marks = tmp_path / "marks"
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     env={"ASGI_MARKERS": str(marks)}) as srv:
         srv.wait_ready()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
@@ -125,8 +114,7 @@ def test_term_finishes_in_flight_then_exits_0(tmp_path: Path) -> None:
 
 
 def test_keep_alive_timeout_closes_idle(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--keep-alive", "1") as srv:
         srv.wait_ready()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
@@ -139,8 +127,7 @@ def test_keep_alive_timeout_closes_idle(tmp_path: Path) -> None:
 
 
 def test_header_deadline_408_and_others_served(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--header-timeout", "1") as srv:
         srv.wait_ready()
         slow = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
@@ -161,8 +148,7 @@ def test_header_deadline_408_and_others_served(tmp_path: Path) -> None:
 
 
 def test_worker_connections_cap_503(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--worker-connections", "2") as srv:
         srv.wait_ready()
         held = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(2)]
@@ -186,9 +172,8 @@ def test_wsgi_app_on_asyncio_worker_is_a_boot_error(tmp_path: Path) -> None:
 
 
 def test_quit_exits_at_once(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
     marks = tmp_path / "marks"
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--graceful-timeout", "30", env={"ASGI_MARKERS": str(marks)}) as srv:
         srv.wait_ready()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
@@ -226,8 +211,7 @@ def test_blocked_loop_is_replaced(tmp_path: Path) -> None:
 
 
 def test_loop_asyncio_serves(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--loop", "asyncio",
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--loop", "asyncio",
                     "--chdir", str(tmp_path)) as srv:
         srv.wait_ready()
         assert http_get(srv.port, "/")[2] == b"Hello, world!"
@@ -239,9 +223,8 @@ def test_loop_asyncio_serves(tmp_path: Path) -> None:
 
 
 def test_max_requests_recycles_gracefully(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
     marks = tmp_path / "marks"
-    with reclusterd("tapp:app", "--workers", "1", "--max-requests", "5",
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--max-requests", "5",
                     "--chdir", str(tmp_path), env={"ASGI_MARKERS": str(marks)}) as srv:
         srv.wait_ready()
         (first,) = srv.wait_workers(1)
@@ -254,9 +237,8 @@ def test_max_requests_recycles_gracefully(tmp_path: Path) -> None:
 
 
 def test_hup_with_failing_startup_rolls_back(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
     marks = tmp_path / "marks"
-    with reclusterd("tapp:app", "--workers", "2", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "2", "--chdir", str(tmp_path),
                     "--backoff", "1", env={"ASGI_MARKERS": str(marks)}) as srv:
         srv.wait_ready()
         old = srv.wait_workers(2)

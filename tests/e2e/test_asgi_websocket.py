@@ -20,7 +20,10 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol
 
-from tests.support import Server, WSClient, asgi_write_app, http_get, reclusterd, wait_for
+from tests.support.apps import ASGI_ROUTES
+from tests.support.http_client import http_get
+from tests.support.process import Server, reclusterd, wait_for
+from tests.support.ws_client import WSClient
 
 PARSERS = ["httptools", "h11"]
 
@@ -29,8 +32,7 @@ PARSERS = ["httptools", "h11"]
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         ) -> Iterator[Server]:
     d: Path = tmp_path_factory.mktemp("asgiws")
-    asgi_write_app(d)
-    s = reclusterd("tapp:app", "--workers", "1", "--http", request.param, "--chdir", str(d),
+    s = reclusterd(ASGI_ROUTES, "--workers", "1", "--http", request.param, "--chdir", str(d),
                    env={"ASGI_MARKERS": str(d / "marks")})
     try:
         s.wait_ready()
@@ -147,8 +149,7 @@ def test_close_before_accept_is_403(srv: Server) -> None:
 
 
 def test_message_too_big_closes_1009(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path)) as srv:
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path)) as srv:
         srv.wait_ready()
         with WSClient(srv.port, "/ws") as ws:
             accepted(ws)
@@ -159,8 +160,7 @@ def test_message_too_big_closes_1009(tmp_path: Path) -> None:
 
 
 def test_ws_none_serves_upgrade_as_http(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--ws", "none") as srv:
         srv.wait_ready()
         with WSClient(srv.port, "/") as ws:
@@ -169,8 +169,7 @@ def test_ws_none_serves_upgrade_as_http(tmp_path: Path) -> None:
 
 
 def test_term_closes_websockets_1012_and_exits_0(tmp_path: Path) -> None:
-    asgi_write_app(tmp_path)
-    with reclusterd("tapp:app", "--workers", "1", "--chdir", str(tmp_path)) as srv:
+    with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path)) as srv:
         srv.wait_ready()
         with WSClient(srv.port, "/ws") as ws:
             accepted(ws)

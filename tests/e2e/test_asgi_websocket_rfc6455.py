@@ -15,47 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, reclusterd, wait_for
+from tests.support.process import Server, reclusterd, wait_for
 
 PARSERS = ["httptools", "h11"]
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="          # RFC 6455 §1.3's example key
 MAX = 65536                                # --ws-max-size of the module's server
 
-APP = r'''
-import os
-MARK = os.environ["WS_MARKS"]
-
-def mark(s):
-    with open(MARK, "a") as f:
-        f.write(s + "\n")
-
-async def app(scope, receive, send):
-    if scope["type"] != "websocket":
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"plain http"})
-        return
-    m = await receive()
-    mark("connect " + scope["path"])
-    await send({"type": "websocket.accept"})
-    while True:
-        m = await receive()
-        if m["type"] == "websocket.disconnect":
-            mark(f"disconnect {m['code']} {scope['path']}")
-            return
-        out = {k: m[k] for k in ("text", "bytes") if m.get(k) is not None}
-        try:
-            await send({"type": "websocket.send", **out})
-        except OSError:      # failed meanwhile: websocket.disconnect is next in receive()
-            pass
-'''
-
 
 def start(tmp: Path, parser: str, *extra: str) -> Server:
-    (tmp / "wsapp.py").write_text(APP)
     marks = tmp / "marks"
     marks.touch()
-    s = reclusterd("wsapp:app", "--workers", "1", "--http", parser, "--chdir", str(tmp),
+    s = reclusterd("tests.apps.asgi_ws_echo:app",
+                   "--workers", "1", "--http", parser, "--chdir", str(tmp),
                    *extra, env={"WS_MARKS": str(marks)})
     s.wait_ready()
     s.marks = marks  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import pytest
 import tomllib
 
 from reclusterd import __version__
-from tests.support import ROOT
+from tests.support.process import ROOT
 
 
 def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
@@ -270,7 +270,8 @@ def test_check_config_into_a_closed_pipe_is_quiet() -> None:
 
 def test_relative_chdir_serves(tmp_path: Path) -> None:
     """`cd /srv && reclusterd app:app --chdir run/site` (issue 14 item 12)."""
-    from tests.support import get_body, reclusterd
+    from tests.support.http_client import get_body
+    from tests.support.process import reclusterd
 
     site = tmp_path / "run" / "site"
     site.mkdir(parents=True)

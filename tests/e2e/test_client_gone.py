@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from tests.support import Server, reclusterd, wait_log
+from tests.support.process import Server, reclusterd, wait_log
 
 PARSERS = ["httptools", "h11"]
 

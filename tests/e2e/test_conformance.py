@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.data import conformance_cases
-from tests.support import Server, read_responses, reclusterd, server_closes
+from tests.support.http_client import read_responses, server_closes
+from tests.support.process import Server, reclusterd
 
 CASES = conformance_cases()  # a missing corpus fails collection, never skips
 REJECT = {400, 413, 414, 431, 501, 505}

@@ -23,7 +23,8 @@ import psutil
 import pytest
 
 from tests.buildah import Buildah, Step, build_steps, context_files, unavailable
-from tests.support import ROOT, Server, free_port, http_get, wait_for
+from tests.support.http_client import http_get
+from tests.support.process import ROOT, Server, free_port, wait_for
 
 REASON = unavailable()
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(480),

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, TextMessage
 
-from tests.support import WSClient, http_get, read_responses, reclusterd
+from tests.support.http_client import http_get, read_responses
+from tests.support.process import reclusterd
+from tests.support.ws_client import WSClient
 
 PARSERS = ["httptools", "h11"]
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Resp, Server, read_responses, reclusterd, server_closes, wait_for
+from tests.support.http_client import Resp, read_responses, server_closes
+from tests.support.process import Server, reclusterd, wait_for
 
 APP = "tests.e2e.test_wsgi_apps:app"
 MATRIX = [(k, p) for k in ("thread", "sync") for p in ("httptools", "h11")]
@@ -255,7 +256,7 @@ def test_tls_keep_alive_and_body(tmp_path: object, kind_: str) -> None:
     import ssl
     from pathlib import Path
 
-    from tests.support import ops_make_cert
+    from tests.support.http_client import ops_make_cert
     cert = ops_make_cert(Path(str(tmp_path)))
     if cert is None:
         pytest.skip("openssl CLI not available")

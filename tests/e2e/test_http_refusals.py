@@ -11,7 +11,8 @@ from http import HTTPStatus
 
 import pytest
 
-from tests.support import Server, read_responses, reclusterd, server_closes, wait_log
+from tests.support.http_client import read_responses, server_closes
+from tests.support.process import Server, reclusterd, wait_log
 
 H = b"Host: example.com\r\n"
 COMBOS = [("sync", "httptools"), ("sync", "h11"), ("thread", "httptools"),

@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import one_error_line, run
-from tests.support import (
-    arbiter_server,
-    get_body,
-    wait_for,
-    wait_log,
-    wait_worker_pids,
-    write_app,
-)
+from tests.support.apps import write_app
+from tests.support.http_client import get_body
+from tests.support.process import arbiter_server, wait_for, wait_log, wait_worker_pids
 
 
 def access_config(path: Path, log: Path, prefix: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT, Server, free_port, http_get, wait_for
+from tests.support.http_client import http_get
+from tests.support.process import ROOT, Server, free_port, wait_for
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,7 +8,9 @@ import re
 import signal
 from pathlib import Path
 
-from tests.support import free_port, http_get, ops_write_echo_app, reclusterd, wait_for
+from tests.support.apps import OPS_ECHO
+from tests.support.http_client import http_get
+from tests.support.process import free_port, reclusterd, wait_for
 
 
 def all_ready(status_port: int, n: int) -> bool:
@@ -20,7 +22,7 @@ def all_ready(status_port: int, n: int) -> bool:
 
 
 def test_access_log_and_usr1_reopen(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     log = tmp_path / "access.log"
     errlog = tmp_path / "error.log"
     sport = free_port()
@@ -49,7 +51,7 @@ def test_access_log_and_usr1_reopen(tmp_path: Path) -> None:
 
 
 def test_access_log_json_to_stdout(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     with reclusterd(app, "--workers", "1", "--access-logfile", "-",
                     "--access-logformat", "json", cwd=tmp_path) as srv:
         srv.wait_ready()

@@ -13,20 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    Server,
-    free_port,
+from tests.support.apps import OPS_ECHO
+from tests.support.http_client import (
     http_get,
     ops_http_ok,
     ops_https_get,
     ops_make_cert,
-    ops_server_with_fds,
     ops_unix_answers,
     ops_unix_get,
-    ops_write_echo_app,
-    reclusterd,
-    wait_for,
 )
+from tests.support.process import Server, free_port, reclusterd, wait_for
 
 PY = sys.executable
 
@@ -36,7 +32,7 @@ def base_args(app: str, *opts: str) -> list[str]:
 
 
 def test_unix_socket_serves_and_is_removed_on_exit(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     path = tmp_path / "app.sock"
     with Server(base_args(app, "--bind", f"unix:{path}"), cwd=tmp_path) as srv:
         wait_for(lambda: srv.proc.poll() is None and ops_unix_answers(path),
@@ -51,7 +47,7 @@ def test_unix_socket_serves_and_is_removed_on_exit(tmp_path: Path) -> None:
 
 
 def test_unix_socket_stale_file_replaced(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     path = tmp_path / "stale.sock"
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(path))
@@ -61,15 +57,15 @@ def test_unix_socket_stale_file_replaced(tmp_path: Path) -> None:
 
 
 def test_fd_bind(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
     port = lsock.getsockname()[1]
     fd = lsock.fileno()
     try:
-        with ops_server_with_fds(base_args(app, "--bind", f"fd://{fd}"), [fd], cwd=tmp_path,
-                                 port=port) as srv:
+        with Server(base_args(app, "--bind", f"fd://{fd}"), cwd=tmp_path, port=port,
+                    pass_fds=[fd]) as srv:
             lsock.close()     # only the server holds it now
             srv.wait_ready()
             wait_for(lambda: ops_http_ok(port), 15, what="fd:// listener to serve")
@@ -86,7 +82,7 @@ SD_WRAPPER = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.close(int(sys.ar
 
 def test_systemd_socket_activation(tmp_path: Path) -> None:
     """Like systemd: socket on fd 3, LISTEN_PID = the exec'd server's pid; --bind ignored."""
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
@@ -96,7 +92,7 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     args = [PY, "-c", SD_WRAPPER, str(fd), "-m", "reclusterd", app, "--workers", "2",
             "--bind", f"127.0.0.1:{unused}"]
     try:
-        with ops_server_with_fds(args, [fd], cwd=tmp_path, port=port) as srv:
+        with Server(args, cwd=tmp_path, port=port, pass_fds=[fd]) as srv:
             lsock.close()
             wait_for(lambda: srv.proc.poll() is None and ops_http_ok(port), 15,
                      what="socket-activated listener to serve")
@@ -112,7 +108,7 @@ def test_ipv6_loopback(tmp_path: Path) -> None:
         port = free_port("::1")
     except OSError:
         pytest.skip("no IPv6 loopback")
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     args = base_args(app, "--bind", f"[::1]:{port}", "--workers", "1")
     with Server(args, cwd=tmp_path, port=port, host="::1") as srv:
         srv.wait_ready()
@@ -124,7 +120,7 @@ def test_tls_serves_https_scheme(tmp_path: Path) -> None:
     cert = ops_make_cert(tmp_path)
     if cert is None:
         pytest.skip("openssl CLI not available")
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     with reclusterd(app, "--workers", "1", "--certfile", cert[0], "--keyfile", cert[1],
                     cwd=tmp_path) as srv:
         srv.wait_ready()
@@ -143,7 +139,7 @@ def _try_https(port: int, cafile: str) -> tuple[int, dict[str, str], bytes] | No
 
 
 def test_tls_bad_cert_path_is_one_line_error(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     with reclusterd(app, "--certfile", str(tmp_path / "missing.pem"), cwd=tmp_path) as srv:
         code = srv.wait_exit(20)
         err = srv.stderr()
@@ -153,7 +149,7 @@ def test_tls_bad_cert_path_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_forwarded_headers_only_from_trusted_peers(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     fwd = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
     with reclusterd(app, "--workers", "1", cwd=tmp_path) as srv:   # default: trust 127.0.0.1
         srv.wait_ready()
@@ -188,7 +184,7 @@ def test_user_drop_after_bind(tmp_path: Path) -> None:
         usable = False
     if not usable:
         pytest.skip("user nobody cannot import the installed packages here")
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     os.chmod(tmp_path, 0o755)
     os.chmod(tmp_path / "opsapp.py", 0o644)
     with reclusterd(app, "--workers", "1", "--user", "nobody", cwd=tmp_path,
@@ -239,7 +235,7 @@ def test_unix_socket_mode_follows_umask(tmp_path: Path, opts: tuple[str, ...], m
         grp.getgrnam(group)
     except KeyError:
         pytest.skip(f"no 'nobody' user or {group!r} group")
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     sockdir = Path(tempfile.mkdtemp(prefix="reclusterd-sock-"))
     try:
         os.chmod(sockdir, 0o755)        # pytest's tmp_path is 0700: nobody could not reach it

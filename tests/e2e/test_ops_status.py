@@ -9,14 +9,9 @@ import socket
 import time
 from pathlib import Path
 
-from tests.support import (
-    free_port,
-    http_get,
-    ops_http_ok,
-    ops_write_echo_app,
-    reclusterd,
-    wait_for,
-)
+from tests.support.apps import OPS_ECHO
+from tests.support.http_client import http_get, ops_http_ok
+from tests.support.process import free_port, reclusterd, wait_for
 
 
 def metric(text: str, name: str) -> float:
@@ -35,7 +30,7 @@ def status(port: int, path: str) -> tuple[int, str]:
 
 
 def test_metrics_count_across_workers_and_probes(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     sport = free_port()
     with reclusterd(app, "--workers", "2", "--status-bind", f"127.0.0.1:{sport}",
                     cwd=tmp_path) as srv:
@@ -68,7 +63,7 @@ def test_metrics_count_across_workers_and_probes(tmp_path: Path) -> None:
 
 
 def test_shutdown_delay_readyz_503_while_serving(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     sport = free_port()
     delay = 3.0
     with reclusterd(app, "--workers", "1", "--status-bind", f"127.0.0.1:{sport}",
@@ -91,7 +86,7 @@ def test_shutdown_delay_readyz_503_while_serving(tmp_path: Path) -> None:
 
 
 def test_sd_notify_ready_after_serving_and_stopping(tmp_path: Path) -> None:
-    app = ops_write_echo_app(tmp_path)
+    app = OPS_ECHO
     nsock_path = tmp_path / "notify.sock"
     nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     nsock.bind(str(nsock_path))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.readme_shell import Block, BlockRunner, docstring_blocks, markdown_blocks
-from tests.support import ROOT
+from tests.support.process import ROOT
 
 BLOCKS = markdown_blocks(ROOT / "README.md") + [
     b for f in sorted((ROOT / "loadtests").glob("*.py")) for b in docstring_blocks(f)]

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import one_error_line, run
-from tests.support import (
-    ARBITER_APP,
-    ROOT,
-    arbiter_server,
-    get_body,
-    wait_for,
-    wait_log,
-    wait_worker_pids,
-)
+from tests.support.apps import versioned_source
+from tests.support.http_client import get_body
+from tests.support.process import ROOT, arbiter_server, wait_for, wait_log, wait_worker_pids
 
 WATCHING = "reload: watching "
 
@@ -24,7 +18,7 @@ WATCHING = "reload: watching "
 def save(directory: Path, version: str, extra: str = "") -> None:
     """Write app.py as an editor does: a temp file, then rename over the old one."""
     tmp = directory / ".app.py.tmp"
-    tmp.write_text(ARBITER_APP.format(version=version, extra=extra))
+    tmp.write_text(versioned_source(version, extra))
     os.replace(tmp, directory / "app.py")
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import raw_request, reclusterd, wait_for
+from tests.support.http_client import raw_request
+from tests.support.process import reclusterd, wait_for
 
 KINDS = [("sync", "wsgi", "httptools"), ("thread", "wsgi", "h11"),
          ("thread", "wsgi", "httptools"), ("asyncio", "asgi", "httptools"),

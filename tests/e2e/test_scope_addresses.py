@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import Server, free_port, ops_make_cert, ops_server_with_fds, wait_for
+from tests.support.http_client import ops_make_cert
+from tests.support.process import Server, free_port, wait_for
 
 KINDS = [("sync", "wsgi"), ("thread", "wsgi"), ("asyncio", "asgi")]
 Addr = tuple[int, Any]      # (family, address)
@@ -81,7 +82,7 @@ def listeners(request: pytest.FixtureRequest, tmp_path: Path,
     args = [sys.executable, "-m", "reclusterd", f"tests.apps.details:{flavour}", "--workers",
             "1", "--worker-class", kind, "--http", parser, *binds]
     try:
-        with ops_server_with_fds(args, [fd], port=port4) as srv:
+        with Server(args, port=port4, pass_fds=[fd]) as srv:
             lsock.close()
             srv.wait_ready()
             wait_for(lambda: _answers(addrs["unix"]), 15, what="the unix listener")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support import Server, free_port, reclusterd, wait_for
+from tests.support.process import Server, free_port, reclusterd, wait_for
 
 redis = pytest.importorskip("redis", reason="the redis client package is not installed")
 REDIS_SERVER = shutil.which("redis-server")

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Server, reclusterd, server_closes, wait_for
+from tests.support.http_client import server_closes
+from tests.support.process import Server, reclusterd, wait_for
 
 KINDS = [(k, p) for k in ("sync", "thread", "asyncio") for p in ("httptools", "h11")]
 APPS = {"sync": "tests.apps.matrix:wsgi", "thread": "tests.apps.matrix:wsgi",

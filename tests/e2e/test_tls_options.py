@@ -12,7 +12,7 @@ import pytest
 
 from reclusterd import tls
 from reclusterd.config import ConfigError, load
-from tests.support import reclusterd
+from tests.support.process import reclusterd
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl CLI missing")
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]

@@ -6,7 +6,9 @@ import os
 import signal
 from pathlib import Path
 
-from tests.support import http_get, reclusterd, wait_for, write_app
+from tests.support.apps import write_app
+from tests.support.http_client import http_get
+from tests.support.process import reclusterd, wait_for
 
 
 def test_stray_signals_do_not_kill_a_booting_worker(tmp_path: Path) -> None:

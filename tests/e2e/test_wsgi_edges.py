@@ -6,26 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http_get, raw_request, reclusterd
-
-APP = '''
-import sys
-
-def app(environ, start_response):
-    path = environ["PATH_INFO"]
-    if path == "/exit":
-        sys.exit(1)
-    if path == "/kbd":
-        raise KeyboardInterrupt
-    start_response("200 OK", [("Content-Length", "2")])
-    return [b"ok"]
-'''
+from tests.support.http_client import http_get, raw_request
+from tests.support.process import reclusterd
 
 
 @pytest.mark.parametrize("kind", ["thread", "sync"])
 def test_app_exit_gives_500_and_the_worker_keeps_serving(tmp_path: Path, kind: str) -> None:
-    (tmp_path / "exitapp.py").write_text(APP)
-    with reclusterd("exitapp:app", "--workers", "1", "--worker-class", kind, "--threads", "2",
+    with reclusterd("tests.apps.wsgi_exit:app",
+                    "--workers", "1", "--worker-class", kind, "--threads", "2",
                     "--chdir", str(tmp_path)) as srv:
         srv.wait_ready()
         pids = srv.wait_workers(1)
@@ -51,23 +39,12 @@ def test_upgrade_request_to_wsgi_is_served_as_http() -> None:
         assert b"\r\nconnection: close" not in first
 
 
-ENV_APP = '''
-import json
-
-def app(environ, start_response):
-    keys = ("SERVER_NAME", "SERVER_PORT", "HTTP_HOST", "PATH_INFO", "QUERY_STRING")
-    body = json.dumps({k: environ.get(k) for k in keys}).encode()
-    start_response("200 OK", [("Content-Length", str(len(body)))])
-    return [body]
-'''
-
-
 def test_absolute_form_target_authority_wins_over_host(tmp_path: Path) -> None:
     # RFC 9112 §3.2.2: the origin server ignores Host and uses the target's authority.
     import json
 
-    (tmp_path / "envapp.py").write_text(ENV_APP)
-    with reclusterd("envapp:app", "--workers", "1", "--chdir", str(tmp_path)) as srv:
+    with reclusterd("tests.apps.wsgi_host_env:app",
+                    "--workers", "1", "--chdir", str(tmp_path)) as srv:
         srv.wait_ready()
         raw = raw_request(srv.port, b"GET http://other.example:9/env?q=1 HTTP/1.1\r\n"
                           b"Host: x\r\nConnection: close\r\n\r\n")
@@ -86,9 +63,8 @@ def test_post_fork_hook_is_imported_from_the_app_directory(tmp_path: Path) -> No
         "import os\n"
         "def post_fork(worker):\n"
         f"    open(os.path.join({str(tmp_path)!r}, 'forked-%d' % os.getpid()), 'w').close()\n")
-    (tmp_path / "envapp.py").write_text(ENV_APP)
     # started from another directory: only --chdir makes hooks.py importable
-    with reclusterd("envapp:app", "--workers", "1", "--chdir", str(tmp_path),
+    with reclusterd("tests.apps.wsgi_host_env:app", "--workers", "1", "--chdir", str(tmp_path),
                     "--post-fork", "hooks:post_fork", cwd="/") as srv:
         srv.wait_ready()
         (pid,) = srv.wait_workers(1)

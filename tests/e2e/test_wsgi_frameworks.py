@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import read_responses, reclusterd
+from tests.support.http_client import read_responses
+from tests.support.process import reclusterd
 
 FLASK_APP = '''
 from flask import Flask, request, jsonify, Response, stream_with_context

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests.support import read_responses, reclusterd, server_closes, wait_for
+from tests.support.http_client import read_responses, server_closes
+from tests.support.process import reclusterd, wait_for
 
 APP = "tests.e2e.test_wsgi_apps:app"
 KINDS = ["thread", "sync"]

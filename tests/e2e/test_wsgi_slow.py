@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Server, read_responses, reclusterd, server_closes
+from tests.support.http_client import read_responses, server_closes
+from tests.support.process import Server, reclusterd
 
 APP = "tests.e2e.test_wsgi_apps:app"
 

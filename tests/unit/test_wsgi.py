@@ -15,7 +15,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import Conn
 from reclusterd.wsgi.handler import WSGIHandler
 from reclusterd.wsgi.input import Input
-from tests.support import wait_for
+from tests.support.process import wait_for
 
 
 def make(app: Any, *opts: str) -> tuple[WSGIHandler, Meter]:
