@@ -286,7 +286,7 @@ def test_relative_chdir_serves(tmp_path: Path) -> None:
 
 def test_check_config_reports_tls_websocket_reload_env_and_hooks(tmp_path: Path) -> None:
     """issue 16 "Done when": --check-config reports the setting groups added with it."""
-    from tests.support import ops_make_cert
+    from tests.support.http_client import ops_make_cert
 
     made = ops_make_cert(tmp_path)
     if made is None:

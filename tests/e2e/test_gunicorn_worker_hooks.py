@@ -10,7 +10,7 @@ import socket
 import textwrap
 from pathlib import Path
 
-from tests.support import reclusterd, wait_for
+from tests.support.process import reclusterd, wait_for
 
 APP = "tests.e2e.test_wsgi_apps:app"
 

@@ -162,6 +162,8 @@ def file(environ: Env, start: Start) -> Iterable[bytes]:
 
 
 def sleep(environ: Env, start: Start) -> list[bytes]:
+    # announced on stderr so a test can wait until the request is in the app
+    print(f"app: sleeping {environ['QUERY_STRING']}", file=sys.stderr, flush=True)
     time.sleep(float(environ["QUERY_STRING"] or "1"))
     return _reply(start, b"slept\n", ctype="text/plain")
 

@@ -45,8 +45,7 @@ def test_term_drains_in_flight_request(kind: str) -> None:
             idle.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
             assert read_responses(idle, ["GET"])[0][0].status == 200
         s, t, out = start_get(srv.port, "/sleep?1.5")
-        wait_for(lambda: "slept" not in srv.stderr(), timeout=1)
-        time.sleep(0.3)  # let the request reach the app (no condition to observe from outside)
+        wait_for(lambda: "app: sleeping 1.5" in srv.stderr(), what="the request in the app")
         os.kill(wpid, signal.SIGTERM)
         if idle is not None:
             assert server_closes(idle, timeout=3)        # idle keep-alive closed at once
@@ -57,7 +56,7 @@ def test_term_drains_in_flight_request(kind: str) -> None:
         wait_for(lambda: wpid not in srv.workers(), timeout=5, what="worker exit")
         s.close()
         wait_for(lambda: f"worker {wpid}" in srv.stderr() and "exited" in srv.stderr(),
-                 timeout=5)
+                 timeout=15, what="the arbiter's exit line")
 
 
 def test_quit_exits_at_once_with_a_request_hanging() -> None:
@@ -65,7 +64,7 @@ def test_quit_exits_at_once_with_a_request_hanging() -> None:
         srv.wait_ready()
         (wpid,) = srv.wait_workers(1)
         s, t, out = start_get(srv.port, "/sleep?30")
-        time.sleep(0.3)
+        wait_for(lambda: "app: sleeping 30" in srv.stderr(), what="the request in the app")
         t0 = time.monotonic()
         os.kill(wpid, signal.SIGQUIT)
         wait_for(lambda: wpid not in srv.workers(), timeout=3, what="worker exit")
@@ -151,7 +150,7 @@ def test_abrt_dumps_every_thread() -> None:
         srv.wait_ready()
         (wpid,) = srv.wait_workers(1)
         s, t, out = start_get(srv.port, "/sleep?30")
-        time.sleep(0.3)
+        wait_for(lambda: "app: sleeping 30" in srv.stderr(), what="the request in the app")
         os.kill(wpid, signal.SIGABRT)
         wait_for(lambda: wpid not in srv.workers(), timeout=5)
         log = srv.stderr()
