@@ -68,6 +68,10 @@ def _ignore(*_: object) -> None:
     return None
 
 
+def _zero() -> int:
+    return 0
+
+
 class Meter:
     """Per-worker request accounting, shared by every thread/task of the worker.
 
@@ -95,6 +99,7 @@ class Meter:
         self.recycle_requested = False
         self.on_recycle: Callable[[str], None] = _ignore
         self.on_progress: Callable[[float], None] = _ignore
+        self.log_drops: Callable[[], int] = _zero   # log lines the process dropped so far
         self._tokens = itertools.count(1)
         self._next_mem_check = 0.0
 
@@ -174,4 +179,5 @@ class Meter:
             self.read_rss_kb()
         return {"requests": self.requests, "in_flight": len(self.in_flight),
                 "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
-                "rss_kb": self.rss_kb, **self.durations.stats()}
+                "rss_kb": self.rss_kb, "log_dropped": self.log_drops(),
+                **self.durations.stats()}

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.logging import lines_dropped
 from reclusterd.meter import Meter
 from reclusterd.workers.boot import (
     EXIT_BOOT_ERROR,
@@ -78,6 +79,7 @@ class Worker:
             owner=self)
         self.meter.on_recycle = channel.recycle
         self.meter.on_progress = self.maybe_heartbeat
+        self.meter.log_drops = lines_dropped
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_w, False)
