@@ -77,7 +77,7 @@ class Worker:
             import_object(cfg.pre_request, "pre_request hook") if cfg.pre_request else None,
             import_object(cfg.post_request, "post_request hook") if cfg.post_request else None,
             owner=self)
-        self.meter.on_recycle = channel.recycle
+        self.meter.on_recycle = self.ask_recycle
         self.meter.on_progress = self.maybe_heartbeat
         self.meter.log_drops = lines_dropped
         self.wake_fd, self._wake_w = os.pipe()
@@ -148,6 +148,17 @@ class Worker:
                 pass
         except OSError:
             pass
+
+    def ask_recycle(self, reason: str) -> None:
+        """The meter wants a replacement. Over --max-worker-memory the worker also stops
+        taking new requests now (it drains as on TERM: in-flight requests finish, the
+        listeners go) while the arbiter boots its replacement: every further request
+        would grow it further (issue 14: a 5 MB-a-request leak reached 7-9x the limit)."""
+        self.channel.recycle(reason)
+        if reason == "memory":
+            # On the serving thread/loop that saw it, now: a self-sent TERM would wait for
+            # the main thread to get the GIL while the pool keeps accepting.
+            self.begin_drain()
 
     # -- the master is gone ------------------------------------------------------
     def _watch_master(self) -> None:
