@@ -90,7 +90,7 @@ class Policy:
             w.recycle_reason = str(payload) or "requested"
             log.info("%s asks to be recycled (%s)", w.label, w.recycle_reason)
             if w.recycle_reason == MEMORY and w.reason is None:
-                w.replacing = True   # it stopped taking requests: replace it now
+                self._start_replacing(w)   # it stopped taking requests: replace it now
 
     def _judge_memory(self, w: Worker, now: float) -> None:
         """Over twice --max-worker-memory (its RSS on the heartbeat): TERM it now, without
@@ -300,10 +300,13 @@ class Policy:
         asked = [w for w in self.table.serving(self.generation)
                  if w.recycle_reason is not None and w.state is State.READY]
         if asked:
-            w = min(asked, key=lambda w: w.spawned_at)
-            w.replacing = True
-            log.info("%s recycling (%s): starting its replacement first", w.label,
-                     w.recycle_reason)
+            self._start_replacing(min(asked, key=lambda w: w.spawned_at))
+
+    @staticmethod
+    def _start_replacing(w: Worker) -> None:
+        w.replacing = True
+        log.info("%s recycling (%s): starting its replacement first", w.label,
+                 w.recycle_reason)
 
     def _report(self) -> None:
         """READY=1 once the first generation is all ready; STATUS= on every count change."""
