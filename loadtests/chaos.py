@@ -355,15 +355,20 @@ def log_stall(ctx: Ctx, klass: str) -> Row:
         row.recovery = until(lambda: gen.ok >= 3000, 20)
         gen.stop()
         row.requests, row.errors = gen.ok, len(gen.failures) + (row.recovery is None)
-        metrics = _metrics(status_port)
-        m = re.search(r"^reclusterd_log_lines_dropped_total (\S+)$", metrics, re.M)
-        row.note = f"{float(m.group(1)):.0f} lines dropped" if m else "no drop counter"
+        until(lambda: _dropped(status_port), 3, 0.1)     # heartbeats lag up to 1 s
+        dropped = _dropped(status_port)
+        row.note = "no drop counter" if dropped is None else f"{dropped:.0f} lines dropped"
         row.recovery = None
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         os.close(read_end)
     return row
+
+
+def _dropped(port: int) -> float | None:
+    m = re.search(r"^reclusterd_log_lines_dropped_total (\S+)$", _metrics(port), re.M)
+    return float(m.group(1)) if m else None
 
 
 def _metrics(port: int) -> str:
