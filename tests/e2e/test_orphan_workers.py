@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.e2e.test_arbiter_basic import port_is_free
 from tests.support import raw_request, reclusterd, wait_for
 
 GRACE = 2.0
@@ -27,18 +27,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 '''
-
-
-def can_bind(port: int) -> bool:
-    """True if a new server could listen on the port now (what a restart does)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            s.listen()
-        except OSError:
-            return False
-        return True
 
 
 def gone(pid: int) -> bool:
@@ -67,12 +55,12 @@ def test_orphaned_worker_frees_the_port_and_exits_within_graceful_timeout(
         killed = time.monotonic()
         srv.proc.wait(5)
         # The listener goes at once, not when the sleeping request ends.
-        wait_for(lambda: can_bind(srv.port), 1.0 + GRACE, what="the port to be free")
+        wait_for(lambda: port_is_free(srv.port), 1.0 + GRACE, what="the port to be free")
         wait_for(lambda: gone(worker), GRACE + 1.0 + 2.0, interval=0.05,
                  what="the orphaned worker to exit")
         took = time.monotonic() - killed
         assert took <= GRACE + 1.0, f"orphan lived {took:.1f}s after its master"
-        assert can_bind(srv.port)
+        assert port_is_free(srv.port)
         assert f"master {srv.pid} is gone" in srv.stderr()
         client.join(5)
 
