@@ -1,9 +1,10 @@
 """Error log and access log, both reopenable on USR1 (logrotate renames, then signals).
 
 Everyone logs through `logging.getLogger("reclusterd.error")`; `setup_logging`
-only decides where it goes. The access log writes each line with one `os.write`
-on an O_APPEND fd: no buffering, safe from many threads, and reopen swaps the fd
-in place with dup2 so writers never see a closed file. With --log-config the
+only decides where it goes. Both logs write whole lines to an O_APPEND fd through
+reclusterd.logsink (a bounded buffer and a writer thread: a stalled reader costs
+dropped, counted lines, never a blocked request or master loop), and reopen swaps
+the fd in place with dup2 so writers never see a closed file. With --log-config the
 access lines go to the `reclusterd.access` logger instead, and the user's file
 (reclusterd/logconfig.py) is applied on top of the built-in handlers, in the
 master and again in each worker after fork.
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reclusterd import logconfig
+from reclusterd import logconfig, logsink
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -42,24 +43,58 @@ _access_logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
-class _ReopenableFileHandler(logging.FileHandler):
-    def reopen(self) -> None:
-        self.acquire()
+class _SinkHandler(logging.Handler):
+    """A log handler that never blocks: records go to the fd's bounded buffer
+    (reclusterd.logsink), written by a thread; reopenable in place (USR1)."""
+
+    def __init__(self, path: str | None, std_fd: int) -> None:
+        super().__init__()
+        self.path = path            # None: the process's stdout/stderr (`std_fd`)
+        self.fd = std_fd if path is None else _open_append(path)
+        self.sink = logsink.sink_for(self.fd)
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self.stream:
-                try:
-                    self.stream.close()
-                except OSError:
-                    pass
-            self.stream = self._open()
-        finally:
-            self.release()
+            line = self.format(record) + "\n"
+            self.sink.write(line.encode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - logging.Handler's own contract
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def reopen(self) -> None:
+        """Open the path afresh (logrotate renamed it) and swap the fd in place."""
+        if self.path is not None:
+            _reopen_in_place(self.path, self.fd)
+
+    def close(self) -> None:
+        if self.path is not None and self.fd >= 0:
+            logsink.forget(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+        super().close()
 
 
-def _stream_or_file(path: str | None, stream: Any) -> logging.Handler:
-    if path in (None, "", "-"):
-        return logging.StreamHandler(stream)
-    return _ReopenableFileHandler(str(path), mode="a", encoding="utf-8")
+def _open_append(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _reopen_in_place(path: str, fd: int) -> None:
+    """USR1: what was logged before goes to the old file (bounded wait), then swap."""
+    logsink.sink_for(fd).flush()
+    try:
+        new = _open_append(path)
+    except OSError:
+        logging.getLogger(ERROR_LOGGER).exception("cannot reopen log file %s", path)
+        return
+    os.dup2(new, fd, inheritable=False)
+    os.close(new)
+
+
+def _stream_or_file(path: str | None, std_fd: int) -> logging.Handler:
+    """A handler for `path`; None, "" or "-" mean `std_fd` (1 = stdout, 2 = stderr)."""
+    return _SinkHandler(None if path in (None, "", "-") else str(path), std_fd)
 
 
 def _builtin(cfg: Config) -> None:
@@ -72,7 +107,7 @@ def _builtin(cfg: Config) -> None:
             h.close()
         _handlers.clear()
         logger = logging.getLogger(ERROR_LOGGER)
-        handler = _stream_or_file(cfg.error_logfile, sys.stderr)
+        handler = _stream_or_file(cfg.error_logfile, 2)
         handler.setFormatter(logging.Formatter(ERROR_FORMAT, DATE_FORMAT))
         logger.addHandler(handler)
         _handlers.append((logger, handler))
@@ -85,7 +120,7 @@ def _builtin(cfg: Config) -> None:
             access.setLevel(logging.INFO)
             access.propagate = False
             if access_path:
-                handler = _stream_or_file(access_path, sys.stdout)
+                handler = _stream_or_file(access_path, 1)
                 handler.setFormatter(logging.Formatter("%(message)s"))
                 access.addHandler(handler)
                 _handlers.append((access, handler))
@@ -120,11 +155,21 @@ def setup_logging(cfg: Config) -> None:
     _last_good = applied
 
 
+def lines_dropped() -> int:
+    """Log lines this process dropped because its output could not keep up (logsink)."""
+    return logsink.lines_dropped()
+
+
+def flush_output(timeout: float = logsink.FLUSH_WAIT) -> None:
+    """Before os._exit: write what is queued, waiting at most `timeout` s in all."""
+    logsink.flush_all(timeout)
+
+
 def reopen_logs() -> None:
     """USR1: reopen the error log file and every access log file of this process."""
     with _lock:
         for _, h in _handlers:
-            if isinstance(h, _ReopenableFileHandler):
+            if isinstance(h, _SinkHandler):
                 h.reopen()
     if _last_good is not None:
         _reopen_configured()
@@ -324,10 +369,11 @@ class AccessLog:
             self._fd = self._open(self.path)
             self._owns_fd = True
             _access_logs.add(self)
+        self._sink = logsink.sink_for(self._fd) if self._fd >= 0 else None
 
     @staticmethod
     def _open(path: str) -> int:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return _open_append(path)
 
     def log(self, info: AccessInfo) -> None:
         """Write one line; never raises into the request path."""
@@ -339,24 +385,19 @@ class AccessLog:
             return
         try:
             line = format_line(self.format, info) + "\n"
-            os.write(self._fd, line.encode("utf-8", "replace"))
+            if self._sink is not None:
+                self._sink.write(line.encode("utf-8", "replace"))
         except Exception:  # noqa: BLE001 - logging must not fail a request
             logging.getLogger(ERROR_LOGGER).debug("access log write failed", exc_info=True)
 
     def reopen(self) -> None:
         """Open the path afresh (after logrotate renamed it) and swap the fd in place."""
-        if not self._owns_fd or self.path is None:
-            return
-        try:
-            new = self._open(self.path)
-        except OSError:
-            logging.getLogger(ERROR_LOGGER).exception("cannot reopen access log %s", self.path)
-            return
-        os.dup2(new, self._fd, inheritable=False)
-        os.close(new)
+        if self._owns_fd and self.path is not None:
+            _reopen_in_place(self.path, self._fd)
 
     def close(self) -> None:
         if self._owns_fd and self._fd >= 0:
+            logsink.forget(self._fd)
             os.close(self._fd)
             self._fd = -1
         self.enabled = False

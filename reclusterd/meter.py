@@ -21,7 +21,6 @@ log = logging.getLogger("reclusterd.error")
 
 # Upper bounds (seconds) of the request-duration histogram; +Inf is implicit.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-MEMORY_CHECK_INTERVAL = 1.0     # seconds between two reads of /proc/self/statm
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 Hook = Callable[..., object]
@@ -56,16 +55,33 @@ class DurationHistogram:
 
 
 def read_rss_kb() -> int:
-    """Resident set size of this process in kB (0 if /proc is not there)."""
+    """Resident set size of this process in kB (0 if /proc is not there).
+
+    One pread(2) on a kept-open /proc/PID/statm (a few µs), so it can run after every
+    request: reopened when the pid changed (a fork must not read its parent's).
+    """
+    global _statm
+    pid = os.getpid()
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE_KB
+        if _statm[0] != pid:
+            if _statm[1] >= 0:
+                os.close(_statm[1])
+            _statm = (pid, -1)
+            _statm = (pid, os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC))
+        return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE_KB
     except (OSError, ValueError, IndexError):
         return 0
 
 
+_statm: tuple[int, int] = (0, -1)     # (pid, fd of /proc/pid/statm)
+
+
 def _ignore(*_: object) -> None:
     return None
+
+
+def _zero() -> int:
+    return 0
 
 
 class Meter:
@@ -95,8 +111,8 @@ class Meter:
         self.recycle_requested = False
         self.on_recycle: Callable[[str], None] = _ignore
         self.on_progress: Callable[[float], None] = _ignore
+        self.log_drops: Callable[[], int] = _zero   # log lines the process dropped so far
         self._tokens = itertools.count(1)
-        self._next_mem_check = 0.0
 
     # -- hot path ---------------------------------------------------------------
     def started(self, now: float | None = None) -> int:
@@ -104,6 +120,10 @@ class Meter:
         the token goes to progress() and finished()."""
         token = next(self._tokens)
         self.in_flight[token] = time.monotonic() if now is None else now
+        if self.max_rss_kb:
+            # Also before the app runs: the other requests in flight may have grown us
+            # past the limit already, and this one is the last this worker should take.
+            self.check_memory()
         return token
 
     def progress(self, token: int) -> None:
@@ -123,11 +143,7 @@ class Meter:
         if self.max_requests and self.requests >= self.max_requests:
             self.ask_recycle("max-requests")
         if self.max_rss_kb:
-            now = time.monotonic()
-            if now >= self._next_mem_check:
-                self._next_mem_check = now + MEMORY_CHECK_INTERVAL
-                if self.read_rss_kb() > self.max_rss_kb:
-                    self.ask_recycle("memory")
+            self.check_memory()
 
     def before(self, info: object) -> None:
         """pre_request(owner, environ_or_scope)."""
@@ -154,6 +170,12 @@ class Meter:
                      os.getpid(), reason, self.requests, self.rss_kb)
             self.on_recycle(reason)
 
+    def check_memory(self) -> None:
+        """--max-worker-memory: after every request and on every heartbeat (an idle
+        worker that grew on its last request is caught too); over it, ask once."""
+        if self.read_rss_kb() > self.max_rss_kb and not self.recycle_requested:
+            self.ask_recycle("memory")
+
     def read_rss_kb(self) -> int:
         rss = read_rss_kb()
         if rss:
@@ -170,8 +192,11 @@ class Meter:
     def stats(self) -> dict[str, int | float]:
         """The heartbeat's counters (the arbiter sums them across workers)."""
         c = self.status_counts
-        if not self.max_rss_kb:
+        if self.max_rss_kb:
+            self.check_memory()
+        else:
             self.read_rss_kb()
         return {"requests": self.requests, "in_flight": len(self.in_flight),
                 "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
-                "rss_kb": self.rss_kb, **self.durations.stats()}
+                "rss_kb": self.rss_kb, "log_dropped": self.log_drops(),
+                **self.durations.stats()}

@@ -477,8 +477,13 @@ class Arbiter:
     # ------------------------------------------------------------ helpers
 
     def snapshot(self) -> dict[str, object]:
-        """Cluster state for the status server (see Policy.snapshot)."""
-        return self.policy.snapshot(time.monotonic(), self.pid)
+        """Cluster state for the status server (see Policy.snapshot), with the log lines
+        the master itself dropped added to the workers' (heartbeat key log_dropped)."""
+        snap = self.policy.snapshot(time.monotonic(), self.pid)
+        totals = snap.get("totals")
+        if isinstance(totals, dict):
+            totals["log_dropped"] = totals.get("log_dropped", 0) + rlogging.lines_dropped()
+        return snap
 
     def _write_pidfile(self, path: str) -> None:
         other = pidfile_owner(path, self.pid)

@@ -34,6 +34,7 @@ EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, sig
 # ...unless it keeps happening: this many such deaths in a row with no worker ever
 # ready is a failed first start after all (a memory limit below what the app needs).
 MAX_KILLED_BEFORE_READY = 3
+MEMORY = "memory"     # the recycle reason (and stop reason) of --max-worker-memory
 
 
 class Policy:
@@ -80,6 +81,7 @@ class Policy:
             w.stats = clean_stats(payload)
             if w.stats.get("requests", 0) > 0:
                 self._ready(w, now)   # it answered a request: it was ready (message lost)
+            self._judge_memory(w, now)
         elif kind == "ready":
             self._ready(w, now)
         elif kind == "boot_error":
@@ -87,6 +89,18 @@ class Policy:
         elif kind == "recycle" and w.recycle_reason is None:
             w.recycle_reason = str(payload) or "requested"
             log.info("%s asks to be recycled (%s)", w.label, w.recycle_reason)
+            if w.recycle_reason == MEMORY and w.reason is None:
+                self._start_replacing(w)   # it stopped taking requests: replace it now
+
+    def _judge_memory(self, w: Worker, now: float) -> None:
+        """Over twice --max-worker-memory (its RSS on the heartbeat): TERM it now, without
+        waiting for its replacement; up to twice, the worker itself stops taking requests."""
+        limit_kb = w.cfg.max_worker_memory * 1024
+        rss_kb = w.stats.get("rss_kb", 0)
+        if limit_kb > 0 and w.reason is None and rss_kb > 2 * limit_kb:
+            log.warning("%s uses %d MB, over twice --max-worker-memory %d MB: replacing it "
+                        "now", w.label, rss_kb // 1024, w.cfg.max_worker_memory)
+            self.stopper.retire(w, MEMORY, now)
 
     def _ready(self, w: Worker, now: float) -> None:
         if w.state is not State.BOOTING or w.reason is not None:
@@ -117,6 +131,8 @@ class Policy:
             self.killed_before_ready += 1
         elif was_ready:
             self.killed_before_ready = 0
+        if w.reason is None and w.recycle_reason == MEMORY and signum is None:
+            w.reason = "recycle"    # it drained itself (over the limit): expected
         extra = f" ({w.reason})" if w.reason else ("" if was_ready else " before ready")
         log.info("%s %s%s after %.1fs", w.label, what, extra, w.age(now))
         w.state = State.EXITED
@@ -284,10 +300,13 @@ class Policy:
         asked = [w for w in self.table.serving(self.generation)
                  if w.recycle_reason is not None and w.state is State.READY]
         if asked:
-            w = min(asked, key=lambda w: w.spawned_at)
-            w.replacing = True
-            log.info("%s recycling (%s): starting its replacement first", w.label,
-                     w.recycle_reason)
+            self._start_replacing(min(asked, key=lambda w: w.spawned_at))
+
+    @staticmethod
+    def _start_replacing(w: Worker) -> None:
+        w.replacing = True
+        log.info("%s recycling (%s): starting its replacement first", w.label,
+                 w.recycle_reason)
 
     def _report(self) -> None:
         """READY=1 once the first generation is all ready; STATUS= on every count change."""

@@ -91,6 +91,9 @@ def render(snap: Mapping[str, Any]) -> str:
     lines.append(f"reclusterd_requests_in_flight {_num(t.get('in_flight', 0))}")
     family("reclusterd_workers_rss_bytes", "gauge", "Resident memory of all workers.")
     lines.append(f"reclusterd_workers_rss_bytes {_num(t.get('rss_kb', 0) * 1024)}")
+    family("reclusterd_log_lines_dropped_total", "counter",
+           "Log lines dropped because the log output could not keep up.")
+    lines.append(f"reclusterd_log_lines_dropped_total {_num(t.get('log_dropped', 0))}")
     family("reclusterd_request_duration_seconds", "histogram", "Request duration.")
     cum = 0.0
     for i, bound in enumerate((*BUCKETS, float("inf"))):

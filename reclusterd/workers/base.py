@@ -14,11 +14,13 @@ import os
 import random
 import signal
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from reclusterd import hooks, tls
+from reclusterd.logging import lines_dropped
 from reclusterd.meter import Meter
 from reclusterd.workers.boot import (
     EXIT_BOOT_ERROR,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_BOOT_ERROR", "EXIT_OK", "BootError", "Worker"]
 
 log = logging.getLogger("reclusterd.error")
+ORPHAN_POLL = 0.2   # s between two looks at the parent pid (the watchdog's cost: ~5 syscalls/s)
 
 
 def _server_context(cfg: Config) -> ssl.SSLContext | None:
@@ -87,11 +90,16 @@ class Worker:
         self.meter = Meter(
             timeout, max_requests, int(cfg.max_worker_memory) * 1024,
             self.hooks.get("pre_request"), self.hooks.get("post_request"), owner=self)
-        self.meter.on_recycle = channel.recycle
+        self.meter.on_recycle = self.ask_recycle
         self.meter.on_progress = self.maybe_heartbeat
+        self.meter.log_drops = lines_dropped
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_w, False)
+        # Forked by the arbiter: our parent is the master. Orphans must not keep the port.
+        self.master_pid = os.getppid()
+        threading.Thread(target=self._watch_master, name="reclusterd-orphan-watchdog",
+                         daemon=True).start()
 
     # -- lifecycle ---------------------------------------------------------
     def run(self) -> None:
@@ -173,6 +181,66 @@ class Worker:
                 pass
         except OSError:
             pass
+
+    def ask_recycle(self, reason: str) -> None:
+        """The meter wants a replacement. Over --max-worker-memory the worker also stops
+        taking new requests now (it drains as on TERM: in-flight requests finish, the
+        listeners go) while the arbiter boots its replacement: every further request
+        would grow it further (issue 14: a 5 MB-a-request leak reached 7-9x the limit)."""
+        self.channel.recycle(reason)
+        if reason == "memory":
+            # On the serving thread/loop that saw it, now: a self-sent TERM would wait for
+            # the main thread to get the GIL while the pool keeps accepting.
+            self.begin_drain()
+
+    # -- the master is gone ------------------------------------------------------
+    def _watch_master(self) -> None:
+        """Daemon thread: notice the master's death (we are reparented) and leave.
+
+        Without it a worker whose master was SIGKILLed keeps the listening socket (new
+        clients hang in its backlog, a restart fails with EADDRINUSE) for as long as its
+        app runs. Whatever the app does (even a blocking call inside `async def`), the
+        listeners are released at once and the process exits within --graceful-timeout.
+        """
+        while os.getppid() == self.master_pid:
+            time.sleep(ORPHAN_POLL)
+        grace = max(0.0, float(self.cfg.graceful_timeout))
+        deadline = time.monotonic() + grace
+        log.warning("worker %d: master %d is gone; closing the listeners, draining, "
+                    "exiting within %gs (--graceful-timeout)", self.pid, self.master_pid,
+                    grace)
+        try:
+            os.kill(self.pid, signal.SIGTERM)   # the usual drain, on the thread that serves
+        except OSError:
+            pass
+        self.release_listeners()
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        log.warning("worker %d: orphaned and still running after %gs; exiting now",
+                    self.pid, grace)
+        flush_logs()
+        os._exit(EXIT_OK)
+
+    def release_listeners(self) -> None:
+        """Drop this process's hold on the listening sockets now, from any thread.
+
+        Each fd is replaced by /dev/null with dup2 instead of closed: the fd number stays
+        taken (no other thread can get it back from open/accept while an event loop or
+        epoll set still knows it) and accept() on it fails instead of blocking.
+        """
+        try:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            for lst in self.listeners:
+                try:
+                    fd = lst.sock.fileno()
+                    if fd >= 0:
+                        os.dup2(null, fd, inheritable=False)
+                except OSError:
+                    pass
+        finally:
+            os.close(null)
 
     # -- heartbeats ------------------------------------------------------------
     def maybe_heartbeat(self, now: float | None = None) -> None:

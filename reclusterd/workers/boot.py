@@ -152,7 +152,9 @@ def reset_signals() -> None:
 
 
 def flush_logs() -> None:
-    """Flush the error log and stdio (before os._exit, which skips that)."""
+    """Flush the error log, the access log and stdio (before os._exit, which skips that)."""
+    from reclusterd.logging import flush_output
+    flush_output()
     for h in logging.getLogger("reclusterd.error").handlers + logging.getLogger().handlers:
         try:
             h.flush()

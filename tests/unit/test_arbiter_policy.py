@@ -406,3 +406,42 @@ def test_after_a_master_pause_booting_workers_keep_their_boot_time() -> None:
     assert not h.fx.sent(signal.SIGABRT)
     h.turn(3.5)
     assert h.fx.sent(signal.SIGABRT)     # then judged as before (a failed first start)
+
+
+def test_over_the_memory_limit_the_replacement_boots_at_once_and_a_self_drain_is_expected(
+        ) -> None:
+    """Issue 14 item 10: a worker over --max-worker-memory stopped taking requests itself;
+    its replacement starts now (not after other recycles), and its own exit is a recycle."""
+    h = Harness("--max-worker-memory", "150")
+    a, b = h.started()
+    h.policy.on_message(b, "recycle", "max-requests", h.clock.t)
+    h.turn()                                    # b's replacement boots
+    h.policy.on_message(a, "recycle", "memory", h.clock.t)
+    h.turn()
+    booting = [w for w in h.workers() if w.state is State.BOOTING]
+    assert len(booting) == 2                    # a's replacement did not wait for b's
+    h.exit(a, "exited with code 0")             # a drained and left on its own
+    assert h.policy.stats.restarts == {"recycle": 1}
+    assert h.policy.backoff.wait() == 0         # no crash, no respawn delay
+    assert not h.fx.sent(signal.SIGTERM)
+
+
+def test_over_twice_the_memory_limit_on_a_heartbeat_is_terminated_now() -> None:
+    """Issue 14 item 10: the heartbeat's RSS is judged too; over 2x: TERM, no waiting."""
+    h = Harness("--max-worker-memory", "150")
+    a, b = h.started()
+    h.policy.on_message(a, "hb", {"rss_kb": 290 * 1024}, h.clock.t)   # over, under 2x
+    h.turn()
+    assert not h.fx.sent(signal.SIGTERM)
+    h.policy.on_message(b, "hb", {"rss_kb": 301 * 1024}, h.clock.t)
+    assert h.fx.sent(signal.SIGTERM) == [b.pid]
+    assert b.reason == "memory"
+    h.turn()
+    assert len([w for w in h.workers() if w.state is State.BOOTING]) == 1   # its replacement
+
+
+def test_memory_is_not_judged_without_a_limit() -> None:
+    h = Harness()
+    a, _ = h.started()
+    h.policy.on_message(a, "hb", {"rss_kb": 10 ** 9}, h.clock.t)
+    assert not h.fx.sent(signal.SIGTERM)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reclusterd import config
+from reclusterd import config, logsink
 from reclusterd import logging as rlog
 from reclusterd.logging import AccessInfo, AccessLog, format_line
 
@@ -107,6 +107,7 @@ def test_access_log_file_and_reopen(tmp_path: Path) -> None:
     log.log(info(status=404))            # still goes to the renamed file
     rlog.reopen_logs()
     log.log(info(status=500))
+    logsink.flush_all()
     assert (tmp_path / "access.log.1").read_text() == "200 /p/a\n404 /p/a\n"
     assert path.read_text() == "500 /p/a\n"
     log.close()
@@ -120,6 +121,7 @@ def test_error_log_format_file_and_reopen(tmp_path: Path) -> None:
     os.rename(path, tmp_path / "error.log.1")
     rlog.reopen_logs()
     logger.warning("after")
+    logsink.flush_all()
     first = (tmp_path / "error.log.1").read_text()
     assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] "
                         rf"\[{os.getpid()}\] \[DEBUG\] hello world\n", first), first
