@@ -6,7 +6,7 @@
 
 Loopback only; every server runs in its own process group and is killed at the end of
 its scenario; every wait has a deadline. Load comes from wrk (when installed) for steady
-traffic, and from tests/support.py's LoadGen or raw sockets where wrk cannot express
+traffic, and from tests/support/load.py's LoadGen or raw sockets where wrk cannot express
 the fault (idle connections, pipelining without reading, slow readers). A scenario runs
 against whatever the code does today: a fault not fixed yet shows as errors, not as a
 crash of this script. Columns: requests served, errors (requests lost, resets, timeouts,
@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from tests.support import LoadGen, Server, free_port, port_answers, reclusterd  # noqa: E402
+from tests.support.load import LoadGen  # noqa: E402
+from tests.support.process import Server, free_port, port_answers, reclusterd  # noqa: E402
 
 CLASSES = ("sync", "thread", "asyncio")
 APP = '''

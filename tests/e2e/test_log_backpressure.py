@@ -16,7 +16,8 @@ import threading
 
 import pytest
 
-from tests.support import ROOT, free_port, http_get, port_answers, wait_for
+from tests.support.http_client import http_get
+from tests.support.process import ROOT, free_port, port_answers, wait_for
 
 REQUESTS = 3000
 CLIENTS = 4

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from tests.e2e.test_arbiter_basic import port_is_free
-from tests.support import raw_request, reclusterd, wait_for
+from tests.support.http_client import raw_request
+from tests.support.process import reclusterd, wait_for
 
 GRACE = 2.0
 APP = '''

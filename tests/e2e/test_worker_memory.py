@@ -11,7 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import LoadGen, Server, http_get, reclusterd, wait_for
+from tests.support.http_client import http_get
+from tests.support.load import LoadGen
+from tests.support.process import Server, reclusterd, wait_for
 
 LIMIT_MB = 150
 LEAK_APP = '''
