@@ -43,17 +43,30 @@ class SyncWorker(Worker):
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=False,
                                    secure=self.ssl is not None, persistent=False)
         self.current: Conn | None = None      # the connection being served
+        self.poller = select.poll()
+        self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
 
     def on_drain(self) -> None:
-        """TERM: the connection being read gets the drain deadlines too (http.connection)."""
+        """TERM: close this worker's copy of the listeners at once (new connections go to
+        the other workers, or are refused: never queued for a worker that will not accept
+        them); the connection being read gets the drain deadlines (http.connection).
+        Runs in the signal handler, on the one thread, which may be inside the app: the
+        loop that polls the listeners leaves as soon as it sees `draining`."""
         self.handler.draining = True
+        for fd, (sock, _) in list(self.lsocks.items()):
+            try:
+                self.poller.unregister(fd)
+            except (KeyError, OSError):
+                pass
+            sock.close()
+        self.lsocks.clear()
         if self.current is not None:
             self.current.h1.begin_drain(self.handler.drain_grace)
 
     def run(self) -> None:
         self.install_signals()
-        poller = select.poll()
-        lsocks: dict[int, tuple[socket.socket, Environ]] = {}
+        poller = self.poller
+        lsocks = self.lsocks
         for lst in self.listeners:
             sock = lst.sock
             sock.setblocking(False)
@@ -72,9 +85,10 @@ class SyncWorker(Worker):
                 if fd == self.wake_fd:
                     self.clear_wake()
                     continue
-                if self.draining:
+                lsock = lsocks.get(fd)
+                if self.draining or lsock is None:
                     break
-                self._accept(*lsocks[fd])
+                self._accept(*lsock)
                 self.maybe_heartbeat()
         self.alive = False
         self.final_heartbeat()

@@ -110,12 +110,20 @@ class ThreadWorker(Worker):
         self.final_heartbeat()
 
     def _stop_accepting(self) -> None:
-        for fd in list(self.lsocks):
+        """Draining: close this worker's copy of every listener at once, so the kernel
+        queues new connections for the other workers (or refuses them when none is
+        left) instead of for a worker that will never accept them (they would be reset
+        when it exits). Unregister first: the other processes' copies keep the open file
+        alive, and so its epoll registration."""
+        with self.lock:
+            lsocks = list(self.lsocks.items())
+            self.lsocks.clear()
+        for fd, (sock, _) in lsocks:
             try:
                 self.ep.unregister(fd)
             except OSError:
                 pass
-        self.lsocks.clear()
+            sock.close()
         # Closing a keep-alive connection races with the client sending its next request
         # on it (the request would be lost): http.connection shortens each wait instead
         # (idle ones close after DRAIN_IDLE, a head under way gets a short grace), and a
@@ -229,11 +237,15 @@ class ThreadWorker(Worker):
                 return
 
     def _accept(self, fd: int, lsock: socket.socket, env: Environ) -> Conn | None:
-        """Accept what is pending (up to ACCEPT_BATCH): the first connection is returned to
-        be served inline (its request is often there already), the others wait in epoll.
-        Accepting in a batch keeps new connections from queueing behind busy ones."""
+        """Accept what is pending, up to what the pool can start now: the first connection
+        is returned to be served inline (its request is often there already), the others
+        wait in epoll for the idle threads. Accepting in a batch keeps new connections
+        from queueing behind busy ones; accepting no more than the idle threads can take
+        leaves the rest in the kernel's queue for the other workers (and a killed worker
+        loses no connection it had accepted but not started)."""
         first: Conn | None = None
-        for _ in range(ACCEPT_BATCH):
+        busy = self.pollers - self.idle_pollers      # this thread included
+        for _ in range(max(1, min(ACCEPT_BATCH, 1 + len(self.threads) - busy))):
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
