@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT
+from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
@@ -45,6 +46,7 @@ class SyncWorker(Worker):
         self.current: Conn | None = None      # the connection being served
         self.poller = select.poll()
         self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
+        self.pause = AcceptPause()      # out of fds: listeners unregistered meanwhile
 
     def on_drain(self) -> None:
         """TERM: close this worker's copy of the listeners at once (new connections go to
@@ -77,8 +79,14 @@ class SyncWorker(Worker):
         self.channel.ready()
         while not self.draining:
             self.maybe_heartbeat()
+            wait = self.hb_interval
+            if self.pause.until:
+                wait = min(wait, self.pause.resume_in(time.monotonic()))
+                if not wait:
+                    self._listen(True)
+                    wait = self.hb_interval
             try:
-                ready = poller.poll(self.hb_interval * 1000)
+                ready = poller.poll(wait * 1000)
             except InterruptedError:
                 continue
             for fd, _ in ready:
@@ -93,11 +101,31 @@ class SyncWorker(Worker):
         self.alive = False
         self.final_heartbeat()
 
+    def _listen(self, on: bool) -> None:
+        """(Un)register the listeners: off for the pause after an accept resource error."""
+        if on:
+            self.pause.until = 0.0
+        for fd in self.lsocks:
+            try:
+                if on:
+                    self.poller.register(fd, select.POLLIN)
+                else:
+                    self.poller.unregister(fd)
+            except (KeyError, OSError):
+                pass
+
     def _accept(self, lsock: socket.socket, env: Environ) -> None:
         try:
             sock, addr = lsock.accept()
-        except OSError:
-            return       # another worker won the race, or a transient accept error
+        except OSError as e:
+            # another worker won the race, or a transient accept error; out of fds (or
+            # memory), retrying at once would spin: pause (acceptpause), log with a count
+            if e.errno in RESOURCE_ERRORS:
+                line = self.pause.failed(e, time.monotonic())
+                if line is not None:
+                    log.error("%s", line)
+                self._listen(False)
+            return
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
             return

@@ -12,7 +12,6 @@ handles signals, heartbeats and deadlines (keep-alive idle, header deadline
 
 from __future__ import annotations
 
-import errno
 import logging
 import select
 import socket
@@ -23,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
+from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import LINGER_BYTES, ClientGone, Conn, Environ, tls_wrap, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ TICK = 0.25
 PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
 ACCEPT_BATCH = 16
+LINGER = 1.0        # s a refused connection (503 at the cap) is read and drained before close
 
 
 class ThreadWorker(Worker):
@@ -64,6 +65,11 @@ class ThreadWorker(Worker):
         self.idle_pollers = 0
         self.starved_since = 1.0
         self.duty = threading.Lock()
+        self.pause = AcceptPause()
+        self.paused: set[int] = set()   # listeners not re-armed after a resource error
+        # Connections refused at --worker-connections: 503 sent, FIN sent, input drained
+        # until the client's FIN or the deadline (fd -> (socket, close at)).
+        self.lingering: dict[int, tuple[socket.socket, float]] = {}
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -90,6 +96,8 @@ class ThreadWorker(Worker):
             now = time.monotonic()
             self.maybe_heartbeat(now)
             self._expire(now)
+            if self.paused and not self.pause.paused(now):
+                self._resume_accepting()
             if self.draining:
                 if not drain_deadline:
                     drain_deadline = now + float(self.cfg.graceful_timeout)
@@ -133,6 +141,17 @@ class ThreadWorker(Worker):
             for conn in self.conns.values():
                 conn.h1.begin_drain(grace)
 
+    def _resume_accepting(self) -> None:
+        """The accept pause after a resource error is over: re-arm those listeners."""
+        with self.lock:
+            fds = [fd for fd in self.paused if fd in self.lsocks]
+            self.paused.clear()
+        for fd in fds:
+            try:
+                self.ep.modify(fd, _ARM)
+            except OSError:
+                pass
+
     def _expire(self, now: float) -> None:
         """Act on the connection deadlines that passed: close idle connections, answer 408
         to overdue request heads (http.connection.H1Connection.next_deadline)."""
@@ -143,6 +162,10 @@ class ThreadWorker(Worker):
                     when, what = conn.h1.next_deadline()
                     if when <= now:
                         due.append((conn, what))
+            for fd, (sock, until) in list(self.lingering.items()):
+                if until <= now:
+                    del self.lingering[fd]
+                    sock.close()
             for conn, what in due:
                 if what == TIMEOUT:
                     try:
@@ -216,6 +239,8 @@ class ThreadWorker(Worker):
             try:
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
+                elif conn is None:
+                    self._discard(fd)
                 if conn is not None:
                     self._drive(conn)
             except Exception:  # noqa: BLE001 - a thread must survive anything
@@ -245,14 +270,22 @@ class ThreadWorker(Worker):
         loses no connection it had accepted but not started)."""
         first: Conn | None = None
         busy = self.pollers - self.idle_pollers      # this thread included
+        rearm = True
         for _ in range(max(1, min(ACCEPT_BATCH, 1 + len(self.threads) - busy))):
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept failed: %s", e)
+                if e.errno in RESOURCE_ERRORS:
+                    # Out of fds (or memory): retrying at once would spin. Leave this
+                    # listener disarmed; the main thread re-arms it after the pause.
+                    line = self.pause.failed(e, time.monotonic())
+                    if line is not None:
+                        log.error("%s", line)
+                    rearm = False
+                    with self.lock:
+                        self.paused.add(fd)
                 break
             conn = self._new_conn(sock, addr, env)
             if conn is None:
@@ -261,7 +294,7 @@ class ThreadWorker(Worker):
                 first = conn
             else:
                 self._rearm(conn)
-        if self.lsocks:
+        if rearm and self.lsocks:
             try:
                 self.ep.modify(fd, _ARM)
             except OSError:
@@ -271,12 +304,7 @@ class ThreadWorker(Worker):
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
         busy = over_capacity(len(self.conns), self.max_conns)
         if busy is not None:
-            try:
-                sock.setblocking(False)
-                sock.send(busy)
-            except OSError:
-                pass
-            sock.close()
+            self._refuse(sock, busy)
             return None
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
@@ -286,6 +314,53 @@ class ThreadWorker(Worker):
         with self.lock:
             self.conns[conn.fd] = conn
         return conn             # registered in epoll only if it has to wait (_rearm)
+
+    def _refuse(self, sock: socket.socket, answer: bytes) -> None:
+        """One connection too many: the 503, then the lingering close every error path
+        uses (FIN, read and drop what the client sends until its FIN or LINGER s, then
+        close), so its request arriving after the answer cannot turn the close into a
+        reset that destroys the 503 before the client reads it."""
+        try:
+            sock.setblocking(False)
+            sock.send(answer)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        with self.lock:
+            self.lingering[sock.fileno()] = (sock, time.monotonic() + LINGER)
+        try:
+            self.ep.register(sock.fileno(), _ARM)
+        except OSError:
+            self._discard(sock.fileno(), done=True)
+
+    def _discard(self, fd: int, done: bool = False) -> None:
+        """A refused connection is readable: drop its bytes; close at its EOF."""
+        with self.lock:
+            entry = self.lingering.pop(fd, None)     # claimed: _expire leaves it alone
+        if entry is None:
+            return
+        sock = entry[0]
+        got = 0
+        try:
+            while not done:
+                data = sock.recv(65536)
+                got += len(data)
+                done = not data or got > LINGER_BYTES    # EOF, or a client that floods
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            done = True
+        if not done:
+            with self.lock:
+                self.lingering[fd] = entry
+            try:
+                self.ep.modify(fd, _ARM)
+                return
+            except OSError:
+                with self.lock:
+                    self.lingering.pop(fd, None)
+        sock.close()
 
     def _drive(self, conn: Conn) -> None:
         """Owner thread: read, answer every complete request, then re-arm or close."""
