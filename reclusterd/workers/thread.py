@@ -24,8 +24,10 @@ from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi.conn import LINGER_BYTES, ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.workers.refused import Refused
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
+from reclusterd.wsgi.response import Reply
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -34,11 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reclusterd.error")
 _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+_ARM_OUT = select.EPOLLOUT | select.EPOLLONESHOT     # a parked response: room to write
+_PARKED = -1        # _expire: a parked response made no progress within its deadline
 TICK = 0.25
 PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
 ACCEPT_BATCH = 16
-LINGER = 1.0        # s a refused connection (503 at the cap) is read and drained before close
 
 
 class ThreadWorker(Worker):
@@ -53,6 +56,7 @@ class ThreadWorker(Worker):
         self.ssl = ssl_context(cfg)
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads > 1,
                                    secure=self.ssl is not None)
+        self.handler.park_writes = True     # a slow reader holds a buffer, not a thread
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.lock = threading.Lock()
@@ -67,9 +71,7 @@ class ThreadWorker(Worker):
         self.duty = threading.Lock()
         self.pause = AcceptPause()
         self.paused: set[int] = set()   # listeners not re-armed after a resource error
-        # Connections refused at --worker-connections: 503 sent, FIN sent, input drained
-        # until the client's FIN or the deadline (fd -> (socket, close at)).
-        self.lingering: dict[int, tuple[socket.socket, float]] = {}
+        self.refused = Refused(self.ep, self.lock)     # 503 at --worker-connections
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -155,18 +157,26 @@ class ThreadWorker(Worker):
     def _expire(self, now: float) -> None:
         """Act on the connection deadlines that passed: close idle connections, answer 408
         to overdue request heads (http.connection.H1Connection.next_deadline)."""
+        abandoned = []
         with self.lock:
             due = []
             for conn in self.conns.values():
-                if not conn.busy:
-                    when, what = conn.h1.next_deadline()
-                    if when <= now:
-                        due.append((conn, what))
-            for fd, (sock, until) in list(self.lingering.items()):
-                if until <= now:
-                    del self.lingering[fd]
-                    sock.close()
+                if conn.busy:
+                    continue
+                if conn.reply is not None:
+                    if conn.park_until <= now:
+                        due.append((conn, _PARKED))
+                    continue
+                when, what = conn.h1.next_deadline()
+                if when <= now:
+                    due.append((conn, what))
+            self.refused.expire(now)
             for conn, what in due:
+                if what == _PARKED:         # the client stopped reading: give up on it
+                    self.conns.pop(conn.fd, None)
+                    conn.busy = True
+                    abandoned.append(conn)
+                    continue
                 if what == TIMEOUT:
                     try:
                         conn.sock.send(conn.h1.timeout_response())
@@ -175,6 +185,10 @@ class ThreadWorker(Worker):
                 elif conn.h1.served and wait_fd(conn.fd, select.POLLIN, 0):
                     continue    # its next request is here, queued for a poller: serve it
                 self._drop(conn)
+        for conn in abandoned:
+            self.handler.finish(conn.reply)
+            conn.reply = None
+            conn.close()
 
     def _drop(self, conn: Conn) -> None:
         """Under self.lock: forget and close an idle connection."""
@@ -240,7 +254,7 @@ class ThreadWorker(Worker):
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
                 elif conn is None:
-                    self._discard(fd)
+                    self.refused.discard(fd)
                 if conn is not None:
                     self._drive(conn)
             except Exception:  # noqa: BLE001 - a thread must survive anything
@@ -304,7 +318,7 @@ class ThreadWorker(Worker):
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
         busy = over_capacity(len(self.conns), self.max_conns)
         if busy is not None:
-            self._refuse(sock, busy)
+            self.refused.refuse(sock, busy)
             return None
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
@@ -314,53 +328,6 @@ class ThreadWorker(Worker):
         with self.lock:
             self.conns[conn.fd] = conn
         return conn             # registered in epoll only if it has to wait (_rearm)
-
-    def _refuse(self, sock: socket.socket, answer: bytes) -> None:
-        """One connection too many: the 503, then the lingering close every error path
-        uses (FIN, read and drop what the client sends until its FIN or LINGER s, then
-        close), so its request arriving after the answer cannot turn the close into a
-        reset that destroys the 503 before the client reads it."""
-        try:
-            sock.setblocking(False)
-            sock.send(answer)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            sock.close()
-            return
-        with self.lock:
-            self.lingering[sock.fileno()] = (sock, time.monotonic() + LINGER)
-        try:
-            self.ep.register(sock.fileno(), _ARM)
-        except OSError:
-            self._discard(sock.fileno(), done=True)
-
-    def _discard(self, fd: int, done: bool = False) -> None:
-        """A refused connection is readable: drop its bytes; close at its EOF."""
-        with self.lock:
-            entry = self.lingering.pop(fd, None)     # claimed: _expire leaves it alone
-        if entry is None:
-            return
-        sock = entry[0]
-        got = 0
-        try:
-            while not done:
-                data = sock.recv(65536)
-                got += len(data)
-                done = not data or got > LINGER_BYTES    # EOF, or a client that floods
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            done = True
-        if not done:
-            with self.lock:
-                self.lingering[fd] = entry
-            try:
-                self.ep.modify(fd, _ARM)
-                return
-            except OSError:
-                with self.lock:
-                    self.lingering.pop(fd, None)
-        sock.close()
 
     def _drive(self, conn: Conn) -> None:
         """Owner thread: read, answer every complete request, then re-arm or close."""
@@ -372,8 +339,15 @@ class ThreadWorker(Worker):
                 else:
                     self._rearm(conn)
                 return
-        events = conn.events
         handler = self.handler
+        if conn.reply is not None:
+            if not handler.resume(conn.reply):
+                self._park(conn)
+                return
+            reply, conn.reply = conn.reply, None
+            if not self._done(conn, reply):
+                return
+        events = conn.events
         slice_end = time.monotonic() + FAIR_SLICE
         n = conn.recv_now()
         served = False
@@ -394,16 +368,13 @@ class ThreadWorker(Worker):
             ev = events.popleft()
             tp = type(ev)
             if tp is Request:
-                h1 = conn.h1
-                h1.start_request()
-                try:
-                    keep = handler.serve(conn, ev) and ev.upgrade is None
-                except ClientGone:
-                    keep = False
-                keep = h1.response_done(keep)
+                conn.h1.start_request()
+                reply = handler.begin(conn, ev)
+                if not reply.complete:
+                    self._park(conn, reply)
+                    return
                 served = True
-                if not keep:
-                    self._close(conn, linger=True)
+                if not self._done(conn, reply):
                     return
             elif tp is ProtocolError:
                 try:
@@ -415,6 +386,34 @@ class ThreadWorker(Worker):
             elif tp is not EndOfMessage:
                 continue        # body bytes of a request the app already finished with
         self._rearm(conn)
+
+    def _park(self, conn: Conn, reply: Reply | None = None) -> None:
+        """The client's socket is full: keep the rest of the response with the connection
+        and give the thread back; a poller resumes it when it is writable (_drive), the
+        main thread drops it if it stays full for the write deadline (_expire)."""
+        if reply is not None:
+            conn.reply = reply
+        conn.park_until = time.monotonic() + conn.timeout
+        conn.busy = False
+        try:
+            if conn.polled:
+                self.ep.modify(conn.fd, _ARM_OUT)
+            else:
+                conn.polled = True
+                self.ep.register(conn.fd, _ARM_OUT)
+        except OSError:
+            conn.busy = True
+            reply, conn.reply = conn.reply, None
+            self.handler.finish(reply)
+            self._close(conn)
+
+    def _done(self, conn: Conn, reply: Reply) -> bool:
+        """The response is complete: True if the connection stays open (else closed)."""
+        keep = self.handler.finish(reply) and reply.ex.req.upgrade is None
+        if conn.h1.response_done(keep):
+            return True
+        self._close(conn, linger=True)
+        return False
 
     def _rearm(self, conn: Conn) -> None:
         """Back to epoll; the main thread's _expire watches its deadline meanwhile."""
