@@ -394,18 +394,9 @@ class ThreadWorker(Worker):
         if reply is not None:
             conn.reply = reply
         conn.park_until = time.monotonic() + conn.timeout
-        conn.busy = False
-        try:
-            if conn.polled:
-                self.ep.modify(conn.fd, _ARM_OUT)
-            else:
-                conn.polled = True
-                self.ep.register(conn.fd, _ARM_OUT)
-        except OSError:
-            conn.busy = True
+        if not self._rearm(conn, _ARM_OUT):     # closed: the response ends here
             reply, conn.reply = conn.reply, None
             self.handler.finish(reply)
-            self._close(conn)
 
     def _done(self, conn: Conn, reply: Reply) -> bool:
         """The response is complete: True if the connection stays open (else closed)."""
@@ -415,17 +406,20 @@ class ThreadWorker(Worker):
         self._close(conn, linger=True)
         return False
 
-    def _rearm(self, conn: Conn) -> None:
-        """Back to epoll; the main thread's _expire watches its deadline meanwhile."""
+    def _rearm(self, conn: Conn, mask: int = _ARM) -> bool:
+        """Back to epoll; the main thread's _expire watches its deadline meanwhile.
+        False if that failed (the connection is closed)."""
         conn.busy = False
         try:
             if conn.polled:
-                self.ep.modify(conn.fd, _ARM)
+                self.ep.modify(conn.fd, mask)
             else:
                 conn.polled = True
-                self.ep.register(conn.fd, _ARM)
+                self.ep.register(conn.fd, mask)
         except OSError:
             self._close(conn)
+            return False
+        return True
 
     def _close(self, conn: Conn, linger: bool = False) -> None:
         with self.lock:
