@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT
+from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
@@ -41,17 +42,31 @@ class SyncWorker(Worker):
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=False,
                                    secure=self.ssl is not None, persistent=False)
         self.current: Conn | None = None      # the connection being served
+        self.poller = select.poll()
+        self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
+        self.pause = AcceptPause()      # out of fds: listeners unregistered meanwhile
 
     def on_drain(self) -> None:
-        """TERM: the connection being read gets the drain deadlines too (http.connection)."""
+        """TERM: close this worker's copy of the listeners at once (new connections go to
+        the other workers, or are refused: never queued for a worker that will not accept
+        them); the connection being read gets the drain deadlines (http.connection).
+        Runs in the signal handler, on the one thread, which may be inside the app: the
+        loop that polls the listeners leaves as soon as it sees `draining`."""
         self.handler.draining = True
+        for fd, (sock, _) in list(self.lsocks.items()):
+            try:
+                self.poller.unregister(fd)
+            except (KeyError, OSError):
+                pass
+            sock.close()
+        self.lsocks.clear()
         if self.current is not None:
             self.current.h1.begin_drain(self.handler.drain_grace)
 
     def run(self) -> None:
         self.install_signals()
-        poller = select.poll()
-        lsocks: dict[int, tuple[socket.socket, Environ]] = {}
+        poller = self.poller
+        lsocks = self.lsocks
         for lst in self.listeners:
             sock = lst.sock
             sock.setblocking(False)
@@ -62,26 +77,53 @@ class SyncWorker(Worker):
         self.channel.ready()
         while not self.draining:
             self.maybe_heartbeat()
+            wait = self.hb_interval
+            if self.pause.until:
+                wait = min(wait, self.pause.resume_in(time.monotonic()))
+                if not wait:
+                    self._listen(True)
+                    wait = self.hb_interval
             try:
-                ready = poller.poll(self.hb_interval * 1000)
+                ready = poller.poll(wait * 1000)
             except InterruptedError:
                 continue
             for fd, _ in ready:
                 if fd == self.wake_fd:
                     self.clear_wake()
                     continue
-                if self.draining:
+                lsock = lsocks.get(fd)
+                if self.draining or lsock is None:
                     break
-                self._accept(*lsocks[fd])
+                self._accept(*lsock)
                 self.maybe_heartbeat()
         self.alive = False
         self.final_heartbeat()
 
+    def _listen(self, on: bool) -> None:
+        """(Un)register the listeners: off for the pause after an accept resource error."""
+        if on:
+            self.pause.until = 0.0
+        for fd in self.lsocks:
+            try:
+                if on:
+                    self.poller.register(fd, select.POLLIN)
+                else:
+                    self.poller.unregister(fd)
+            except (KeyError, OSError):
+                pass
+
     def _accept(self, lsock: socket.socket, env: Environ) -> None:
         try:
             sock, addr = lsock.accept()
-        except OSError:
-            return       # another worker won the race, or a transient accept error
+        except OSError as e:
+            # another worker won the race, or a transient accept error; out of fds (or
+            # memory), retrying at once would spin: pause (acceptpause), log with a count
+            if e.errno in RESOURCE_ERRORS:
+                line = self.pause.failed(e, time.monotonic())
+                if line is not None:
+                    log.error("%s", line)
+                self._listen(False)
+            return
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
             return

@@ -12,7 +12,6 @@ handles signals, heartbeats and deadlines (keep-alive idle, header deadline
 
 from __future__ import annotations
 
-import errno
 import logging
 import select
 import socket
@@ -23,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
+from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
+from reclusterd.workers.refused import Refused
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
+from reclusterd.wsgi.response import Reply
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reclusterd.error")
 _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+_ARM_OUT = select.EPOLLOUT | select.EPOLLONESHOT     # a parked response: room to write
+_PARKED = -1        # _expire: a parked response made no progress within its deadline
 TICK = 0.25
 PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
@@ -50,6 +54,7 @@ class ThreadWorker(Worker):
         super().__init__(cfg, listeners, channel, app, kind)
         self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads > 1,
                                    secure=self.ssl is not None)
+        self.handler.park_writes = True     # a slow reader holds a buffer, not a thread
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         self.lock = threading.Lock()
@@ -62,6 +67,9 @@ class ThreadWorker(Worker):
         self.idle_pollers = 0
         self.starved_since = 1.0
         self.duty = threading.Lock()
+        self.pause = AcceptPause()
+        self.paused: set[int] = set()   # listeners not re-armed after a resource error
+        self.refused = Refused(self.ep, self.lock)     # 503 at --worker-connections
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -88,6 +96,8 @@ class ThreadWorker(Worker):
             now = time.monotonic()
             self.maybe_heartbeat(now)
             self._expire(now)
+            if self.paused and not self.pause.paused(now):
+                self._resume_accepting()
             if self.draining:
                 if not drain_deadline:
                     drain_deadline = now + float(self.cfg.graceful_timeout)
@@ -108,12 +118,20 @@ class ThreadWorker(Worker):
         self.final_heartbeat()
 
     def _stop_accepting(self) -> None:
-        for fd in list(self.lsocks):
+        """Draining: close this worker's copy of every listener at once, so the kernel
+        queues new connections for the other workers (or refuses them when none is
+        left) instead of for a worker that will never accept them (they would be reset
+        when it exits). Unregister first: the other processes' copies keep the open file
+        alive, and so its epoll registration."""
+        with self.lock:
+            lsocks = list(self.lsocks.items())
+            self.lsocks.clear()
+        for fd, (sock, _) in lsocks:
             try:
                 self.ep.unregister(fd)
             except OSError:
                 pass
-        self.lsocks.clear()
+            sock.close()
         # Closing a keep-alive connection races with the client sending its next request
         # on it (the request would be lost): http.connection shortens each wait instead
         # (idle ones close after DRAIN_IDLE, a head under way gets a short grace), and a
@@ -123,17 +141,40 @@ class ThreadWorker(Worker):
             for conn in self.conns.values():
                 conn.h1.begin_drain(grace)
 
+    def _resume_accepting(self) -> None:
+        """The accept pause after a resource error is over: re-arm those listeners."""
+        with self.lock:
+            fds = [fd for fd in self.paused if fd in self.lsocks]
+            self.paused.clear()
+        for fd in fds:
+            try:
+                self.ep.modify(fd, _ARM)
+            except OSError:
+                pass
+
     def _expire(self, now: float) -> None:
         """Act on the connection deadlines that passed: close idle connections, answer 408
         to overdue request heads (http.connection.H1Connection.next_deadline)."""
+        abandoned = []
         with self.lock:
             due = []
             for conn in self.conns.values():
-                if not conn.busy:
-                    when, what = conn.h1.next_deadline()
-                    if when <= now:
-                        due.append((conn, what))
+                if conn.busy:
+                    continue
+                if conn.reply is not None:
+                    if conn.park_until <= now:
+                        due.append((conn, _PARKED))
+                    continue
+                when, what = conn.h1.next_deadline()
+                if when <= now:
+                    due.append((conn, what))
+            self.refused.expire(now)
             for conn, what in due:
+                if what == _PARKED:         # the client stopped reading: give up on it
+                    self.conns.pop(conn.fd, None)
+                    conn.busy = True
+                    abandoned.append(conn)
+                    continue
                 if what == TIMEOUT:
                     try:
                         conn.sock.send(conn.h1.timeout_response())
@@ -142,6 +183,10 @@ class ThreadWorker(Worker):
                 elif conn.h1.served and wait_fd(conn.fd, select.POLLIN, 0):
                     continue    # its next request is here, queued for a poller: serve it
                 self._drop(conn)
+        for conn in abandoned:
+            self.handler.finish(conn.reply)
+            conn.reply = None
+            conn.close()
 
     def _drop(self, conn: Conn) -> None:
         """Under self.lock: forget and close an idle connection."""
@@ -206,6 +251,8 @@ class ThreadWorker(Worker):
             try:
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
+                elif conn is None:
+                    self.refused.discard(fd)
                 if conn is not None:
                     self._drive(conn)
             except Exception:  # noqa: BLE001 - a thread must survive anything
@@ -227,18 +274,30 @@ class ThreadWorker(Worker):
                 return
 
     def _accept(self, fd: int, lsock: socket.socket, env: Environ) -> Conn | None:
-        """Accept what is pending (up to ACCEPT_BATCH): the first connection is returned to
-        be served inline (its request is often there already), the others wait in epoll.
-        Accepting in a batch keeps new connections from queueing behind busy ones."""
+        """Accept what is pending, up to what the pool can start now: the first connection
+        is returned to be served inline (its request is often there already), the others
+        wait in epoll for the idle threads. Accepting in a batch keeps new connections
+        from queueing behind busy ones; accepting no more than the idle threads can take
+        leaves the rest in the kernel's queue for the other workers (and a killed worker
+        loses no connection it had accepted but not started)."""
         first: Conn | None = None
-        for _ in range(ACCEPT_BATCH):
+        busy = self.pollers - self.idle_pollers      # this thread included
+        rearm = True
+        for _ in range(max(1, min(ACCEPT_BATCH, 1 + len(self.threads) - busy))):
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept failed: %s", e)
+                if e.errno in RESOURCE_ERRORS:
+                    # Out of fds (or memory): retrying at once would spin. Leave this
+                    # listener disarmed; the main thread re-arms it after the pause.
+                    line = self.pause.failed(e, time.monotonic())
+                    if line is not None:
+                        log.error("%s", line)
+                    rearm = False
+                    with self.lock:
+                        self.paused.add(fd)
                 break
             conn = self._new_conn(sock, addr, env)
             if conn is None:
@@ -247,7 +306,7 @@ class ThreadWorker(Worker):
                 first = conn
             else:
                 self._rearm(conn)
-        if self.lsocks:
+        if rearm and self.lsocks:
             try:
                 self.ep.modify(fd, _ARM)
             except OSError:
@@ -257,12 +316,7 @@ class ThreadWorker(Worker):
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
         busy = over_capacity(len(self.conns), self.max_conns)
         if busy is not None:
-            try:
-                sock.setblocking(False)
-                sock.send(busy)
-            except OSError:
-                pass
-            sock.close()
+            self.refused.refuse(sock, busy)
             return None
         wrapped = tls_wrap(self.ssl, sock)
         if wrapped is None:
@@ -283,8 +337,15 @@ class ThreadWorker(Worker):
                 else:
                     self._rearm(conn)
                 return
-        events = conn.events
         handler = self.handler
+        if conn.reply is not None:
+            if not handler.resume(conn.reply):
+                self._park(conn)
+                return
+            reply, conn.reply = conn.reply, None
+            if not self._done(conn, reply):
+                return
+        events = conn.events
         slice_end = time.monotonic() + FAIR_SLICE
         n = conn.recv_now()
         served = False
@@ -305,16 +366,13 @@ class ThreadWorker(Worker):
             ev = events.popleft()
             tp = type(ev)
             if tp is Request:
-                h1 = conn.h1
-                h1.start_request()
-                try:
-                    keep = handler.serve(conn, ev) and ev.upgrade is None
-                except ClientGone:
-                    keep = False
-                keep = h1.response_done(keep)
+                conn.h1.start_request()
+                reply = handler.begin(conn, ev)
+                if not reply.complete:
+                    self._park(conn, reply)
+                    return
                 served = True
-                if not keep:
-                    self._close(conn, linger=True)
+                if not self._done(conn, reply):
                     return
             elif tp is ProtocolError:
                 try:
@@ -327,17 +385,39 @@ class ThreadWorker(Worker):
                 continue        # body bytes of a request the app already finished with
         self._rearm(conn)
 
-    def _rearm(self, conn: Conn) -> None:
-        """Back to epoll; the main thread's _expire watches its deadline meanwhile."""
+    def _park(self, conn: Conn, reply: Reply | None = None) -> None:
+        """The client's socket is full: keep the rest of the response with the connection
+        and give the thread back; a poller resumes it when it is writable (_drive), the
+        main thread drops it if it stays full for the write deadline (_expire)."""
+        if reply is not None:
+            conn.reply = reply
+        conn.park_until = time.monotonic() + conn.timeout
+        if not self._rearm(conn, _ARM_OUT):     # closed: the response ends here
+            reply, conn.reply = conn.reply, None
+            self.handler.finish(reply)
+
+    def _done(self, conn: Conn, reply: Reply) -> bool:
+        """The response is complete: True if the connection stays open (else closed)."""
+        keep = self.handler.finish(reply) and reply.ex.req.upgrade is None
+        if conn.h1.response_done(keep):
+            return True
+        self._close(conn, linger=True)
+        return False
+
+    def _rearm(self, conn: Conn, mask: int = _ARM) -> bool:
+        """Back to epoll; the main thread's _expire watches its deadline meanwhile.
+        False if that failed (the connection is closed)."""
         conn.busy = False
         try:
             if conn.polled:
-                self.ep.modify(conn.fd, _ARM)
+                self.ep.modify(conn.fd, mask)
             else:
                 conn.polled = True
-                self.ep.register(conn.fd, _ARM)
+                self.ep.register(conn.fd, mask)
         except OSError:
             self._close(conn)
+            return False
+        return True
 
     def _close(self, conn: Conn, linger: bool = False) -> None:
         with self.lock:

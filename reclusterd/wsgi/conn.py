@@ -23,6 +23,7 @@ LINGER_BYTES = 256 * 1024
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 Environ = dict[str, Any]
+_NOTHING = memoryview(b"")
 
 
 class ClientGone(OSError):
@@ -40,7 +41,8 @@ class Conn:
     """A client connection: non-blocking socket, parser, parsed-but-unhandled events."""
 
     __slots__ = ("sock", "fd", "h1", "events", "base_environ", "remote_addr", "timeout",
-                 "busy", "closed", "tls", "polled", "on_progress")
+                 "busy", "closed", "tls", "polled", "on_progress", "defer", "out", "reply",
+                 "park_until")
 
     def __init__(self, sock: socket.socket, h1: H1Connection, base_environ: Environ,
                  remote_addr: str) -> None:
@@ -56,6 +58,14 @@ class Conn:
         self.polled = False             # registered in the worker's epoll set yet
         self.on_progress: Callable[[], None] | None = None   # slow writes report progress
         self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
+        # Parked writes (thread worker): while `defer` is set, sendall() keeps what the
+        # socket cannot take now in `out` instead of waiting; the worker parks the
+        # connection (its response continuation in `reply`) until it is writable, or
+        # until `park_until` (monotonic s) passes without progress.
+        self.defer = False
+        self.out: memoryview | None = None
+        self.reply: Any = None
+        self.park_until = 0.0
 
     def recv_now(self) -> int:
         """Non-blocking read fed to the parser: bytes read, 0 on EOF, -1 if nothing there."""
@@ -112,7 +122,11 @@ class Conn:
                 raise ClientGone("timed out reading from the client")
 
     def sendall(self, data: bytes) -> None:
-        """Write everything (waiting for room up to the idle timeout each time)."""
+        """Write everything (waiting for room up to the idle timeout each time); while
+        `defer` is set, what does not fit now is left in `out` (see flush)."""
+        if self.out is not None:        # never overtake parked bytes
+            rest, self.out = self.out, None
+            self._send_rest(rest)
         try:
             n = self.sock.send(data)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
@@ -120,7 +134,28 @@ class Conn:
         except OSError as e:
             raise ClientGone(str(e)) from e
         if n != len(data):
+            if self.defer:
+                self.out = memoryview(data)[n:]
+                return
             self._send_rest(memoryview(data)[n:])
+
+    def flush(self) -> bool:
+        """Send the parked bytes (`out`) without waiting: True once none are left."""
+        view = self.out
+        while view:
+            try:
+                n = self.sock.send(view)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
+                self.out = view
+                return False
+            except OSError as e:
+                raise ClientGone(str(e)) from e
+            view = view[n:]
+            if self.on_progress is not None:
+                self.on_progress()
+        self.out = None
+        return True
 
     def _send_rest(self, view: memoryview) -> None:
         while view:
@@ -138,12 +173,16 @@ class Conn:
             view = view[n:]
 
     def sendfile(self, fileno: int, offset: int, count: int) -> int:
-        """os.sendfile up to `count` bytes from `offset`; returns bytes sent (short at EOF)."""
+        """os.sendfile up to `count` bytes from `offset`; returns bytes sent (short at EOF,
+        or, with `defer`, when the socket is full: then `out` is set, empty)."""
         sent = 0
         while sent < count:
             try:
                 n = os.sendfile(self.fd, fileno, offset + sent, count - sent)
             except (BlockingIOError, InterruptedError):
+                if self.defer:
+                    self.out = _NOTHING     # wait for room (flush() then says yes)
+                    break
                 if not wait_fd(self.fd, _POLLOUT, self.timeout):
                     raise ClientGone("timed out writing to the client") from None
                 continue

@@ -25,7 +25,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ
 from reclusterd.wsgi.environ import EnvironBuilder
 from reclusterd.wsgi.input import NO_BODY, Input, NoBody
-from reclusterd.wsgi.response import Exchange, FileWrapper, log_broken
+from reclusterd.wsgi.response import Exchange, FileWrapper, Reply, log_broken
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -60,6 +60,7 @@ class WSGIHandler:
                  if cfg.forwarded_allow_ips else None)
         self.environs = EnvironBuilder(multithread, cfg.workers > 1, proxy)
         self.draining = False       # set by the worker on TERM: new connections drain too
+        self.park_writes = False    # the worker parks a connection whose socket is full
 
     def listener_environ(self, lsock: socket.socket) -> Environ:
         """The environ keys fixed for every request on one listener."""
@@ -89,6 +90,13 @@ class WSGIHandler:
 
     def serve(self, conn: Conn, req: Request) -> bool:
         """Run the app for `req` and write its response; True if `conn` may be reused."""
+        return self.finish(self.begin(conn, req))
+
+    def begin(self, conn: Conn, req: Request) -> Reply:
+        """Run the app for `req` and send its response as far as the socket takes it
+        without waiting when `park_writes` is set (else all of it): `reply.complete`
+        False means the rest waits in `conn.out`/the iterable: the worker parks the
+        connection and calls resume() once it is writable, then finish()."""
         meter = self.meter
         ex = Exchange(meter, conn, req)
         env = self.environ(conn, req)
@@ -100,56 +108,117 @@ class WSGIHandler:
         if meter.pre_request is not None:
             meter.before(env)
         t0 = time.monotonic()
-        ex.token = token = meter.started(t0)
+        ex.token = meter.started(t0)
         conn.on_progress = ex.progress
-        keep = False
-        result: Any = None
+        reply = Reply(ex, env, t0)
         try:
-            result = self.app(env, ex.start_response)
-            keep = self._respond(ex, result)
-        except ClientGone as e:
+            reply.result = self.app(env, ex.start_response)
+        except BaseException as e:  # noqa: BLE001 - sorted out by _broke
+            self._broke(reply, e)
+            return reply
+        self.resume(reply)
+        return reply
+
+    def resume(self, reply: Reply) -> bool:
+        """Send more of the response (any thread, never two at once: PEP 3333 lets the
+        iterable be advanced from any thread); True once it is complete or has failed."""
+        conn = reply.ex.conn
+        conn.defer = self.park_writes
+        try:
+            if conn.out is not None and not conn.flush():
+                reply.wait_client()
+                return False
+            if not reply.produced:
+                self._respond(reply)
+            if conn.out is not None:
+                reply.wait_client()
+                return False
+        except BaseException as e:  # noqa: BLE001 - sorted out by _broke
+            conn.out = None
+            self._broke(reply, e)
+        finally:
+            conn.defer = False
+        reply.complete = True
+        return True
+
+    def _broke(self, reply: Reply, e: BaseException) -> None:
+        """The app or the client failed the response: answer what can still be answered."""
+        ex = reply.ex
+        reply.keep = False
+        reply.complete = reply.produced = True
+        if isinstance(e, ClientGone):
+            inp = ex.input
             if inp.error is not None and not ex.sent:
                 self._error(ex, inp.error.status)
             log.debug("client gone: %s", e)
-        except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001
+        elif isinstance(e, (Exception, SystemExit, KeyboardInterrupt)):
             # The app's error must not kill the worker, nor a pool thread: an app calling
             # sys.exit() gets a 500 like any other failure (our own stops use os._exit).
             self._failed(ex, e)
-        finally:
-            if result is not None and hasattr(result, "close"):
-                try:
-                    result.close()
-                except Exception:  # noqa: BLE001
-                    log.exception("close() of the response iterable failed")
+        else:
+            raise e
+
+    def finish(self, reply: Reply) -> bool:
+        """After the response (complete, failed or abandoned): close the iterable, drain
+        the request body, count and log it; True if the connection may be reused."""
+        ex = reply.ex
+        conn = ex.conn
+        result = reply.result
+        if result is not None and hasattr(result, "close"):
+            try:
+                result.close()
+            except Exception:  # noqa: BLE001
+                log.exception("close() of the response iterable failed")
+        keep = reply.keep and reply.complete
+        inp = ex.input
         if keep and not inp.done:
-            keep = inp.drain()
+            try:
+                keep = inp.drain()
+            except ClientGone:
+                keep = False
         conn.on_progress = None
         code = ex.code or 500
-        dt = time.monotonic() - t0
-        meter.finished(token, code, dt)
+        dt = time.monotonic() - reply.t0
+        meter = self.meter
+        meter.finished(ex.token, code, dt)
         if meter.post_request is not None:
-            meter.after(env, code)
+            meter.after(reply.env, code)
         if self.access.enabled:
-            self._access(env, ex, code, dt)
+            self._access(reply.env, ex, code, dt)
         return keep     # a keep-alive head went out: the next response says close
 
-    def _respond(self, ex: Exchange, result: Any) -> bool:
-        """Send the app's iterable; True if the response said keep-alive."""
-        if type(result) is list and len(result) == 1 and not ex.sent:
-            data = result[0]
-            if type(data) is not bytes:
-                raise TypeError(f"response body must be bytes, not {type(data).__name__}")
-            out = ex.framed(data, True)
-            ex.length = len(data)
-            ex.conn.sendall(out)
-            assert ex.resp is not None
-            return ex.resp.keep_alive
-        if type(result) is FileWrapper and self._sendfile_ok(ex, result):
-            return self._send_file(ex, result)
-        for chunk in result:
+    def _respond(self, reply: Reply) -> None:
+        """Send the app's iterable until done (reply.produced) or the socket is full
+        (conn.out set, with park_writes)."""
+        ex = reply.ex
+        result = reply.result
+        if reply.file is not None:
+            self._file_rest(reply)
+            return
+        if reply.chunks is None:
+            if type(result) is list and len(result) == 1 and not ex.sent:
+                data = result[0]
+                if type(data) is not bytes:
+                    raise TypeError(f"response body must be bytes, not {type(data).__name__}")
+                out = ex.framed(data, True)
+                ex.length = len(data)
+                reply.produced = True
+                ex.conn.sendall(out)
+                assert ex.resp is not None
+                reply.keep = ex.resp.keep_alive
+                return
+            if type(result) is FileWrapper and self._sendfile_ok(ex, result):
+                self._send_file(reply, result)
+                return
+            reply.chunks = iter(result)
+        conn = ex.conn
+        for chunk in reply.chunks:
             if chunk:
                 ex.write(chunk)
-        return ex.finish()
+                if conn.out is not None:
+                    return
+        reply.produced = True
+        reply.keep = ex.finish()
 
     def _failed(self, ex: Exchange, e: BaseException) -> None:
         req = ex.req
@@ -184,27 +253,42 @@ class WSGIHandler:
             return False
         return any(k.lower() == "content-length" for k, _ in ex.headers)
 
-    def _send_file(self, ex: Exchange, fw: FileWrapper) -> bool:
+    def _send_file(self, reply: Reply, fw: FileWrapper) -> None:
         """Content-Length response body straight from the file with os.sendfile."""
+        ex = reply.ex
         resp = ex.begin()
         ex.sent = True
         conn = ex.conn
+        reply.keep = resp.keep_alive
         if ex.req.method == b"HEAD" or ex.code < 200 or ex.code in (204, 304):
+            reply.produced = True
             conn.sendall(resp.head + resp.end())
-            return resp.keep_alive
+            return
         length = int(next(v for k, v in ex.headers if k.lower() == "content-length"))
-        conn.sendall(resp.head)
         f = fw.filelike
         try:
             offset = f.tell()
         except (AttributeError, OSError):
             offset = 0
-        sent = conn.sendfile(f.fileno(), offset, length)
-        ex.length = sent
-        if sent != length:      # the file is shorter than the app's Content-Length
-            log_broken(ex.req, f"file shorter than its Content-Length ({sent} < {length} "
-                               "bytes)")
-        return resp.keep_alive and sent == length
+        reply.file = (f.fileno(), offset, length)
+        conn.sendall(resp.head)
+        if conn.out is None:
+            self._file_rest(reply)
+
+    def _file_rest(self, reply: Reply) -> None:
+        """sendfile the rest of the file (reply.file), as far as the socket takes it."""
+        assert reply.file is not None
+        fileno, offset, length = reply.file
+        ex = reply.ex
+        sent = ex.conn.sendfile(fileno, offset + ex.length, length - ex.length)
+        ex.length += sent
+        if ex.conn.out is not None:
+            return              # the socket is full (park_writes): resumed when writable
+        reply.produced = True
+        if ex.length != length:     # the file is shorter than the app's Content-Length
+            reply.keep = False
+            log_broken(ex.req, f"file shorter than its Content-Length ({ex.length} < "
+                               f"{length} bytes)")
 
     def _access(self, env: Environ, ex: Exchange, status: int, dt: float) -> None:
         req = ex.req

@@ -186,3 +186,27 @@ class Exchange:
         """Client I/O happened: the request is not stuck (see Meter.progress)."""
         self.meter.progress(self.token)
 
+
+
+class Reply:
+    """One response in progress (WSGIHandler.begin/resume/finish): what is left to send
+    when the client's socket is full, so a slow reader holds a buffer, not a thread."""
+
+    __slots__ = ("ex", "env", "t0", "result", "chunks", "file", "produced", "complete",
+                 "keep")
+
+    def __init__(self, ex: Exchange, env: dict[str, Any], t0: float) -> None:
+        self.ex = ex
+        self.env = env
+        self.t0 = t0                        # monotonic s the request started
+        self.result: Any = None             # the app's iterable
+        self.chunks: Iterator[bytes] | None = None
+        self.file: tuple[int, int, int] | None = None   # sendfile: fd, start offset, length
+        self.produced = False               # the whole body has been framed
+        self.complete = False               # ...and sent (or the response failed)
+        self.keep = False                   # the response said keep-alive
+
+    def wait_client(self) -> None:
+        """Parked on a full socket: waiting for the client is not app time, so the
+        request is not "stuck" for --timeout meanwhile (the write deadline applies)."""
+        self.ex.meter.in_flight[self.ex.token] = float("inf")
