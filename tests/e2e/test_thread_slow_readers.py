@@ -7,7 +7,8 @@ import socket
 import threading
 import time
 
-from tests.support import http_get, reclusterd, wait_for, wait_log
+from tests.support.http_client import http_get
+from tests.support.process import reclusterd, wait_for, wait_log
 
 APP = "tests.e2e.test_wsgi_apps:app"
 

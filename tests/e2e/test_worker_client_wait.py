@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.support import read_responses, reclusterd, wait_log
+from tests.support.http_client import read_responses
+from tests.support.process import reclusterd, wait_log
 
 APP = "tests.e2e.test_wsgi_apps:app"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import reclusterd, wait_for, wait_log
+from tests.support.process import reclusterd, wait_for, wait_log
 
 APP = "tests.e2e.test_worker_drain_accept:app"
 

@@ -15,7 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.support import Server, http_get, reclusterd, wait_for, wait_log
+from tests.support.http_client import http_get
+from tests.support.process import Server, reclusterd, wait_for, wait_log
 
 APP = "tests.e2e.test_wsgi_apps:app"
 ASGI_APP = "tests.e2e.test_wsgi_apps:asgi_app"
