@@ -249,7 +249,8 @@ class HttpProtocol(asyncio.Protocol):
         cycle.token = meter.started(t0)
         if meter.pre_request is not None:
             meter.before(cycle.scope)
-        cycle.task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
+        cycle.task = task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
+        s.track(task)
 
     def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""

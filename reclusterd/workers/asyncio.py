@@ -38,6 +38,7 @@ __all__ = ["AsyncioWorker", "loop_factory"]
 
 log = logging.getLogger("reclusterd.error")
 LIFESPAN_RESERVE = 2.0        # seconds of the graceful timeout kept for lifespan shutdown
+CANCEL_GRACE = 0.5            # of that reserve: for cancelled request tasks' cleanup
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -177,13 +178,17 @@ class AsyncioWorker(Worker):
             self._tick.cancel()
 
     async def _drain(self, state: ServerState, deadline: float) -> None:
-        """Finish in-flight requests until the deadline, then cut what is left."""
+        """Finish in-flight requests until the deadline, then cut what is left. Requests
+        count until their app task ends, not their connection: a task whose client left
+        still runs its cleanup, and one left at the deadline is cancelled (its `finally`
+        runs) instead of being dropped with the loop."""
         loop = asyncio.get_running_loop()
         state.drain()
         assert state.empty is not None
         try:
             await asyncio.wait_for(state.empty.wait(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            log.warning("worker %d: %d connection(s) still open after the graceful timeout",
-                        self.pid, len(state.connections))
-            state.cut()
+            log.warning("worker %d: %d connection(s), %d request task(s) left after the "
+                        "graceful timeout: cancelled", self.pid, len(state.connections),
+                        len(state.tasks))
+            await state.cut(CANCEL_GRACE)
