@@ -210,3 +210,60 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+PIPELINED = 150_000
+
+
+def _pipeline_without_reading(port: int, stop: threading.Event) -> int:
+    """Send PIPELINED GETs on one connection, never reading; the bytes sent."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = memoryview(request * PIPELINED)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(0.2)
+    sent = 0
+    with s:
+        while sent < len(data) and not stop.is_set():
+            try:
+                sent += s.send(data[sent:sent + (1 << 20)])
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        stop.wait(30)           # hold the connection open, unread, until told
+    return sent
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_unread_pipelining_keeps_memory_bounded(tmp_path: Path, loop: str) -> None:
+    """Item 7: one client pipelines 150k GETs and never reads. The worker stops reading
+    requests while its write buffer is full, so its RSS stays bounded; other clients are
+    served meanwhile; the reader that never reads is closed at --header-timeout."""
+    with serve(tmp_path, "--loop", loop, "--header-timeout", "3") as srv:
+        srv.wait_ready()
+        (pid,) = srv.wait_workers(1)
+        worker = psutil.Process(pid)
+        assert http_get(srv.port)[0] == 200
+        start = worker.memory_info().rss
+        stop = threading.Event()
+        flood = threading.Thread(target=_pipeline_without_reading, args=(srv.port, stop))
+        flood.start()
+        peak = start
+        try:
+            served = 0
+            deadline = time.monotonic() + 4      # the length of the fault, not a wait
+            while time.monotonic() < deadline:
+                assert http_get(srv.port, timeout=5)[0] == 200
+                served += 1
+                peak = max(peak, worker.memory_info().rss)
+            mb = 1024 * 1024
+            print(f"RSS {start / mb:.0f} MB -> peak {peak / mb:.0f} MB, {served} served")
+            wait_log(srv, "writing the response", timeout=10)   # the idle deadline
+            peak = max(peak, worker.memory_info().rss)
+        finally:
+            stop.set()
+            flood.join(10)
+        assert peak < 2 * start + 30 * mb, (start // mb, peak // mb)
+        assert http_get(srv.port)[0] == 200
