@@ -26,7 +26,9 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.workers.aioaccept import Acceptor
 from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
+from reclusterd.workers.fdlimit import AcceptErrors
 
 if TYPE_CHECKING:
     from reclusterd.asgi.state import ServerState
@@ -134,10 +136,11 @@ class AsyncioWorker(Worker):
             return EXIT_BOOT_ERROR
         if lifespan.supported:
             state.state = lifespan.state
-        servers = []
-        for lst in self.listeners:
-            servers.append(await loop.create_server(
-                lambda: HttpProtocol(state), sock=lst.sock, ssl=ctx, backlog=cfg.backlog))
+        errors = AcceptErrors()
+        acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
+                     for lst in self.listeners]
+        for acceptor in acceptors:
+            acceptor.start()
         self.channel.ready()
         self._start_ticker(loop, state)
         await self.stop_event.wait()
@@ -145,8 +148,8 @@ class AsyncioWorker(Worker):
         # time minus a reserve, so lifespan shutdown always gets a chance to run.
         graceful = float(cfg.graceful_timeout)
         deadline = loop.time() + graceful
-        for srv in servers:
-            srv.close()
+        for acceptor in acceptors:
+            acceptor.close()
         await self._drain(state, deadline - min(LIFESPAN_RESERVE, graceful / 4))
         await lifespan.shutdown(deadline - loop.time())
         self._stop_ticker()

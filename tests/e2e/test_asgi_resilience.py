@@ -267,3 +267,36 @@ def test_unread_pipelining_keeps_memory_bounded(tmp_path: Path, loop: str) -> No
             flood.join(10)
         assert peak < 2 * start + 30 * mb, (start // mb, peak // mb)
         assert http_get(srv.port)[0] == 200
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_out_of_file_descriptors_is_logged_with_a_count_and_serving_goes_on(
+        tmp_path: Path, loop: str) -> None:
+    """Item 2: RLIMIT_NOFILE 64 and 100 idle connections: accept fails with EMFILE.
+    The worker logs it once per interval with a count (not once per accept, not a reset
+    without a word), keeps serving the connections it has, and accepts again (the
+    waiting ones included) once descriptors are free."""
+    with serve(tmp_path, "--loop", loop, nofile=64) as srv:
+        srv.wait_ready()
+        idle: list[socket.socket] = []
+        try:
+            for _ in range(100):
+                idle.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+            wait_log(srv, "accept: out of file descriptors (")
+            first = idle[0]         # accepted before the limit: still served
+            first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            (r,), _ = read_responses(first, ["GET"])
+            assert (r.status, r.body) == (200, b"ok")
+            late = idle[-1]         # waiting in the backlog, not reset
+            late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for s in idle[:-1]:
+                s.close()
+            (r,), _ = read_responses(late, ["GET"])
+            assert (r.status, r.body) == (200, b"ok")
+        finally:
+            for s in idle:
+                s.close()
+        assert http_get(srv.port)[0] == 200
+        err = srv.stderr()
+        assert err.count("out of file descriptors") <= 3, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
