@@ -136,32 +136,13 @@ def test_draining_worker_refuses_new_connections_at_once(tmp_path: Path) -> None
         assert refused_after < 1.0, refused_after     # not held until the worker exits
 
 
-def test_disconnected_stream_cleanup_runs_on_drain(tmp_path: Path) -> None:
-    """Item 13: the client leaves a streaming response, TERM 0.2 s later: the app's
-    `finally` runs (its next send fails), and an async generator's cleanup too, with no
-    "aclose(): asynchronous generator is already running" on stderr."""
-    with serve(tmp_path, "--graceful-timeout", "8") as srv:
+def _leave_streams_then_drain(tmp_path: Path, pause: str, graceful: str) -> None:
+    """Start /stream and /agen (a piece every `pause` s), leave both, TERM: every
+    cleanup ran, and nothing (no "aclose(): asynchronous generator is already running",
+    no traceback) reached stderr."""
+    with serve(tmp_path, "--graceful-timeout", graceful) as srv:
         srv.wait_ready()
-        for path in ("/stream?1.5", "/agen?1.5"):
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as c:
-                c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                assert c.recv(100).startswith(b"HTTP/1.1 200")
-        wait_mark(tmp_path, "agen start")
-        srv.signal(signal.SIGTERM)
-        assert srv.wait_exit(15) == 0
-        assert "stream cleanup" in marks(tmp_path), marks(tmp_path)
-        assert "agen cleanup" in marks(tmp_path), marks(tmp_path)
-        assert "already running" not in srv.stderr(), srv.stderr()
-        assert "Traceback" not in srv.stderr(), srv.stderr()
-
-
-def test_requests_left_at_graceful_timeout_are_cancelled_so_finally_runs(
-        tmp_path: Path) -> None:
-    """Item 13: a task still waiting when the graceful timeout ends is cancelled, not
-    dropped with the loop: its `finally` runs before the worker exits."""
-    with serve(tmp_path, "--graceful-timeout", "3") as srv:
-        srv.wait_ready()
-        for path in ("/stream?60", "/agen?60"):
+        for path in (f"/stream?{pause}", f"/agen?{pause}"):
             with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as c:
                 c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 assert c.recv(100).startswith(b"HTTP/1.1 200")
@@ -171,6 +152,20 @@ def test_requests_left_at_graceful_timeout_are_cancelled_so_finally_runs(
         assert {"stream cleanup", "agen cleanup"} <= set(marks(tmp_path)), marks(tmp_path)
         assert "already running" not in srv.stderr(), srv.stderr()
         assert "Traceback" not in srv.stderr(), srv.stderr()
+
+
+def test_disconnected_stream_cleanup_runs_on_drain(tmp_path: Path) -> None:
+    """Item 13: the clients leave streaming responses, TERM at once: the drain waits for
+    their tasks, so the app's `finally` runs (its next send fails) and an async
+    generator's cleanup too."""
+    _leave_streams_then_drain(tmp_path, pause="1.5", graceful="8")
+
+
+def test_requests_left_at_graceful_timeout_are_cancelled_so_finally_runs(
+        tmp_path: Path) -> None:
+    """Item 13: a task still waiting when the graceful timeout ends is cancelled, not
+    dropped with the loop: its `finally` runs before the worker exits."""
+    _leave_streams_then_drain(tmp_path, pause="60", graceful="3")
 
 
 @pytest.mark.skip(reason="needs W-MISC's watchdog")
