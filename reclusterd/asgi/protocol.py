@@ -47,7 +47,7 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection: parser, the current request cycle, queued pipelined events."""
 
     __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
-                 "trusted", "read_paused", "write_paused",
+                 "trusted", "read_paused", "write_paused", "next_waits",
                  "drain_waiters", "closed", "eof", "ws", "ctx")
 
     def __init__(self, state: ServerState) -> None:
@@ -56,6 +56,7 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: deque[Event] = deque()
         self.read_paused = False
         self.write_paused = False
+        self.next_waits = False     # the next pipelined request waits for resume_writing
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.eof = False
@@ -154,6 +155,9 @@ class HttpProtocol(asyncio.Protocol):
             if not fut.done():
                 fut.set_result(None)
         self.drain_waiters.clear()
+        if self.next_waits:
+            self.next_waits = False
+            self.next_request()
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
@@ -249,7 +253,8 @@ class HttpProtocol(asyncio.Protocol):
         cycle.token = meter.started(t0)
         if meter.pre_request is not None:
             meter.before(cycle.scope)
-        cycle.task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
+        cycle.task = task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
+        s.track(task)
 
     def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
@@ -297,6 +302,14 @@ class HttpProtocol(asyncio.Protocol):
         self.next_request()
 
     def next_request(self) -> None:
+        """Go on with the next pipelined request, unless the client is not reading our
+        responses: then stop reading requests until the write buffer drains below its
+        low-water mark (resume_writing), so a peer that pipelines and never reads costs a
+        bounded buffer, and the sweep's idle deadline closes it (check_progress)."""
+        if self.write_paused:
+            self.next_waits = True
+            self.pause_reading()
+            return
         self.cycle = None
         queue = self.queue
         while queue and not self.closed:
@@ -346,10 +359,12 @@ class HttpProtocol(asyncio.Protocol):
     # -- timeouts / drain (called by ServerState) ------------------------------------
     def check_timeouts(self, now: float) -> None:
         """The periodic sweep: act on the deadline http.connection gives, if it passed."""
-        if self.closed or self.ws is not None or self.queue:
+        if self.closed or self.ws is not None:
             return
-        if self.cycle is not None:
-            self.check_progress(self.cycle, now)
+        if self.cycle is not None:      # also a finished one that waits for the client
+            self.check_progress(self.cycle, now)   # to read (next_request)
+            return
+        if self.queue:
             return
         when, what = self.h1.next_deadline()
         if now < when:

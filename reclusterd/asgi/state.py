@@ -1,5 +1,7 @@
 """What every connection of one asyncio worker shares: the app, settings, the meter,
-the set of open connections (swept for deadlines, drained on TERM)."""
+the set of open connections (swept for deadlines, drained on TERM) and the set of
+running app tasks (a drain waits for them too: a request whose client already left
+still has cleanup to run)."""
 
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ class ServerState:
         # cached millisecond clock): the sweep compares them with the same clock.
         self.now = time.monotonic()
         self.trust_cache: dict[str | None, bool] = {}
-        self.empty: asyncio.Event | None = None     # set when draining and no connection left
+        self.tasks: set[asyncio.Task[None]] = set()  # app tasks (requests, websockets)
+        self.empty: asyncio.Event | None = None     # set when draining and nothing left
 
     def is_trusted(self, ip: str | None) -> bool:
         """Is the peer one of --forwarded-allow-ips? Cached: parsing an IP costs ~4 us."""
@@ -85,15 +88,33 @@ class ServerState:
         for conn in list(self.connections):
             conn.shutdown()
         self.empty = asyncio.Event()
-        if not self.connections:
-            self.empty.set()
+        self._check_empty()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Count an app task until it ends: draining waits for it even after its client
+        left, so the app's `finally` and async generators' cleanup run inside the loop."""
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._check_empty()
 
     def forget(self, conn: Tracked) -> None:
         self.connections.discard(conn)
-        if self.empty is not None and not self.connections:
+        self._check_empty()
+
+    def _check_empty(self) -> None:
+        if self.empty is not None and not self.connections and not self.tasks:
             self.empty.set()
 
-    def cut(self) -> None:
-        """The graceful timeout is over: cancel what runs and close every connection."""
+    async def cut(self, grace: float) -> None:
+        """The graceful timeout is over: close every connection, cancel every app task,
+        and give the cancelled tasks up to `grace` s to run their `finally` clauses."""
         for conn in list(self.connections):
             conn.cut()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.01, grace))

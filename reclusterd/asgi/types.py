@@ -57,6 +57,8 @@ class Server(Protocol):
     @property
     def ws_options(self) -> WSOptions: ...
 
+    def track(self, task: asyncio.Task[None]) -> None: ...
+
 
 class Connection(Protocol):
     """What a request cycle or a WebSocket sees of its connection (asgi.protocol)."""

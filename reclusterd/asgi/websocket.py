@@ -133,6 +133,7 @@ class WebSocketSession:
         self.t0 = t0 = time.monotonic()
         self.token = conn.s.meter.started(t0)
         self.task = conn.s.loop.create_task(self.run())
+        conn.s.track(self.task)
 
     def _list(self, name: bytes) -> list[str]:
         out: list[str] = []

@@ -26,7 +26,9 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.workers.aioaccept import Acceptor
 from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
+from reclusterd.workers.fdlimit import AcceptErrors
 
 if TYPE_CHECKING:
     from reclusterd.asgi.state import ServerState
@@ -38,6 +40,7 @@ __all__ = ["AsyncioWorker", "loop_factory"]
 
 log = logging.getLogger("reclusterd.error")
 LIFESPAN_RESERVE = 2.0        # seconds of the graceful timeout kept for lifespan shutdown
+CANCEL_GRACE = 0.5            # of that reserve: for cancelled request tasks' cleanup
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -132,10 +135,11 @@ class AsyncioWorker(Worker):
             return EXIT_BOOT_ERROR
         if lifespan.supported:
             state.state = lifespan.state
-        servers = []
-        for lst in self.listeners:
-            servers.append(await loop.create_server(
-                lambda: HttpProtocol(state), sock=lst.sock, ssl=ctx, backlog=cfg.backlog))
+        errors = AcceptErrors()
+        acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
+                     for lst in self.listeners]
+        for acceptor in acceptors:
+            acceptor.start()
         self.channel.ready()
         self._start_ticker(loop, state)
         await self.stop_event.wait()
@@ -143,8 +147,8 @@ class AsyncioWorker(Worker):
         # time minus a reserve, so lifespan shutdown always gets a chance to run.
         graceful = float(cfg.graceful_timeout)
         deadline = loop.time() + graceful
-        for srv in servers:
-            srv.close()
+        for acceptor in acceptors:
+            acceptor.close()
         await self._drain(state, deadline - min(LIFESPAN_RESERVE, graceful / 4))
         await lifespan.shutdown(deadline - loop.time())
         self._stop_ticker()
@@ -176,13 +180,17 @@ class AsyncioWorker(Worker):
             self._tick.cancel()
 
     async def _drain(self, state: ServerState, deadline: float) -> None:
-        """Finish in-flight requests until the deadline, then cut what is left."""
+        """Finish in-flight requests until the deadline, then cut what is left. Requests
+        count until their app task ends, not their connection: a task whose client left
+        still runs its cleanup, and one left at the deadline is cancelled (its `finally`
+        runs) instead of being dropped with the loop."""
         loop = asyncio.get_running_loop()
         state.drain()
         assert state.empty is not None
         try:
             await asyncio.wait_for(state.empty.wait(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            log.warning("worker %d: %d connection(s) still open after the graceful timeout",
-                        self.pid, len(state.connections))
-            state.cut()
+            log.warning("worker %d: %d connection(s), %d request task(s) left after the "
+                        "graceful timeout: cancelled", self.pid, len(state.connections),
+                        len(state.tasks))
+            await state.cut(CANCEL_GRACE)

@@ -151,11 +151,19 @@ def test_worker_connections_cap_503(tmp_path: Path) -> None:
     with reclusterd(ASGI_ROUTES, "--workers", "1", "--chdir", str(tmp_path),
                     "--worker-connections", "2") as srv:
         srv.wait_ready()
-        held = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(2)]
-        try:
+        held: list[socket.socket] = []
+
+        def hold_two() -> bool:
+            """Two served connections (wait_ready's probe may still count for a moment)."""
+            for s in held:
+                s.close()
+            held[:] = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                       for _ in range(2)]
             for s in held:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-                assert read_responses(s, ["GET"])[0][0].status == 200
+            return all(read_responses(s, ["GET"])[0][0].status == 200 for s in held)
+        try:
+            wait_for(hold_two, what="two connections served")
             status, headers, _ = http_get(srv.port, "/")
             assert status == 503 and headers["connection"] == "close"
         finally:
