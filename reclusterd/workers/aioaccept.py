@@ -1,9 +1,9 @@
 """The asyncio worker's accept loop: one reader callback per listener, instead of
 loop.create_server, because uvloop (libuv) answers EMFILE by accepting and closing
 pending connections without a word, and asyncio logs a traceback each time. Here, out of
-file descriptors stops accepting for ACCEPT_BACKOFF s (pending clients wait in the
+file descriptors stops accepting for acceptpause.PAUSE s (pending clients wait in the
 backlog instead of being reset), is logged once per interval with a count
-(fdlimit.AcceptErrors), and the open connections go on being served."""
+(acceptpause.AcceptPause), and the open connections go on being served."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from reclusterd.workers.fdlimit import OUT_OF_RESOURCES, AcceptErrors
+from reclusterd.workers.acceptpause import PAUSE, RESOURCE_ERRORS, AcceptPause
 
-__all__ = ["ACCEPT_BACKOFF", "Acceptor"]
+__all__ = ["Acceptor"]
 
 log = logging.getLogger("reclusterd.error")
-ACCEPT_BACKOFF = 0.5          # seconds without accepting after EMFILE/ENFILE
 ACCEPT_BATCH = 64             # connections accepted per wake-up (fairness to the others)
 # the connection died in the backlog, or a firewall's verdict: try the next one
 _TRANSIENT = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EAGAIN))
@@ -31,7 +30,7 @@ class Acceptor:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  factory: Callable[[], asyncio.Protocol], ctx: ssl.SSLContext | None,
-                 errors: AcceptErrors) -> None:
+                 errors: AcceptPause) -> None:
         self.loop = loop
         self.sock = sock
         self.factory = factory
@@ -66,8 +65,10 @@ class Acceptor:
             except OSError as e:
                 if e.errno in _TRANSIENT:
                     continue
-                if e.errno in OUT_OF_RESOURCES:
-                    self.errors.hit()
+                if e.errno in RESOURCE_ERRORS:
+                    line = self.errors.failed(e, self.loop.time())
+                    if line is not None:
+                        log.error("%s", line)
                     self.pause()
                 else:
                     log.error("accept failed on %s: %s", self.sock.getsockname(), e)
@@ -76,10 +77,10 @@ class Acceptor:
             self.serve(conn)
 
     def pause(self) -> None:
-        """Stop watching the listener for ACCEPT_BACKOFF s (it stays readable meanwhile,
+        """Stop watching the listener for acceptpause.PAUSE s (it stays readable meanwhile,
         so retrying at once would spin)."""
         self.loop.remove_reader(self.fd)
-        self.resume = self.loop.call_later(ACCEPT_BACKOFF, self._resume)
+        self.resume = self.loop.call_later(PAUSE, self._resume)
 
     def _resume(self) -> None:
         self.resume = None

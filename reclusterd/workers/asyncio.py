@@ -26,9 +26,9 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.workers.acceptpause import AcceptPause
 from reclusterd.workers.aioaccept import Acceptor
 from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
-from reclusterd.workers.fdlimit import AcceptErrors
 
 if TYPE_CHECKING:
     from reclusterd.asgi.state import ServerState
@@ -135,7 +135,7 @@ class AsyncioWorker(Worker):
             return EXIT_BOOT_ERROR
         if lifespan.supported:
             state.state = lifespan.state
-        errors = AcceptErrors()
+        errors = AcceptPause()   # one per worker: shared by its listeners
         acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
                      for lst in self.listeners]
         for acceptor in acceptors:

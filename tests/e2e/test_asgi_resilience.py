@@ -17,7 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import Server, http_get, read_responses, reclusterd, wait_for, wait_log
+from tests.support.http_client import http_get, read_responses
+from tests.support.process import Server, reclusterd, wait_for, wait_log
 
 APP = r'''
 import asyncio, os, time
@@ -168,7 +169,6 @@ def test_requests_left_at_graceful_timeout_are_cancelled_so_finally_runs(
     _leave_streams_then_drain(tmp_path, pause="60", graceful="3")
 
 
-@pytest.mark.skip(reason="needs W-MISC's watchdog")
 def test_orphaned_worker_blocked_in_the_app_exits_within_graceful_timeout(
         tmp_path: Path) -> None:
     """Item 3: an `async def` app blocked in time.sleep(20), kill -9 master: the worker
