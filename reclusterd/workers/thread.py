@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
@@ -266,10 +266,9 @@ class ThreadWorker(Worker):
                 pass
             sock.close()
             return None
-        wrapped = tls_wrap(self.ssl, sock)
-        if wrapped is None:
+        conn = self.handler.accept(sock, addr, env, self.ssl)
+        if conn is None:
             return None
-        conn = self.handler.new_conn(wrapped, addr, env)
         conn.busy = True
         with self.lock:
             self.conns[conn.fd] = conn

@@ -236,7 +236,7 @@ def test_a_hook_that_raises_is_logged_not_raised(caplog: pytest.LogCaptureFixtur
 def test_every_hook_has_a_setting_and_every_target_exists_or_is_optional() -> None:
     for h in hooks.HOOKS:
         assert h.name in settings.BY_NAME
-    optional = {"proxy_protocol", "proxy_allow_ips", "log_config", "reload"}  # other branches
+    optional = {"log_config", "reload"}  # other branches
     for e in gunicorn_map.EQUIVALENTS:
         if e.ours is not None and e.ours not in optional:
             assert e.ours in settings.BY_NAME, e.gunicorn
