@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.http.response import configure_headers
 from reclusterd.meter import Meter
 from reclusterd.workers.boot import (
     EXIT_BOOT_ERROR,
@@ -75,6 +76,8 @@ class Worker:
             import_object(cfg.post_request, "post_request hook") if cfg.post_request else None,
             owner=self)
         self.meter.on_recycle = channel.recycle
+        # --server-header / --date-header: the response head builder's added headers
+        configure_headers(bool(cfg.server_header), bool(cfg.date_header))
         self.meter.on_progress = self.maybe_heartbeat
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)

@@ -41,3 +41,40 @@ async def asgi(scope: dict[str, Any], receive: Callable[..., Any],
                    (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def flask_app() -> Any:
+    """A Flask app: /link answers the URL url_for builds for /target (the mount prefix
+    must be in it)."""
+    from flask import Flask, url_for
+
+    app = Flask(__name__)
+
+    @app.route("/link")
+    def link() -> str:
+        return url_for("target")
+
+    @app.route("/target")
+    def target() -> str:
+        return "target"
+
+    return app
+
+
+def starlette_app() -> Any:
+    """Starlette with a mounted sub-app: /sub/where answers the route's own path, the
+    root_path it saw and the URL url_for builds."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    async def where(request: Request) -> JSONResponse:
+        return JSONResponse({"root_path": request.scope["root_path"],
+                             "url": str(request.url_for("where"))})
+
+    return Starlette(routes=[Mount("/sub", routes=[Route("/where", where, name="where")])])
+
+
+flask = flask_app()
+starlette = starlette_app()
