@@ -129,7 +129,7 @@ EQUIVALENTS: tuple[Equivalent, ...] = (
     _eq("proxy_protocol", note="off -> false; v1, v2, auto, true -> true (v1 and v2 "
         "both accepted; the header is then required)", convert=_proxy_mode,
         default="off"),
-    _eq("proxy_allow_ips", convert=_as_list),
+    _eq("proxy_allow_ips"),
     _eq("accesslog", "access_logfile"),
     _eq("access_log_format", "access_logformat"),
     _eq("errorlog", "error_logfile"),
