@@ -134,6 +134,11 @@ class Config:
     ws_ping_timeout: float
     ws_per_message_deflate: bool
     control_socket: str | None
+    proxy_protocol: bool
+    proxy_allow_ips: tuple[str, ...]
+    root_path: str
+    server_header: bool
+    date_header: bool
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))

@@ -43,6 +43,13 @@ def _cert_reqs(value: Any) -> Any:
     return value
 
 
+def _proxy_mode(value: Any) -> Any:
+    """Gunicorn's proxy_protocol (off, v1, v2, auto; a bool before 24.1) -> our bool."""
+    if isinstance(value, str) and value.lower() in ("off", "v1", "v2", "auto"):
+        return value.lower() != "off"
+    return value
+
+
 _WORKERS = {"sync": "sync", "gthread": "thread",
             "uvicorn.workers.UvicornWorker": "asyncio",
             "uvicorn.workers.UvicornH11Worker": "asyncio",
@@ -119,8 +126,10 @@ EQUIVALENTS: tuple[Equivalent, ...] = (
     _eq("group", convert=_name_or_id),
     _eq("umask"),
     _eq("forwarded_allow_ips"),
-    _eq("proxy_protocol", default=False),
-    _eq("proxy_allow_ips", default="127.0.0.1"),
+    _eq("proxy_protocol", note="off -> false; v1, v2, auto, true -> true (v1 and v2 "
+        "both accepted; the header is then required)", convert=_proxy_mode,
+        default="off"),
+    _eq("proxy_allow_ips"),
     _eq("accesslog", "access_logfile"),
     _eq("access_log_format", "access_logformat"),
     _eq("errorlog", "error_logfile"),

@@ -90,6 +90,14 @@ def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:
     return items
 
 
+def check_root_path(value: str) -> str:
+    """"" or an absolute path, without its trailing slash ("/api/" -> "/api")."""
+    path = value.strip().rstrip("/")
+    if path and not path.startswith("/"):
+        raise ValueError(f"must start with '/', got {value!r}")
+    return path
+
+
 def check_env_pairs(items: tuple[str, ...]) -> tuple[str, ...]:
     """KEY=VALUE items: a non-empty key without '=' or NUL (what os.environ accepts)."""
     for item in items:
@@ -414,6 +422,22 @@ SETTINGS: tuple[Setting, ...] = (
        "beside --pid (app.pid -> app.ctl), else $XDG_RUNTIME_DIR/reclusterd/MASTERPID.ctl "
        "(/run/reclusterd as root, else TMPDIR/reclusterd-UID); off = none.",
        "--control-socket", reloadable=False, metavar="PATH", example="/run/app.ctl"),
+    _s("proxy_protocol", "bool", False, "Expect a PROXY protocol v1 or v2 header (HAProxy "
+       "send-proxy, AWS NLB) first on every connection, before TLS: it names the client "
+       "(REMOTE_ADDR, scope client, access log). Required when on: a connection without "
+       "one, with a bad one, or from a peer not in --proxy-allow-ips is closed and logged.",
+       "--proxy-protocol"),
+    _s("proxy_allow_ips", "list", ("127.0.0.1", "::1"), "Peers (IPs, CIDRs, '*') allowed to "
+       "send a PROXY protocol header; comma-separated.", "--proxy-allow-ips",
+       "--proxy-allow-from", validator=check_allow_ips, metavar="LIST"),
+    _s("root_path", "str", "", "Mount prefix of the app (a proxy forwards /PREFIX/...): WSGI "
+       "SCRIPT_NAME, ASGI root_path; a request path under it gives PATH_INFO the rest. "
+       "Unset: the SCRIPT_NAME environment variable, as in Gunicorn.", "--root-path",
+       validator=check_root_path, metavar="PATH", default_doc="$SCRIPT_NAME, else empty"),
+    _s("server_header", "bool", True, "Add `Server: reclusterd` to responses that have "
+       "none (an app's own Server header always wins).", "--server-header"),
+    _s("date_header", "bool", True, "Add a Date header to responses that have none (an "
+       "app's own Date header always wins).", "--date-header"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

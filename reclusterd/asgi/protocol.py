@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import ssl
 import time
 from collections import deque
 from typing import Any
 
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
+from reclusterd.asgi.proxyread import ProxyRead
 from reclusterd.asgi.state import ServerState
 from reclusterd.asgi.types import ASGI_VERSION, Scope
 from reclusterd.asgi.websocket import WebSocketSession
@@ -32,6 +34,8 @@ from reclusterd.http import (
     make_parser,
 )
 from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
+from reclusterd.http.proxyproto import ProxyError, ProxyInfo, refusal
+from reclusterd.http.rootpath import asgi_path
 from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
 
 __all__ = ["HttpProtocol"]
@@ -48,7 +52,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "read_paused", "write_paused", "next_waits",
-                 "drain_waiters", "closed", "eof", "ws", "ctx")
+                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -62,6 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         self.eof = False
         self.ws: WebSocketSession | None = None
         self.trusted = False
+        self.proxy: ProxyRead | None = None      # --proxy-protocol: its header reader
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,14 +98,69 @@ class HttpProtocol(asyncio.Protocol):
         self.server = server
         self.base: dict[str, Any] = {
             "type": "http", "asgi": ASGI_VERSION, "http_version": "1.1", "server": server,
-            "client": self.peer, "scheme": s.scheme, "root_path": "",
+            "client": self.peer, "scheme": s.scheme, "root_path": s.root_path,
         }
         # every request starts from this context, whichever request's task launches it
         self.ctx = contextvars.copy_context()
+        if s.proxy_peers is not None:
+            self.expect_proxy()
+
+    # -- --proxy-protocol: after accept, before TLS and HTTP ---------------------------
+    def expect_proxy(self) -> None:
+        """Read the PROXY header first (asgi.proxyread); a peer not allowed to send one
+        is closed at once."""
+        s = self.s
+        assert s.proxy_peers is not None
+        if not s.proxy_peers.trusted(self.peer_ip):
+            self.proxy_done(None, "not in --proxy-allow-ips")
+            return
+        self.proxy = ProxyRead(s.loop, self.transport, self.proxy_done)
+
+    def proxy_done(self, info: ProxyInfo | None, why: ProxyError | str) -> None:
+        """The header is read (info) or refused (why: logged once, connection closed)."""
+        if info is None:
+            log.log(*refusal(self.peer_ip, why))
+            self.closed = True
+            self.transport.abort()
+            return
+        if info.client is not None:
+            self.peer_ip, self.peer = info.client[0], info.client
+            self.base["client"] = info.client
+            if self.s.resolver is not None:
+                self.trusted = self.s.is_trusted(self.peer_ip)
+        ctx = self.s.tls_after
+        if ctx is None:
+            assert self.proxy is not None
+            self.proxy.holding = False
+            self.transport.resume_reading()
+            return
+        self.s.loop.create_task(self.start_tls(ctx))
+
+    async def start_tls(self, ctx: ssl.SSLContext) -> None:
+        """TLS after the PROXY header; bytes the new transport delivered before this
+        returned were held (data_received) and are fed now."""
+        try:
+            transport = await self.s.loop.start_tls(self.transport, self, ctx,
+                                                    server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as e:
+            log.debug("TLS handshake failed after the PROXY header: %s", e)
+            self.closed = True
+            self.transport.abort()
+            return
+        assert transport is not None and self.proxy is not None
+        self.transport = transport
+        held, self.proxy.held = self.proxy.held, []
+        self.proxy.holding = False
+        for data in held:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return               # lingering after an error response: discard
+        proxy = self.proxy
+        if proxy is not None and proxy.holding:
+            proxy.held.append(data)     # TLS is up, start_tls has not returned yet
+            return
         ws = self.ws
         if ws is not None:
             ws.feed(data)
@@ -134,6 +194,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.proxy is not None:
+            self.proxy.close()
         self.s.forget(self)
         cycle = self.cycle
         if cycle is not None:
@@ -224,11 +286,13 @@ class HttpProtocol(asyncio.Protocol):
             method = _METHODS.setdefault(req.method, req.method.decode("ascii"))
         raw = req.path
         headers = req.headers
+        path = (decode_path(raw) if b"%" in raw else raw).decode("utf-8", "replace")
+        if s.root_path:
+            path = asgi_path(path, s.root_path)
         scope = {
             "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
-            "server": self.server, "client": self.peer, "scheme": s.scheme, "root_path": "",
-            "method": method,
-            "path": (decode_path(raw) if b"%" in raw else raw).decode("utf-8", "replace"),
+            "server": self.server, "client": self.peer, "scheme": s.scheme,
+            "root_path": s.root_path, "method": method, "path": path,
             "raw_path": raw, "query_string": req.query, "headers": headers,
         }
         if self.trusted:

@@ -6,6 +6,8 @@ still has cleanup to run)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,6 +15,7 @@ from reclusterd.asgi.types import ASGIApp, WSOptions
 from reclusterd.http import Limits
 from reclusterd.http.connection import ConnectionRules
 from reclusterd.http.forwarded import ProxyResolver
+from reclusterd.http.rootpath import mount_prefix
 from reclusterd.logging import AccessLog
 from reclusterd.meter import Meter
 
@@ -52,6 +55,11 @@ class ServerState:
         # the Upgrade this driver takes up; any other is ignored, the request served as HTTP
         self.upgrades = frozenset((b"websocket",)) if ws else frozenset()
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
+        self.root_path = mount_prefix(cfg.root_path, os.environ)
+        # --proxy-protocol: the peers allowed to send the header (None: off), and the TLS
+        # context started once it is read (the listeners are then plain: asgi.proxyread)
+        self.proxy_peers = ProxyResolver(cfg.proxy_allow_ips) if cfg.proxy_protocol else None
+        self.tls_after: ssl.SSLContext | None = None
         self.connections: set[Tracked] = set()
         self.draining = False
         # Connection deadlines use time.monotonic (a C call; uvloop's loop.time() is a

@@ -39,6 +39,7 @@ from reclusterd.http import (
     decode_path,
     error_response,
 )
+from reclusterd.http.rootpath import asgi_path
 
 __all__ = ["MessageSizeLimit", "WebSocketSession"]
 
@@ -118,7 +119,7 @@ class WebSocketSession:
         scope.update({
             "type": "websocket", "asgi": ASGI_VERSION, "http_version": req.http_version,
             "scheme": "wss" if conn.s.scheme == "https" else "ws",
-            "path": decode_path(raw).decode("utf-8", "replace"),
+            "path": asgi_path(decode_path(raw).decode("utf-8", "replace"), scope["root_path"]),
             "raw_path": raw, "query_string": req.query, "headers": req.headers,
             "subprotocols": self._list(b"sec-websocket-protocol"),
             "extensions": {"websocket.http.response": {}},

@@ -15,8 +15,7 @@ from http import HTTPStatus
 from .events import Request
 
 __all__ = ["Response", "FramingError", "InvalidResponse", "error_response", "error_for",
-           "CONTINUE_100",
-           "http_date"]
+           "CONTINUE_100", "configure_headers", "http_date"]
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 SERVER = b"reclusterd"
@@ -43,6 +42,9 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _date_second = -1
 _date_line = b""
 _date_server = b""  # _date_line + the server line: what nearly every response carries
+# --date-header / --server-header (configure_headers): what the server adds when the app
+# did not; b"" = nothing. Module state: each worker process sets it once at boot.
+_date_on = True
 
 
 def http_date() -> bytes:
@@ -51,7 +53,7 @@ def http_date() -> bytes:
     now = int(time.time())
     if now != _date_second:
         _date_line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-        _date_server = _date_line + _SERVER_LINE
+        _date_server = (_date_line if _date_on else b"") + _server_line
         _date_second = now
     return _date_line
 
@@ -61,6 +63,20 @@ def _date_and_server() -> bytes:
     if int(time.time()) != _date_second:
         http_date()
     return _date_server
+
+
+def _date_only() -> bytes:
+    """The date line when the app sent a Server header but no Date ("" if turned off)."""
+    return http_date() if _date_on else b""
+
+
+def configure_headers(server: bool = True, date: bool = True) -> None:
+    """--server-header / --date-header: add `Server: reclusterd` and `Date` to responses
+    that lack them (an app's own header always wins). Called once per worker process."""
+    global _date_on, _server_line, _date_second
+    _date_on = date
+    _server_line = _SERVER_LINE if server else b""
+    _date_second = -1       # rebuild the cached piece
 
 
 def _status_line(status: int, reason: str | None) -> bytes:
@@ -81,6 +97,7 @@ def _status_line(status: int, reason: str | None) -> bytes:
 # Header lines the server adds are spelled as browsers show them (Gunicorn, Uvicorn do
 # the same); header names are case-insensitive (RFC 9110 §5.1), so this is for people.
 _SERVER_LINE = b"Server: " + SERVER + b"\r\n"
+_server_line = _SERVER_LINE
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 _CLOSE_LINE = b"Connection: close\r\n"
 _KEEP_LINE = b"Connection: keep-alive\r\n"
@@ -188,9 +205,9 @@ class Response:
         except TypeError:
             raise InvalidResponse("header names and values must be bytes") from None
         if not has_date:
-            parts.append(_date_and_server() if not has_server else http_date())
+            parts.append(_date_and_server() if not has_server else _date_only())
         elif not has_server:
-            parts.append(_SERVER_LINE)
+            parts.append(_server_line)
 
         http10 = request.http_version == "1.0"
         keep = keep_alive and request.keep_alive and not app_close and status != 101
@@ -279,7 +296,7 @@ def error_response(status: int, *, head: bool = False) -> bytes:
         else b"HTTP/1.1 %d Error\r\n" % status,
         b"content-type: text/plain; charset=utf-8\r\n",
         b"Content-Length: %d\r\n" % len(body),
-        _CLOSE_LINE, http_date(), _SERVER_LINE, b"\r\n", b"" if head else body,
+        _CLOSE_LINE, _date_only(), _server_line, b"\r\n", b"" if head else body,
     ))
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from reclusterd.control import WorkerChannel
     from reclusterd.sockets import Listener
 
-__all__ = ["AsyncioWorker", "loop_factory"]
+__all__ = ["AsyncioWorker", "loop_factory", "proxy_loop"]
 
 log = logging.getLogger("reclusterd.error")
 LIFESPAN_RESERVE = 2.0        # seconds of the graceful timeout kept for lifespan shutdown
@@ -54,6 +54,17 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+def proxy_loop(choice: str) -> str:
+    """--proxy-protocol needs the stdlib loop: the header is read before the transport
+    reads a byte (asgi.proxyread), and uvloop starts reading a connection before its
+    protocol can pause it. auto -> asyncio; uvloop -> BootError."""
+    if choice == "uvloop":
+        raise BootError("--proxy-protocol runs on the asyncio loop: uvloop reads a "
+                        "connection before the PROXY header can be taken off it; "
+                        "use --loop auto or asyncio")
+    return "asyncio"
 
 
 def websocket_enabled(choice: str) -> bool:
@@ -77,7 +88,7 @@ class AsyncioWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        self.new_loop = loop_factory(cfg.loop)
+        self.new_loop = loop_factory(proxy_loop(cfg.loop) if cfg.proxy_protocol else cfg.loop)
         self.ws = websocket_enabled(cfg.ws)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None
@@ -135,6 +146,8 @@ class AsyncioWorker(Worker):
             return EXIT_BOOT_ERROR
         if lifespan.supported:
             state.state = lifespan.state
+        if state.proxy_peers is not None:   # PROXY header first, TLS after it (protocol)
+            state.tls_after, ctx = ctx, None
         errors = AcceptPause()   # one per worker: shared by its listeners
         acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
                      for lst in self.listeners]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from reclusterd import hooks, tls
+from reclusterd.http.response import configure_headers
 from reclusterd.logging import lines_dropped
 from reclusterd.meter import Meter
 from reclusterd.workers.boot import (
@@ -91,6 +92,8 @@ class Worker:
             timeout, max_requests, int(cfg.max_worker_memory) * 1024,
             self.hooks.get("pre_request"), self.hooks.get("post_request"), owner=self)
         self.meter.on_recycle = self.ask_recycle
+        # --server-header / --date-header: the response head builder's added headers
+        configure_headers(bool(cfg.server_header), bool(cfg.date_header))
         self.meter.on_progress = self.maybe_heartbeat
         self.meter.log_drops = lines_dropped
         self.wake_fd, self._wake_w = os.pipe()

@@ -20,7 +20,7 @@ from reclusterd.http import ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT
 from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
-from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
 
 if TYPE_CHECKING:
@@ -124,10 +124,9 @@ class SyncWorker(Worker):
                     log.error("%s", line)
                 self._listen(False)
             return
-        wrapped = tls_wrap(self.ssl, sock)
-        if wrapped is None:
+        conn = self.current = self.handler.accept(sock, addr, env, self.ssl)
+        if conn is None:
             return
-        conn = self.current = self.handler.new_conn(wrapped, addr, env)
         try:
             self._serve(conn)
         except Exception:  # noqa: BLE001 - the worker survives anything a client does

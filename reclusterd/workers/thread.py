@@ -25,7 +25,7 @@ from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
 from reclusterd.workers.refused import Refused
-from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap, wait_fd
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
 from reclusterd.wsgi.response import Reply
 
@@ -318,10 +318,9 @@ class ThreadWorker(Worker):
         if busy is not None:
             self.refused.refuse(sock, busy)
             return None
-        wrapped = tls_wrap(self.ssl, sock)
-        if wrapped is None:
+        conn = self.handler.accept(sock, addr, env, self.ssl)
+        if conn is None:
             return None
-        conn = self.handler.new_conn(wrapped, addr, env)
         conn.busy = True
         with self.lock:
             self.conns[conn.fd] = conn

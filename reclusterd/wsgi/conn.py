@@ -8,6 +8,7 @@ worker classes never deal with partial sends or EAGAIN themselves.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reclusterd.http.connection import H1Connection
+from reclusterd.http.proxyproto import ProxyError, ProxyReader, refusal
 
 RECV_SIZE = 65536
 LINGER_BYTES = 256 * 1024
@@ -24,6 +26,8 @@ _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 Environ = dict[str, Any]
 _NOTHING = memoryview(b"")
+PROXY_PEEK = 4096           # bytes peeked at for a PROXY header (v1 <= 107, v2 rarely > 600)
+log = logging.getLogger("reclusterd.error")
 
 
 class ClientGone(OSError):
@@ -42,7 +46,7 @@ class Conn:
 
     __slots__ = ("sock", "fd", "h1", "events", "base_environ", "remote_addr", "timeout",
                  "busy", "closed", "tls", "polled", "on_progress", "defer", "out", "reply",
-                 "park_until")
+                 "park_until", "proxy", "tls_after")
 
     def __init__(self, sock: socket.socket, h1: H1Connection, base_environ: Environ,
                  remote_addr: str) -> None:
@@ -66,6 +70,15 @@ class Conn:
         self.out: memoryview | None = None
         self.reply: Any = None
         self.park_until = 0.0
+        self.proxy: ProxyReader | None = None     # a PROXY header still to read (first)
+        self.tls_after: ssl.SSLContext | None = None    # TLS to start once it is read
+
+    def expect_proxy(self, ctx: ssl.SSLContext | None) -> None:
+        """--proxy-protocol: the PROXY header comes first, then TLS with `ctx` (if any).
+        The drivers' handshake step (tls == 1) reads it: no other change in them."""
+        self.proxy = ProxyReader()
+        self.tls_after = ctx
+        self.tls = 1
 
     def recv_now(self) -> int:
         """Non-blocking read fed to the parser: bytes read, 0 on EOF, -1 if nothing there."""
@@ -88,6 +101,12 @@ class Conn:
         wait for before the next step."""
         if self.tls != 1:
             return 0
+        if self.proxy is not None:
+            want = self._proxy_step()
+            if want:
+                return want
+            if self.tls != 1:
+                return 0
         sock = self.sock
         assert isinstance(sock, ssl.SSLSocket)
         try:
@@ -99,6 +118,42 @@ class Conn:
         except (OSError, ValueError):
             return -1
         self.tls = 2
+        return 0
+
+    def _proxy_step(self) -> int:
+        """Read (never past) the PROXY header: 0 once read (the client address taken from
+        it, TLS wrapped), -1 refused (logged once), else poll events to wait for."""
+        sock = self.sock
+        reader = self.proxy
+        assert reader is not None
+        try:
+            peeked = sock.recv(PROXY_PEEK, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return _POLLIN
+        except OSError:
+            peeked = b""
+        try:
+            n, info = reader.step(peeked)
+            if n:
+                sock.recv(n)    # bytes already peeked: all there
+        except (ProxyError, OSError) as e:
+            log.log(*refusal(self.remote_addr, e if isinstance(e, ProxyError) else str(e)))
+            return -1
+        if info is None:
+            return _POLLIN
+        self.proxy = None
+        if info.client is not None:
+            self.remote_addr = info.client[0]
+            self.base_environ["REMOTE_ADDR"] = info.client[0]
+            self.base_environ["REMOTE_PORT"] = str(info.client[1])
+        ctx = self.tls_after
+        if ctx is None:
+            self.tls = 0
+            return 0
+        wrapped = tls_wrap(ctx, sock)
+        if wrapped is None:
+            return -1
+        self.sock = wrapped
         return 0
 
     def _ssl_pending(self) -> bytes:

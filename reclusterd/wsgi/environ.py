@@ -12,6 +12,7 @@ import socket
 from reclusterd import __version__
 from reclusterd.http import Request, decode_path
 from reclusterd.http.forwarded import ProxyResolver
+from reclusterd.http.rootpath import under_root
 from reclusterd.wsgi.conn import Environ
 from reclusterd.wsgi.response import ErrorStream, FileWrapper
 
@@ -23,8 +24,9 @@ class EnvironBuilder:
     """Builds environs for one worker; shared by its threads (the caches are GIL-safe)."""
 
     def __init__(self, multithread: bool, multiprocess: bool,
-                 proxy: ProxyResolver | None) -> None:
+                 proxy: ProxyResolver | None, root_path: str = "") -> None:
         self.multithread = multithread
+        self.root = root_path       # --root-path: SCRIPT_NAME (http.rootpath)
         self.multiprocess = multiprocess
         self.proxy = proxy
         self.keys: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": ""}
@@ -47,7 +49,7 @@ class EnvironBuilder:
             host = str(addr[0])
             name, port = f"[{host}]" if ":" in host else host, str(addr[1])
         env = {
-            "SERVER_NAME": name, "SERVER_PORT": port, "SCRIPT_NAME": "",
+            "SERVER_NAME": name, "SERVER_PORT": port, "SCRIPT_NAME": self.root,
             "SERVER_SOFTWARE": f"reclusterd/{__version__}",
             "wsgi.version": (1, 0), "wsgi.url_scheme": "https" if secure else "http",
             "wsgi.errors": ErrorStream(), "wsgi.multithread": self.multithread,
@@ -99,7 +101,11 @@ class EnvironBuilder:
         """PEP 3333 environ for one request on a connection whose fixed keys are `base`."""
         env = base.copy()
         path = req.path
-        env["PATH_INFO"] = (decode_path(path) if b"%" in path else path).decode("latin-1")
+        path_info = (decode_path(path) if b"%" in path else path).decode("latin-1")
+        root = self.root
+        if root and under_root(path_info, root):
+            path_info = path_info[len(root):]
+        env["PATH_INFO"] = path_info
         env["QUERY_STRING"] = req.query.decode("latin-1")
         method = _METHODS.get(req.method)
         env["REQUEST_METHOD"] = req.method.decode("latin-1") if method is None else method

@@ -12,17 +12,21 @@ draining) are `http.connection`'s.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import InvalidResponse, Limits, Request, error_for, make_parser
 from reclusterd.http.connection import ConnectionRules, H1Connection
-from reclusterd.http.forwarded import from_config
+from reclusterd.http.forwarded import ProxyResolver, from_config
+from reclusterd.http.proxyproto import refusal
+from reclusterd.http.rootpath import mount_prefix
 from reclusterd.logging import AccessInfo, AccessLog
 from reclusterd.meter import Meter
-from reclusterd.wsgi.conn import ClientGone, Conn, Environ
+from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap
 from reclusterd.wsgi.environ import EnvironBuilder
 from reclusterd.wsgi.input import NO_BODY, Input, NoBody
 from reclusterd.wsgi.response import Exchange, FileWrapper, Reply, log_broken
@@ -58,13 +62,35 @@ class WSGIHandler:
                       bool(cfg.log_config))
         proxy = (from_config(cfg.forwarded_allow_ips, secure=secure)
                  if cfg.forwarded_allow_ips else None)
-        self.environs = EnvironBuilder(multithread, cfg.workers > 1, proxy)
+        self.environs = EnvironBuilder(multithread, cfg.workers > 1, proxy,
+                                       mount_prefix(cfg.root_path, os.environ))
+        # --proxy-protocol: the peers allowed to send the header (None: off)
+        self.proxy_peers = (ProxyResolver(cfg.proxy_allow_ips)
+                            if cfg.proxy_protocol else None)
         self.draining = False       # set by the worker on TERM: new connections drain too
         self.park_writes = False    # the worker parks a connection whose socket is full
 
     def listener_environ(self, lsock: socket.socket) -> Environ:
         """The environ keys fixed for every request on one listener."""
         return self.environs.listener_environ(lsock, self.secure)
+
+    def accept(self, sock: socket.socket, addr: Any, listener_env: Environ,
+               ctx: ssl.SSLContext | None) -> Conn | None:
+        """An accepted socket as a Conn: TLS-wrapped (handshake later), or, with
+        --proxy-protocol, with its PROXY header to read first (TLS after it); None if it
+        was closed (a peer not allowed to send the header, a failed wrap)."""
+        peers = self.proxy_peers
+        if peers is None:
+            wrapped = tls_wrap(ctx, sock)
+            return None if wrapped is None else self.new_conn(wrapped, addr, listener_env)
+        peer = str(addr[0]) if isinstance(addr, tuple) else None
+        if not peers.trusted(peer):
+            log.log(*refusal(peer, "not in --proxy-allow-ips"))
+            sock.close()
+            return None
+        conn = self.new_conn(sock, addr, listener_env)
+        conn.expect_proxy(ctx)
+        return conn
 
     def new_conn(self, sock: socket.socket, addr: Any, listener_env: Environ) -> Conn:
         """Wrap an accepted socket (made non-blocking) with a parser and its environ base."""

@@ -236,7 +236,7 @@ def test_a_hook_that_raises_is_logged_not_raised(caplog: pytest.LogCaptureFixtur
 def test_every_hook_has_a_setting_and_every_target_exists_or_is_optional() -> None:
     for h in hooks.HOOKS:
         assert h.name in settings.BY_NAME
-    optional = {"proxy_protocol", "proxy_allow_ips", "log_config", "reload"}  # other branches
+    optional = {"log_config", "reload"}  # other branches
     for e in gunicorn_map.EQUIVALENTS:
         if e.ours is not None and e.ours not in optional:
             assert e.ours in settings.BY_NAME, e.gunicorn
@@ -249,3 +249,12 @@ def test_readme_gunicorn_table_matches_generator() -> None:
     block = text.split(start, 1)[1].split(end, 1)[0]
     assert block.strip() == gunicorn_map.render_markdown().strip(), (
         "README's Gunicorn table drifted: paste `python -m reclusterd.settings --gunicorn`")
+
+
+@pytest.mark.parametrize(("mode", "on"), [("'auto'", True), ("'v2'", True), ("'off'", False),
+                                          ("True", True)])
+def test_proxy_protocol_modes(tmp_path: Path, mode: str, on: bool) -> None:
+    path = write(tmp_path, f"wsgi_app = 'a:b'\nproxy_protocol = {mode}\n"
+                           "proxy_allow_ips = '10.0.0.1,10.0.0.2'\n")
+    cfg = load(["-c", path], {}, warn=lambda m: None)
+    assert cfg.proxy_protocol is on and cfg.proxy_allow_ips == ("10.0.0.1", "10.0.0.2")

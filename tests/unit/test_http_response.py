@@ -309,3 +309,26 @@ def test_date_and_server_piece_follows_the_clock(monkeypatch: pytest.MonkeyPatch
             assert h[b"server"] == ([b"mine"] if hdrs else [b"reclusterd"])
         clock[0] += 1
     response_mod._date_second = -1  # the next caller recomputes from the real clock
+
+
+def test_server_and_date_headers_can_be_turned_off() -> None:
+    """--no-server-header / --no-date-header; an app's own Server/Date always wins."""
+    from reclusterd.http.response import configure_headers, error_response
+
+    r = req()
+    try:
+        for server, date in ((False, True), (True, False), (False, False)):
+            configure_headers(server=server, date=date)
+            for head in (Response(r, 200, []).head, error_response(400)):
+                assert (b"\r\nServer: reclusterd\r\n" in head) == server, head
+                assert (b"\r\nDate: " in head) == date, head
+            head = Response(r, 200, [(b"Server", b"app")]).head
+            assert b"Server: app\r\n" in head and (b"\r\nDate: " in head) == date
+            head = Response(r, 200, [(b"Date", b"app-date")]).head
+            assert head.count(b"Date:") == 1 and (b"Server: reclusterd" in head) == server
+            head = Response(r, 200, [(b"Server", b"app"), (b"Date", b"app-date")]).head
+            assert head.count(b"Server:") == 1 and head.count(b"Date:") == 1
+    finally:
+        configure_headers()
+    head = Response(r, 200, []).head
+    assert b"Server: reclusterd\r\n" in head and b"\r\nDate: " in head
