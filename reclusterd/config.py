@@ -134,6 +134,12 @@ class Config:
     ws_ping_timeout: float
     ws_per_message_deflate: bool
     control_socket: str | None
+    http_protocols: tuple[str, ...]
+    http2_cleartext: str
+    http2_max_concurrent_streams: int
+    http2_initial_window_size: int
+    http2_max_frame_size: int
+    http2_max_header_list_size: int
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))
