@@ -15,12 +15,16 @@ A driver (thread or asyncio worker) moves bytes and runs apps:
 - deadlines as values: `next_deadline()` and `expire()`, like http/connection.py.
 - `begin_drain()`: GOAWAY naming the last stream; open streams finish, later ones are
   refused; `finished` tells when the connection may close.
+
+Not thread-safe: a driver whose apps run on threads makes every call under one lock
+per connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import h2.config
@@ -34,7 +38,7 @@ from hyperframe.frame import GoAwayFrame
 
 from .connection import DRAIN_IDLE, FOREVER, ConnectionRules
 from .events import Data, EndOfMessage, Headers, Limits, Request
-from .h2guard import Calm, FrameScanner, ResetWatch
+from .h2guard import MIN_CHUNK, SMALL_FRAMES, Calm, Counts, FrameScanner, ResetWatch
 from .h2rules import SWITCHING_H2C, h2_request, response_fields, trailer_fields, upgraded_request
 from .h2stream import StreamGone, StreamState
 from .response import FramingError, error_body
@@ -44,7 +48,6 @@ __all__ = ["H2Connection", "H2Event", "H2Settings", "SendCredit", "StreamEvent",
            "StreamGone", "StreamReset", "Terminated"]
 
 log = logging.getLogger("reclusterd.error")
-MIN_CHUNK = 1024   # octets: DATA smaller than this waits for more credit (data dribble)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class H2Connection:
         conn.decoder.max_header_list_size = settings.max_header_list_size
         self._scan = FrameScanner(settings.max_header_list_size + settings.max_frame_size)
         self._resets = ResetWatch(2 * settings.max_concurrent_streams)
+        self._small = Counts(SMALL_FRAMES)
         self.streams: dict[int, StreamState] = {}   # handed to the driver, not done yet
         self._out = bytearray()
         now = self.opened = self.idle_since = clock()
@@ -230,21 +234,32 @@ class H2Connection:
     def _on_request(self, e: ev.RequestReceived, now: float, out: list[H2Event]) -> None:
         sid = e.stream_id
         if self.draining and sid > self.last_stream:
-            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)   # after our GOAWAY
+            self._h2_reset(sid, ErrorCodes.REFUSED_STREAM)   # after our GOAWAY
             return
         if len(self.streams) >= self.settings.max_concurrent_streams:
-            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)   # RFC 9113 §5.1.2
+            self._h2_reset(sid, ErrorCodes.REFUSED_STREAM)   # RFC 9113 §5.1.2
             self._resets.reset(now)
             return
         try:
             req = h2_request(list(e.headers or ()), self.limits)
         except Reject as err:
-            self._refuse(sid, err, list(e.headers or ()), now)
+            try:
+                self._refuse(sid, err, list(e.headers or ()))
+            except h2.exceptions.StreamClosedError:
+                pass        # the client reset it in the same read
+            self._resets.reset(now)
             return
         self.streams[sid] = StreamState(req, now)   # StreamEnded follows if it ended
         out.append(StreamEvent(sid, req))
 
-    def _refuse(self, sid: int, err: Reject, fields: Headers, now: float) -> None:
+    def _h2_reset(self, sid: int, code: int) -> None:
+        """RST_STREAM, unless a frame later in the same read closed the stream already."""
+        try:
+            self._h2.reset_stream(sid, code)
+        except h2.exceptions.StreamClosedError:
+            pass
+
+    def _refuse(self, sid: int, err: Reject, fields: Headers) -> None:
         """Answer a request the rules refuse, as HTTP/1 does (fixed texts), on its stream."""
         log.debug("bad HTTP/2 request (%d): %s", err.status, err.reason)
         body = b"" if (b":method", b"HEAD") in fields else error_body(err.status)
@@ -256,7 +271,6 @@ class H2Connection:
             self._h2.end_stream(sid)
         if self._h2.streams.get(sid) is not None and self._h2.streams[sid].open:
             self._h2.reset_stream(sid, ErrorCodes.NO_ERROR)  # its body is not wanted
-        self._resets.reset(now)
 
     def _on_data(self, e: ev.DataReceived, now: float, out: list[H2Event]) -> None:
         sid = e.stream_id
@@ -302,7 +316,7 @@ class H2Connection:
     def _reset(self, sid: int, st: StreamState, code: int, out: list[H2Event]) -> None:
         """End a stream the driver has, from our side, and tell the driver."""
         st.gone = True
-        self._h2.reset_stream(sid, code)
+        self._h2_reset(sid, code)
         out.append(StreamReset(sid, code))
 
     def _terminate(self, code: int, reason: str, goaway: bool = True) -> list[H2Event]:
@@ -337,19 +351,19 @@ class H2Connection:
 
     def send_continue(self, stream_id: int) -> None:
         """`100 Continue` for a request that expects it (RFC 9110 §10.1.1)."""
-        st = self._live(stream_id)
-        if st.status == 0:
-            self._h2.send_headers(stream_id, [(b":status", b"100")])
+        with self._sending(stream_id) as st:
+            if st.status == 0:
+                self._h2.send_headers(stream_id, [(b":status", b"100")])
 
     def send_headers(self, stream_id: int, status: int, headers: Headers) -> None:
         """The response head (InvalidResponse for what must not reach the wire).
         1xx heads may come first; a final one only once."""
-        st = self._live(stream_id)
-        fields, length, bodiless = response_fields(status, headers,
-                                                   st.request.method == b"HEAD")
-        self._h2.send_headers(stream_id, fields)
-        if status >= 200:
-            st.status, st.length, st.bodiless = status, length, bodiless
+        with self._sending(stream_id) as st:
+            fields, length, bodiless = response_fields(status, headers,
+                                                       st.request.method == b"HEAD")
+            self._h2.send_headers(stream_id, fields)
+            if status >= 200:
+                st.status, st.length, st.bodiless = status, length, bodiless
 
     def sendable(self, stream_id: int) -> int:
         """Octets of body the stream may send now (its and the connection's window)."""
@@ -363,12 +377,14 @@ class H2Connection:
         this is the last piece (the response ends with it once it is all sent, saving
         `end_stream`). HEAD's body is dropped (all taken); FramingError for a body the
         head contradicts."""
-        st = self._live(stream_id)
+        with self._sending(stream_id) as st:
+            return self._send(stream_id, st, data, end)
+
+    def _send(self, stream_id: int, st: StreamState, data: bytes, end: bool) -> int:
         n = st.check_body(len(data))
         take = min(n, self.sendable(stream_id))
-        if 0 < take < n and take < MIN_CHUNK \
-                and take < self._h2.remote_settings.initial_window_size:
-            take = 0        # tiny windows: no tiny frames (data dribble, CVE-2019-9511)
+        if 0 < take < n and take < MIN_CHUNK and self._small.over("small", self.clock()):
+            take = 0        # credit in crumbs: no stream of tiny frames (CVE-2019-9511)
         if end and take == n:
             if st.length is not None and st.sent + n < st.length:
                 raise FramingError(f"response body shorter than its Content-Length "
@@ -389,7 +405,10 @@ class H2Connection:
     def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
         """The response is complete (trailers: a last HEADERS). FramingError when the
         body fell short of its Content-Length (then `reset` the stream)."""
-        st = self._live(stream_id)
+        with self._sending(stream_id) as st:
+            self._end(stream_id, st, trailers)
+
+    def _end(self, stream_id: int, st: StreamState, trailers: Headers | None) -> None:
         if st.length is not None and st.sent < st.length:
             raise FramingError(f"response body shorter than its Content-Length "
                                f"({st.sent} < {st.length} bytes)")
@@ -434,6 +453,16 @@ class H2Connection:
         if st is None or st.gone or self.closed:
             raise StreamGone(f"HTTP/2 stream {stream_id} is gone")
         return st
+
+    @contextmanager
+    def _sending(self, stream_id: int) -> Iterator[StreamState]:
+        """The live stream to send on; h2 finding it closed is the stream gone."""
+        st = self._live(stream_id)
+        try:
+            yield st
+        except h2.exceptions.StreamClosedError:
+            st.gone = True
+            raise StreamGone(f"HTTP/2 stream {stream_id} is gone") from None
 
     def data_to_send(self) -> bytes:
         """Bytes to write, in order (h2's frames and ours)."""

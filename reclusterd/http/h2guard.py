@@ -19,8 +19,8 @@ the connection ends with GOAWAY (its `code`). Times are monotonic seconds from t
 
 from __future__ import annotations
 
-__all__ = ["Calm", "FLOOD_LIMITS", "FLOOD_WINDOW", "FrameScanner", "MAX_BLOCK_FRAMES",
-           "ResetWatch", "ENHANCE_YOUR_CALM", "FRAME_SIZE_ERROR"]
+__all__ = ["Calm", "Counts", "FLOOD_LIMITS", "FLOOD_WINDOW", "FrameScanner", "MAX_BLOCK_FRAMES",
+           "MIN_CHUNK", "ResetWatch", "SMALL_FRAMES", "ENHANCE_YOUR_CALM", "FRAME_SIZE_ERROR"]
 
 FRAME_SIZE_ERROR = 0x6
 ENHANCE_YOUR_CALM = 0xB
@@ -36,6 +36,10 @@ FLOOD_WINDOW = 10.0     # s: counts below start again after this long
 FLOOD_LIMITS = {"settings": 100, "ping": 100, "priority": 1000, "empty": 100,
                 "unknown": 100}
 MAX_BLOCK_FRAMES = 32   # HEADERS + CONTINUATION frames of one header block
+# DATA frames shorter than MIN_CHUNK (not a body's last) the server sends per FLOOD_WINDOW:
+# past it, credit smaller than that is left unused until more comes (data dribble).
+SMALL_FRAMES = {"small": 64}
+MIN_CHUNK = 1024
 
 
 class Calm(Exception):
@@ -47,7 +51,7 @@ class Calm(Exception):
         self.code = code
 
 
-class _Counts:
+class Counts:
     """Events per kind in fixed windows of FLOOD_WINDOW s."""
 
     __slots__ = ("start", "counts", "limits")
@@ -57,12 +61,16 @@ class _Counts:
         self.counts: dict[str, int] = {}
         self.limits = limits
 
-    def add(self, kind: str, now: float) -> None:
+    def over(self, kind: str, now: float) -> bool:
+        """Count one; True once the window's count is past the kind's limit."""
         if now - self.start >= FLOOD_WINDOW:
             self.start = now
             self.counts.clear()
         n = self.counts[kind] = self.counts.get(kind, 0) + 1
-        if n > self.limits[kind]:
+        return n > self.limits[kind]
+
+    def add(self, kind: str, now: float) -> None:
+        if self.over(kind, now):
             raise Calm(f"{kind} frame flood")
 
 
@@ -86,7 +94,7 @@ class FrameScanner:
         self.block = 0
         self.block_frames = 0
         self.block_since: float | None = None
-        self._counts = _Counts(limits or FLOOD_LIMITS)
+        self._counts = Counts(limits or FLOOD_LIMITS)
 
     def feed(self, data: bytes, max_frame: int, now: float) -> None:
         """Account for `data`; raise Calm at the first frame header over a limit.

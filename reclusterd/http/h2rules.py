@@ -149,7 +149,8 @@ def h2c_settings(req: Request, max_body: int) -> bytes | None:
         return None
     value = settings[0].strip(b" \t")
     try:
-        raw = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+        raw = base64.b64decode(value + b"=" * (-len(value) % 4), altchars=b"-_",
+                               validate=True)
     except (binascii.Error, ValueError):
         return None
     return value if len(raw) % 6 == 0 else None
