@@ -139,6 +139,12 @@ class Config:
     root_path: str
     server_header: bool
     date_header: bool
+    http_protocols: tuple[str, ...]
+    http2_cleartext: str
+    http2_max_concurrent_streams: int
+    http2_initial_window_size: int
+    http2_max_frame_size: int
+    http2_max_header_list_size: int
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Config))

@@ -126,6 +126,34 @@ def parse_umask(raw: str) -> int:
     return int(text, 8)
 
 
+_HTTP_PROTOCOLS = ("h1", "h2")
+
+
+def check_http_protocols(items: tuple[str, ...]) -> tuple[str, ...]:
+    """h1 and/or h2 (case-insensitive, each once): what the server offers (ALPN on TLS)."""
+    names = tuple(dict.fromkeys(i.strip().lower() for i in items))
+    if not names:
+        raise ValueError("at least one protocol is needed (h1, h2)")
+    for name in names:
+        if name not in _HTTP_PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r}; expected h1 and/or h2")
+    return names
+
+
+def check_h2_window(value: int) -> int:
+    """An HTTP/2 flow-control window: at most 2**31-1 octets (RFC 9113 §6.9.2)."""
+    if value > 2**31 - 1:
+        raise ValueError(f"must be at most 2147483647, got {value}")
+    return value
+
+
+def check_h2_frame_size(value: int) -> int:
+    """SETTINGS_MAX_FRAME_SIZE: 16384..16777215 octets (RFC 9113 §6.5.2)."""
+    if not 2**14 <= value <= 2**24 - 1:
+        raise ValueError(f"must be between 16384 and 16777215, got {value}")
+    return value
+
+
 # --------------------------------------------------------------------------- the table
 
 @dataclass(frozen=True)
@@ -438,6 +466,29 @@ SETTINGS: tuple[Setting, ...] = (
        "none (an app's own Server header always wins).", "--server-header"),
     _s("date_header", "bool", True, "Add a Date header to responses that have none (an "
        "app's own Date header always wins).", "--date-header"),
+    _s("http_protocols", "list", ("h1", "h2"), "HTTP versions offered: h1, h2. h2 is "
+       "negotiated by ALPN on TLS binds (thread and asyncio workers; the sync worker speaks "
+       "HTTP/1 only); plain binds speak HTTP/1 unless --http2-cleartext.",
+       "--http-protocols", validator=check_http_protocols, reloadable=False,
+       metavar="LIST"),
+    _s("http2_cleartext", "str", "off", "h2c on plain binds, for peers in "
+       "--forwarded-allow-ips only (a TLS-terminating proxy speaking HTTP/2 upstream): "
+       "prior-knowledge (the connection opens with the HTTP/2 preface), upgrade "
+       "(`Upgrade: h2c`), both, or off. Needs h2 in --http-protocols.",
+       "--http2-cleartext", choices=("off", "prior-knowledge", "upgrade", "both"),
+       reloadable=False, metavar="MODE"),
+    _s("http2_max_concurrent_streams", "int", 100, "HTTP/2 streams a client may have open "
+       "on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with "
+       "REFUSED_STREAM.", "--http2-max-concurrent-streams", minimum=1, metavar="N"),
+    _s("http2_initial_window_size", "int", 65535, "HTTP/2 flow-control window (bytes) per "
+       "stream: the most request body a stream holds in memory before the app reads it.",
+       "--http2-initial-window-size", minimum=1, validator=check_h2_window, metavar="N"),
+    _s("http2_max_frame_size", "int", 16384, "Largest HTTP/2 frame payload (bytes) a client "
+       "may send (16384..16777215).", "--http2-max-frame-size",
+       validator=check_h2_frame_size, metavar="N"),
+    _s("http2_max_header_list_size", "int", 65536, "Max bytes of one HTTP/2 request's "
+       "decoded header list (RFC 9113 §6.5.2; HPACK bomb defence); over it the connection "
+       "is closed.", "--http2-max-header-list-size", minimum=1, metavar="N"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

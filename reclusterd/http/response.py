@@ -15,7 +15,8 @@ from http import HTTPStatus
 from .events import Request
 
 __all__ = ["Response", "FramingError", "InvalidResponse", "error_response", "error_for",
-           "CONTINUE_100", "configure_headers", "http_date"]
+           "CONTINUE_100", "check_header", "configure_headers", "content_length",
+           "error_body", "http_date"]
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 SERVER = b"reclusterd"
@@ -134,6 +135,24 @@ def _check_name(name: bytes) -> bytes:
     if len(_NAMES) < _NAMES_MAX:
         _NAMES[name] = lname
     return lname
+
+
+def check_header(name: bytes, value: bytes) -> bytes:
+    """One app header, for a version that frames fields itself (HTTP/2): its lower-case
+    name; InvalidResponse for a name that is not a token or a value with CR, LF or NUL."""
+    try:
+        lname = _NAMES.get(name) or _check_name(name)
+        bad = _BAD_VALUE.search(value)
+    except TypeError:
+        raise InvalidResponse("header names and values must be bytes") from None
+    if bad is not None:
+        raise InvalidResponse(f"header {name!r} value contains CR, LF or NUL")
+    return lname
+
+
+def content_length(value: bytes) -> int:
+    """An app's Content-Length value as a number (InvalidResponse if it is not one)."""
+    return _content_length((b"", value), value, False)
 
 
 # framing modes
@@ -289,8 +308,7 @@ def error_response(status: int, *, head: bool = False) -> bytes:
     The body is the status's fixed reason phrase, never anything the client sent (why a
     request was refused goes to the log); `head`: the request was HEAD, so the same head
     goes out without the body (RFC 9110 §9.3.2)."""
-    reason = _REASONS.get(status, b"Error")
-    body = reason + b"\n"
+    body = error_body(status)
     return b"".join((
         _status_line(status, None) if status in _STATUS_LINES
         else b"HTTP/1.1 %d Error\r\n" % status,
@@ -298,6 +316,11 @@ def error_response(status: int, *, head: bool = False) -> bytes:
         b"Content-Length: %d\r\n" % len(body),
         _CLOSE_LINE, _date_only(), _server_line, b"\r\n", b"" if head else body,
     ))
+
+
+def error_body(status: int) -> bytes:
+    """The body of an error the server answers itself: the fixed reason phrase."""
+    return _REASONS.get(status, b"Error") + b"\n"
 
 
 def error_for(request: Request, status: int) -> bytes:
