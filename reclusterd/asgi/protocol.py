@@ -33,7 +33,14 @@ from reclusterd.http import (
     error_for,
     make_parser,
 )
-from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
+from reclusterd.http.connection import (
+    BUSY_WAIT,
+    CLOSE,
+    TIMEOUT,
+    H1Connection,
+    busy_answer,
+    over_capacity,
+)
 from reclusterd.http.proxyproto import ProxyError, ProxyInfo, refusal
 from reclusterd.http.rootpath import asgi_path
 from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
@@ -52,7 +59,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "read_paused", "write_paused", "next_waits",
-                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy")
+                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy", "busy")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -67,15 +74,15 @@ class HttpProtocol(asyncio.Protocol):
         self.ws: WebSocketSession | None = None
         self.trusted = False
         self.proxy: ProxyRead | None = None      # --proxy-protocol: its header reader
+        self.busy: asyncio.TimerHandle | None = None   # over --worker-connections: 503 due
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         s = self.s
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        busy = over_capacity(len(s.connections), s.max_connections)
-        if busy is not None:
-            self.transport.write(busy)
-            self.linger()
+        if over_capacity(len(s.connections), s.max_connections):
+            # answered on the first bytes (a HEAD gets no body), or after BUSY_WAIT s
+            self.busy = s.loop.call_later(BUSY_WAIT, self._refuse_busy, b"")
             return
         s.connections.add(self)     # also while draining: answered with Connection: close
         if s.empty is not None:
@@ -157,6 +164,9 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return               # lingering after an error response: discard
+        if self.busy is not None:
+            self._refuse_busy(data)
+            return
         proxy = self.proxy
         if proxy is not None and proxy.holding:
             proxy.held.append(data)     # TLS is up, start_tls has not returned yet
@@ -170,6 +180,9 @@ class HttpProtocol(asyncio.Protocol):
             self.handle(events)
 
     def eof_received(self) -> bool | None:
+        if self.busy is not None:
+            self._refuse_busy(b"")
+            return True
         if self.closed or self.ws is not None:
             return None
         self.eof = True
@@ -194,6 +207,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.busy is not None:
+            self.busy.cancel()
+            self.busy = None
+            return
         if self.proxy is not None:
             self.proxy.close()
         self.s.forget(self)
@@ -274,6 +291,10 @@ class HttpProtocol(asyncio.Protocol):
         if s.ws and offers_websocket(req):
             self.h1.start_request()
             problem = handshake_problem(req)
+            if problem is None and req.upgrade != b"websocket":
+                # Only a request the parser switched (rules._upgrade) may get a 101: else
+                # HTTP framing would go on over what the client now sends as frames.
+                problem = (400, "WebSocket handshake not taken up")
             if problem is not None:      # refused before the app sees websocket.connect
                 self.transport.write(handshake_refusal(req, *problem))
                 self.linger()
@@ -402,6 +423,13 @@ class HttpProtocol(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.transport.close()
+
+    def _refuse_busy(self, first: bytes) -> None:
+        if self.busy is not None:
+            self.busy.cancel()
+            self.busy = None
+        self.transport.write(busy_answer(first))
+        self.linger()
 
     def linger(self) -> None:
         """Close after a response while the client may still be sending: FIN first, read

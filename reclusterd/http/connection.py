@@ -29,7 +29,8 @@ from .response import error_response
 from .rules import TLS_ON_PLAIN
 
 __all__ = ["CLOSE", "DRAIN_IDLE", "DRAIN_LIMIT", "FOREVER", "NOTHING", "TIMEOUT",
-           "ConnectionRules", "H1Connection", "body_allows_reuse", "over_capacity"]
+           "BUSY_WAIT", "ConnectionRules", "H1Connection", "body_allows_reuse", "busy_answer",
+           "over_capacity"]
 
 NOTHING = 0         # no deadline pending
 CLOSE = 1           # idle too long: close silently
@@ -39,6 +40,8 @@ DRAIN_LIMIT = 64 * 1024     # unread request body (bytes) read and dropped to ke
 DRAIN_IDLE = 1.0            # s: while draining, an idle connection closes after this
 IO_TIMEOUT = 20.0           # s: body/response stall limit when --header-timeout is 0 (off)
 _BUSY = error_response(503)
+_BUSY_HEAD = error_response(503, head=True)
+BUSY_WAIT = 1.0    # s a refused connection may take to send its first bytes (HEAD or not)
 log = logging.getLogger("reclusterd.error")
 
 
@@ -70,9 +73,17 @@ class ConnectionRules:
         return self.header_timeout if self.header_timeout > 0 else IO_TIMEOUT
 
 
-def over_capacity(open_connections: int, limit: int) -> bytes | None:
-    """--worker-connections: the 503 to send (then close) for one connection too many."""
-    return _BUSY if open_connections >= max(1, limit) else None
+def over_capacity(open_connections: int, limit: int) -> bool:
+    """--worker-connections: is this connection one too many (503, then close)?"""
+    return open_connections >= max(1, limit)
+
+
+def busy_answer(first: bytes) -> bytes:
+    """The 503 for a connection over --worker-connections, given the first bytes the client
+    sent (b"" if none came within BUSY_WAIT s): no body when they start a HEAD request
+    (RFC 9110 §9.3.2), like every answer the server makes itself."""
+    head = first[:5] == b"HEAD " if len(first) >= 5 else bool(first) and b"HEAD ".startswith(first)
+    return _BUSY_HEAD if head else _BUSY
 
 
 def body_allows_reuse(req: Request, received: int, done: bool, failed: bool,

@@ -49,6 +49,13 @@ def handshake_problem(req: Request) -> tuple[int, str] | None:
         return 400, "WebSocket handshake must be a GET"
     if b"upgrade" not in _tokens(_values(req, b"connection")):
         return 400, "WebSocket handshake needs Connection: Upgrade"
+    if req.content_length or req.chunked:
+        # A 101 would turn the body's bytes, and whatever follows, into WebSocket frames
+        # while the HTTP parser still frames them: refuse (the smuggling pattern).
+        return 400, "WebSocket handshake must have no body"
+    if b"websocket" not in {t.strip(b" \t").lower()
+                            for v in _values(req, b"upgrade") for t in v.split(b",")}:
+        return 400, "Upgrade must name websocket (no version)"
     if _values(req, b"sec-websocket-version") != [VERSION]:
         return 426, "unsupported Sec-WebSocket-Version: 13 is supported"
     keys = _values(req, b"sec-websocket-key")

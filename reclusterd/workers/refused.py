@@ -4,8 +4,10 @@ read and dropped until its FIN or LINGER s, then close. Closing at once with the
 client's request unread (or arriving just after) makes the kernel send a reset, which
 can destroy the 503 before the client reads it (issue 14 item 9).
 
-The sockets wait in the worker's epoll set (no thread each); a pool thread that gets
-an event for one calls `discard`, the main thread calls `expire` on its tick.
+The answer waits for the client's first bytes (at most BUSY_WAIT s) so that a HEAD
+request gets its 503 without a body (http.connection.busy_answer). The sockets wait in
+the worker's epoll set (no thread each); a pool thread that gets an event for one calls
+`discard`, the main thread calls `expire` on its tick.
 """
 
 from __future__ import annotations
@@ -15,50 +17,77 @@ import socket
 import threading
 import time
 
+from reclusterd.http.connection import BUSY_WAIT, busy_answer
 from reclusterd.wsgi.conn import LINGER_BYTES
 
 __all__ = ["LINGER", "Refused"]
 
-LINGER = 1.0        # s a refused connection is drained before it is closed
+LINGER = 1.0        # s a refused connection is drained after its answer, then closed
 _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 
 
+class _Entry:
+    __slots__ = ("sock", "until", "answered")
+
+    def __init__(self, sock: socket.socket, until: float) -> None:
+        self.sock = sock
+        self.until = until          # monotonic s: answer (if not yet) or close, then
+        self.answered = False
+
+
+def _answer(entry: _Entry, first: bytes) -> bool:
+    """Send the 503 and FIN; False if the socket is already gone."""
+    try:
+        entry.sock.send(busy_answer(first))
+        entry.sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return False
+    entry.answered = True
+    entry.until = time.monotonic() + LINGER
+    return True
+
+
 class Refused:
-    """The refused connections still lingering: fd -> (socket, close at, monotonic s)."""
+    """The refused connections not closed yet: fd -> entry."""
 
     def __init__(self, ep: select.epoll, lock: threading.Lock) -> None:
         self.ep = ep
         self.lock = lock            # the worker's lock (also guards its other tables)
-        self.socks: dict[int, tuple[socket.socket, float]] = {}
+        self.socks: dict[int, _Entry] = {}
 
-    def refuse(self, sock: socket.socket, answer: bytes) -> None:
-        """Send `answer`, FIN, and linger (see the module docstring)."""
+    def refuse(self, sock: socket.socket) -> None:
+        """Take a connection over the limit: answered once its first bytes are here."""
         try:
             sock.setblocking(False)
-            sock.send(answer)
-            sock.shutdown(socket.SHUT_WR)
         except OSError:
             sock.close()
             return
         fd = sock.fileno()
         with self.lock:
-            self.socks[fd] = (sock, time.monotonic() + LINGER)
+            self.socks[fd] = _Entry(sock, time.monotonic() + BUSY_WAIT)
         try:
             self.ep.register(fd, _ARM)
         except OSError:
-            self.discard(fd, done=True)
+            with self.lock:
+                self.socks.pop(fd, None)
+            sock.close()
 
-    def discard(self, fd: int, done: bool = False) -> None:
-        """Readable (from a pool thread): drop its bytes; close at EOF. Not ours: no-op."""
+    def discard(self, fd: int) -> None:
+        """Readable (from a pool thread): answer on the first bytes, then drop what comes;
+        close at EOF. Not ours: no-op."""
         with self.lock:
             entry = self.socks.pop(fd, None)    # claimed: expire() leaves it alone
         if entry is None:
             return
-        sock = entry[0]
+        sock = entry.sock
         got = 0
+        done = False
         try:
             while not done:
                 data = sock.recv(65536)
+                if not entry.answered and not _answer(entry, data):
+                    done = True
+                    break
                 got += len(data)
                 done = not data or got > LINGER_BYTES    # EOF, or a client that floods
         except (BlockingIOError, InterruptedError):
@@ -77,8 +106,12 @@ class Refused:
         sock.close()
 
     def expire(self, now: float) -> None:
-        """Under the lock (the main thread's tick): close those whose time is up."""
-        for fd, (sock, until) in list(self.socks.items()):
-            if until <= now:
-                del self.socks[fd]
-                sock.close()
+        """Under the lock (the main thread's tick): answer those that sent nothing within
+        BUSY_WAIT s (a plain 503), close those whose linger is over."""
+        for fd, entry in list(self.socks.items()):
+            if entry.until > now:
+                continue
+            if not entry.answered and _answer(entry, b""):
+                continue
+            del self.socks[fd]
+            entry.sock.close()

@@ -314,9 +314,8 @@ class ThreadWorker(Worker):
         return first
 
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
-        busy = over_capacity(len(self.conns), self.max_conns)
-        if busy is not None:
-            self.refused.refuse(sock, busy)
+        if over_capacity(len(self.conns), self.max_conns):
+            self.refused.refuse(sock)
             return None
         conn = self.handler.accept(sock, addr, env, self.ssl)
         if conn is None:

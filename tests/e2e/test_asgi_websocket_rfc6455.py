@@ -175,6 +175,13 @@ REFUSED = [
     ("no key", handshake(drop="Sec-WebSocket-Key"), 400),
     ("POST", handshake(method="POST"), 400),
     ("no Connection: upgrade", handshake(Connection="keep-alive"), 400),
+    # a body on the handshake: a 101 would leave HTTP framing running over the frames
+    # that follow (WebSocket smuggling); the pipelined request must never be answered
+    ("body + smuggled GET", handshake(Content_Length="5") + b"hello"
+     b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("chunked body + smuggled GET", handshake(Transfer_Encoding="chunked") + b"0\r\n\r\n"
+     b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("versioned websocket token", handshake(Upgrade="websocket/13"), 400),
 ]
 
 
@@ -188,7 +195,7 @@ def test_bad_handshake_refused_before_the_app(srv: Server, what: str, head: byte
     assert b"\r\nconnection: close" in resp_head
     if status == 426:
         assert b"\r\nupgrade: websocket" in resp_head
-    assert b"/hs" not in out
+    assert b"/hs" not in out and b"smuggled" not in out and out.count(b"HTTP/1.1 ") == 1
     # a good handshake afterwards shows the app was never given the bad one
     with RawWS(srv.port, "/after"):
         wait_for(lambda: "connect /after" in marks(srv), what="the good handshake connected")

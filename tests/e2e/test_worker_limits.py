@@ -132,3 +132,26 @@ def test_an_app_holding_every_fd_pauses_accepting_then_serving_resumes(klass: st
         assert cpu < 0.5 * window, f"worker used {cpu:.2f} s CPU in {window:.2f} s"
         assert srv.stderr().count("accept: out of file descriptors") == 1
         assert srv.workers() == {wpid}
+
+
+@pytest.mark.parametrize("klass", ["thread", "asyncio"])
+def test_503_at_the_connection_cap_follows_head_and_silence(klass: str) -> None:
+    """The 503 waits for the client's first bytes: a HEAD gets no body (RFC 9110 §9.3.2,
+    as every answer the server makes itself); a client that sends nothing still gets a
+    whole 503 (after http.connection.BUSY_WAIT s), then EOF."""
+    app = "tests.apps.matrix:" + ("wsgi" if klass == "thread" else "asgi")
+    with reclusterd(app, "-k", klass, "--workers", "1", "--worker-connections", "1") as srv:
+        srv.wait_ready()
+        wait_log(srv, ") ready in")
+        held = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        held.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert held.recv(65536).startswith(b"HTTP/1.1 200")     # the one slot is taken
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+            c.sendall(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+            raw = read_all(c)
+            assert raw.startswith(b"HTTP/1.1 503") and raw.endswith(b"\r\n\r\n"), raw
+            assert b"Content-Length: 20" in raw
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+            raw = read_all(c)                                    # says nothing at all
+            assert raw.startswith(b"HTTP/1.1 503") and raw.endswith(b"Service Unavailable\n")
+        held.close()

@@ -145,8 +145,11 @@ def test_over_capacity_gets_503() -> None:
         state = ServerState(hello(), cfg, Meter(), loop, False, None, None, ws=False)
         first, second = Transport(), Transport()
         HttpProtocol(state).connection_made(first)
-        HttpProtocol(state).connection_made(second)
-        assert not first.out and bytes(second.out).startswith(b"HTTP/1.1 503 ")
+        refused = HttpProtocol(state)
+        refused.connection_made(second)
+        assert not first.out and not second.out       # answered on its first bytes
+        refused.data_received(b"GET / HTTP/1.1\r\n")
+        assert bytes(second.out).startswith(b"HTTP/1.1 503 ")
         assert b"\r\nConnection: close\r\n" in bytes(second.out) and second.eof
     finally:
         loop.close()

@@ -16,6 +16,7 @@ from reclusterd.http.connection import (
     ConnectionRules,
     H1Connection,
     body_allows_reuse,
+    busy_answer,
     over_capacity,
 )
 
@@ -183,11 +184,23 @@ def test_body_allows_reuse() -> None:
 
 
 def test_over_capacity() -> None:
-    assert over_capacity(9, 10) is None
-    busy = over_capacity(10, 10)
-    assert busy is not None and busy.startswith(b"HTTP/1.1 503 ")
-    assert b"Connection: close" in busy
-    assert over_capacity(0, 0) is None and over_capacity(1, 0) is not None
+    assert not over_capacity(9, 10) and over_capacity(10, 10)
+    assert not over_capacity(0, 0) and over_capacity(1, 0)
+
+
+@pytest.mark.parametrize("first", [b"", b"G", b"GET / HTTP/1.1\r\n", b"POST /x", b"HEADX"])
+def test_busy_answer_has_a_body(first: bytes) -> None:
+    busy = busy_answer(first)
+    assert busy.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in busy
+    assert busy.endswith(b"\r\n\r\nService Unavailable\n")
+
+
+@pytest.mark.parametrize("first", [b"HEAD / HTTP/1.1\r\n", b"HEAD ", b"HE", b"H"])
+def test_busy_answer_to_head_has_no_body(first: bytes) -> None:
+    """RFC 9110 §9.3.2, as every answer the server makes itself."""
+    busy = busy_answer(first)
+    assert busy.startswith(b"HTTP/1.1 503 ") and busy.endswith(b"\r\n\r\n")
+    assert b"Content-Length: 20" in busy
 
 
 def test_eof_mid_head_gives_the_parser_error() -> None:
