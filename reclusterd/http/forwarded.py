@@ -153,7 +153,9 @@ def _client(hops: list[tuple[str, int]], resolver: ProxyResolver) -> int:
     known (the proxy that reported it) stands in for it. Every hop trusted: left-most."""
     for i in range(len(hops) - 2, -1, -1):
         host = hops[i][0]
-        if _parse_ip(host) is None:
+        # a zone id (fe80::1%eth0) names an interface of the proxy's machine: no address
+        # the app can use, so it counts as "not an IP" too
+        if "%" in host or _parse_ip(host) is None:
             return i + 1
         if not resolver.trusted(host):
             return i

@@ -83,7 +83,8 @@ def test_unix_peer_trusted() -> None:
 
 
 @pytest.mark.parametrize("value", ["not-an-ip", "unknown", "_hidden", '"_x:_p"', "1.2.3",
-                                   "example.com", "[::1", '""', "1.1.1.1.1"])
+                                   "example.com", "[::1", '""', "1.1.1.1.1",
+                                   "fe80::1%eth0"])
 @pytest.mark.parametrize("header", ["x-forwarded-for", "forwarded"])
 def test_a_hop_that_is_not_an_ip_never_becomes_the_client(value: str, header: str) -> None:
     """The client is unknown past such a hop: the proxy that reported it stands in."""
