@@ -75,7 +75,7 @@ def test_hup_with_code_hanging_at_import_rolls_back_after_boot_timeout(tmp_path:
         # the stuck new workers are gone (stack dumped first); the old ones serve
         wait_for(lambda: srv.stderr().count("(gen 2) exited") + srv.stderr().count(
             "(gen 2) killed") == 2, 10, what="both gen 2 workers to exit")
-        assert "in <module>" in srv.stderr()   # faulthandler's dump of the import
+        wait_log(srv, "in <module>")  # faulthandler's dump of the import
         assert srv.proc.poll() is None
         assert get_body(srv.port).startswith("v1 ")
 

@@ -30,7 +30,7 @@ def test_failed_bind_removes_the_pidfile(tmp_path: Path) -> None:
         with reclusterd("app:app", "--workers", "1", "--pid", str(pidfile), cwd=tmp_path,
                         port=port) as srv:
             assert srv.wait_exit(10) == 1
-            assert "in use" in srv.stderr()
+            wait_log(srv, "in use")
     assert not pidfile.exists()
 
 
@@ -64,7 +64,7 @@ def test_second_start_on_a_live_pidfile_leaves_it_alone(tmp_path: Path) -> None:
         with reclusterd("app:app", "--pid", str(pidfile), cwd=tmp_path,
                         port=first.port) as second:
             assert second.wait_exit(10) == 1
-            assert f"names process {first.pid}, which is running" in second.stderr()
+            wait_log(second, f"names process {first.pid}, which is running")
         assert pidfile.read_text().strip() == str(first.pid)
 
 

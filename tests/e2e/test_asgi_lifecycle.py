@@ -51,7 +51,7 @@ def test_failing_startup_fails_boot(tmp_path: Path) -> None:
                     env={"ASGI_FAIL_STARTUP": "1"}) as srv:
         code = srv.wait_exit(30)
         assert code == 1
-        assert "db unreachable" in srv.stderr()
+        wait_log(srv, "db unreachable")
 
 
 def test_lifespan_auto_ignores_apps_without_it(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_lifespan_auto_ignores_apps_without_it(tmp_path: Path) -> None:
     with reclusterd("plain:app", "--workers", "1", "--chdir", str(tmp_path),
                     "--lifespan", "on") as srv:
         assert srv.wait_exit(30) == 1
-        assert "lifespan" in srv.stderr()
+        wait_log(srv, "lifespan")
 
 
 def test_lifespan_off(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_wsgi_app_on_asyncio_worker_is_a_boot_error(tmp_path: Path) -> None:
     (tmp_path / "w.py").write_text("def app(environ, start_response):\n    return []\n")
     with reclusterd("w:app", "--workers", "1", "-k", "asyncio", "--chdir", str(tmp_path)) as srv:
         assert srv.wait_exit(30) != 0
-        assert "--worker-class thread" in srv.stderr()
+        wait_log(srv, "--worker-class thread")
 
 
 def test_quit_exits_at_once(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import socket
 import textwrap
 from pathlib import Path
 
-from tests.support.process import reclusterd, wait_for
+from tests.support.process import reclusterd, wait_for, wait_log
 
 APP = "tests.e2e.test_wsgi_apps:app"
 
@@ -62,7 +62,7 @@ def test_post_worker_init_per_worker_and_worker_int_on_quit(tmp_path: Path) -> N
                          else None, what="post_worker_init from both workers")
         assert {int(ln.split()[1]) for ln in inits} == pids
         assert all(f"ppid={srv.pid} app={APP} alive=True" in ln for ln in inits), inits
-        assert "initialised" in srv.stderr()        # worker.log is the error log
+        wait_log(srv, "initialised")  # worker.log is the error log
 
         victim = min(pids)
         os.kill(victim, signal.SIGQUIT)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.test_arbiter_basic import port_is_free
 from tests.support.http_client import raw_request
-from tests.support.process import reclusterd, wait_for
+from tests.support.process import reclusterd, wait_for, wait_log
 
 GRACE = 2.0
 APP = '''
@@ -62,7 +62,7 @@ def test_orphaned_worker_frees_the_port_and_exits_within_graceful_timeout(
         took = time.monotonic() - killed
         assert took <= GRACE + 1.0, f"orphan lived {took:.1f}s after its master"
         assert port_is_free(srv.port)
-        assert f"master {srv.pid} is gone" in srv.stderr()
+        wait_log(srv, f"master {srv.pid} is gone")
         client.join(5)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.http_client import read_responses
-from tests.support.process import reclusterd
+from tests.support.process import reclusterd, wait_log
 
 FLASK_APP = '''
 from flask import Flask, request, jsonify, Response, stream_with_context
@@ -107,7 +107,7 @@ def test_flask(tmp_path: Path, kind: str) -> None:
         assert out == b"row 0\nrow 1\nrow 2\n"
         assert ask(srv.port, b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\n")[0] == 500
         assert ask(srv.port, b"GET /nope HTTP/1.1\r\nHost: h\r\n\r\n")[0] == 404
-        assert "flask boom" in srv.stderr()
+        wait_log(srv, "flask boom")
 
 
 @pytest.mark.parametrize("kind", ["thread", "sync"])
