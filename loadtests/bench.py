@@ -63,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="where to write the results (default loadtests/RESULTS.md; "
                          "--quick writes none unless given)")
     ap.add_argument("--no-results", action="store_true", help="do not write a results file")
+    ap.add_argument("--baseline", default=None, metavar="REF",
+                    help="also run reclusterd as of git REF (e.g. main), as "
+                         "reclusterd-wsgi@REF: before/after a change in the same run")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 1
@@ -104,7 +107,10 @@ def plan(args: argparse.Namespace) -> tuple[list[wrkrun.Case], list[servers.Spec
         conns = [int(c) for c in args.conns.split(",")] if args.conns else None
     except ValueError:
         sys.exit(f"--conns: comma list of integers, got {args.conns!r}")
-    return wrkrun.build_cases(scenarios, modes, conns), pick_specs(args.servers)
+    specs = pick_specs(args.servers)
+    if args.baseline and not args.dry_run:
+        specs += servers.baseline_specs(args.baseline, specs)
+    return wrkrun.build_cases(scenarios, modes, conns), specs
 
 
 def bench(args: argparse.Namespace, argv: list[str]) -> int:

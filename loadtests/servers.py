@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +35,7 @@ class Spec:
     peer: bool = True
     reference: bool = False  # shown for scale (the ceiling), never ranked
     only: tuple[str, ...] = ()  # scenarios it can serve; () = all
+    pythonpath: str = ""  # imported first (a baseline's reclusterd, see baseline_specs)
 
     def serves(self, scenario: str) -> bool:
         return not self.only or scenario in self.only
@@ -84,6 +85,18 @@ SPECS: list[Spec] = [
          peer=False, reference=True, only=("hello", "pipeline")),
 ]
 BY_NAME = {s.name: s for s in SPECS}
+
+
+def baseline_specs(ref: str, wanted: list[Spec]) -> list[Spec]:
+    """`reclusterd-*@REF` next to each wanted reclusterd server: the package as of git REF
+    (exported to a temporary directory), so a change is measured before/after in one run.
+    Shown for scale, never ranked."""
+    out = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "reclusterd"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return [replace(s, name=f"{s.name}@{ref}", reference=True, pythonpath=str(out))
+            for s in wanted if s.name.startswith("reclusterd-")]
 
 
 def free_port() -> int:
@@ -151,7 +164,8 @@ def start(spec: Spec, python: str = sys.executable, boot_timeout: float = 30.0) 
     port = free_port()
     logdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec.name}-"))
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)] + (
+    env["PYTHONPATH"] = os.pathsep.join([p for p in (spec.pythonpath,) if p]
+                                        + [str(ROOT), str(HERE)] + (
         [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.pop("WEB_CONCURRENCY", None)
     t0 = time.monotonic()

@@ -21,6 +21,7 @@ Kind = Literal["int", "float", "str", "bool", "list", "umask"]
 Source = Literal["cli", "env", "file"]
 ALL_SOURCES: frozenset[Source] = frozenset(("cli", "env", "file"))
 ENV_PREFIX = "RECLUSTERD_"
+AUTO = 0  # the value of an `auto=True` int setting given as "auto"
 # RECLUSTERD_* variables that are not settings: the listeners handed over on USR2
 # (sockets.FDS_ENV) and knobs of the bench runner and the test suite. Unknown ones warn.
 INTERNAL_ENV = frozenset(("RECLUSTERD_FDS", "RECLUSTERD_BENCH_VENV", "RECLUSTERD_FUZZ_EXAMPLES"))
@@ -179,6 +180,9 @@ class Setting:
     # spelling) besides `--no-...`. Opt-in: a bare bool flag never eats the next word
     # (`--factory myapp:app` keeps myapp:app as APP).
     takes_value: bool = False
+    # An int setting that also takes the word "auto" (stored as AUTO = 0, which an
+    # explicit number can never be: the minimum stays 1).
+    auto: bool = False
 
     @property
     def python_type(self) -> object:
@@ -201,6 +205,8 @@ class Setting:
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.kind == "int":
+            if self.auto:
+                return "auto or a positive integer"
             if self.minimum == 1:
                 return "a positive integer"
             return "a non-negative integer" if self.minimum == 0 else "an integer"
@@ -220,6 +226,8 @@ class Setting:
     def from_string(self, raw: str) -> Any:
         """Convert a CLI/env string, then check."""
         value: Any
+        if self.auto and raw.strip().lower() == "auto":
+            return AUTO
         try:
             if self.kind == "int":
                 value = int(raw.strip())
@@ -240,12 +248,17 @@ class Setting:
                 value = raw
         except ValueError:
             raise self.bad(raw) from None
+        if self.auto and value == AUTO:     # only the word means auto
+            raise self.bad(raw)
         return self.check(value)
 
     def from_toml(self, raw: object) -> Any:
         """Type-check a value read from TOML (no string coercion except lists/umask), then check."""
         value: Any = raw
-        if self.kind == "int" and (not isinstance(raw, int) or isinstance(raw, bool)):
+        if self.auto and isinstance(raw, str):
+            return self.from_string(raw)
+        if self.kind == "int" and (not isinstance(raw, int) or isinstance(raw, bool)
+                                   or (self.auto and raw == AUTO)):
             raise self.bad(raw)
         if self.kind == "float":
             if not isinstance(raw, (int, float)) or isinstance(raw, bool):
@@ -266,6 +279,8 @@ class Setting:
         return self.check(value)
 
     def check(self, value: Any) -> Any:
+        if self.auto and value == AUTO and not isinstance(value, bool):
+            return value
         if self.minimum is not None and value < self.minimum:
             raise self.bad(value)
         if self.choices and value not in self.choices:
@@ -295,8 +310,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("worker_class", "str", "auto", "Worker type: sync, thread, asyncio or module:Class; "
        "auto = thread for WSGI, asyncio for ASGI.", "-k", "--worker-class",
        validator=check_worker_class, metavar="CLASS"),
-    _s("threads", "int", 4, "Thread pool size of a thread worker.", "--threads", minimum=1,
-       metavar="N"),
+    _s("threads", "int", AUTO, "Thread pool size of a thread worker: auto = a pool that grows "
+       "while every thread is blocked in a request, up to min(--worker-connections, 256), "
+       "and shrinks when idle; N = exactly N threads.", "--threads", minimum=1,
+       metavar="N|auto", auto=True, default_doc="auto"),
     _s("worker_connections", "int", 1000, "Max open connections per thread/asyncio worker.",
        "--worker-connections", minimum=1, metavar="N"),
     _s("http", "str", "httptools", "HTTP parser: httptools or h11 (pure Python).", "--http",
@@ -556,6 +573,8 @@ def render_toml() -> str:
         reload_note = "" if s.reloadable else " (not changed by HUP reload)"
         out.append(f"# Flag: {', '.join(s.flags) or 'APP'}; env: {s.env}{reload_note}.")
         shown = s.default if s.default is not None else s.example
+        if s.auto and shown == AUTO:
+            shown = "auto"
         out.append(f"# {s.name} = {_toml_value(shown)}")
         out.append("")
     return "\n".join(out)

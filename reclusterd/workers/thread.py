@@ -1,11 +1,12 @@
 """Thread worker (the WSGI default): one epoll set, a pool of threads, no hand-offs.
 
-Every connection sits in one epoll set with EPOLLONESHOT. Each of the
-cfg.threads pool threads waits in `epoll.poll(maxevents=1)`: the kernel wakes one
-thread per ready connection, and that thread reads, parses, runs the app and
-writes the response itself, then re-arms the connection. So an idle keep-alive
-connection costs no thread, and a request costs no queue, no condition
-variable, no trip back through a dispatcher thread. The main thread only
+Every connection sits in one epoll set with EPOLLONESHOT. Each poller of the pool
+(workers/pool.py: --threads N, or one that grows under blocking load) waits in
+`epoll.poll(maxevents=1)`: the kernel wakes one thread per ready connection, and
+that thread reads, parses, runs the app and writes the response itself, then
+re-arms the connection. So an idle keep-alive connection costs no thread, and a
+request costs no queue, no condition variable, no trip back through a dispatcher
+thread. The main thread only
 handles signals, heartbeats and deadlines (keep-alive idle, header deadline
 -> 408, drain).
 """
@@ -24,6 +25,7 @@ from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
+from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize, Promoter
 from reclusterd.workers.refused import Refused
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
@@ -39,7 +41,6 @@ _ARM = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 _ARM_OUT = select.EPOLLOUT | select.EPOLLONESHOT     # a parked response: room to write
 _PARKED = -1        # _expire: a parked response made no progress within its deadline
 TICK = 0.25
-PROMOTE_AFTER = 0.004
 FAIR_SLICE = 0.002
 ACCEPT_BATCH = 16
 
@@ -52,7 +53,7 @@ class ThreadWorker(Worker):
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
         super().__init__(cfg, listeners, channel, app, kind)
-        self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads > 1,
+        self.handler = WSGIHandler(cfg, app, self.meter, multithread=cfg.threads != 1,
                                    secure=self.ssl is not None)
         self.handler.park_writes = True     # a slow reader holds a buffer, not a thread
         self.ep = select.epoll()
@@ -60,12 +61,15 @@ class ThreadWorker(Worker):
         self.lock = threading.Lock()
         self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
         self.max_conns = cfg.worker_connections
-        self.threads: list[threading.Thread] = []
+        self.size = PoolSize.from_setting(cfg.threads, cfg.worker_connections)
+        self.nthreads = 0       # pool threads alive (under self.lock)
         # Pollers wait in epoll and serve what they get; spares are parked (see _spare_duty).
         # Start "starved" so the first spare is promoted at once.
         self.pollers = 0
         self.idle_pollers = 0
         self.starved_since = 1.0
+        self.hungry = threading.Event()     # set when the last idle poller got work
+        self.promoter = Promoter()
         self.duty = threading.Lock()
         self.pause = AcceptPause()
         self.paused: set[int] = set()   # listeners not re-armed after a resource error
@@ -83,11 +87,7 @@ class ThreadWorker(Worker):
             env = self.handler.listener_environ(sock)
             self.lsocks[sock.fileno()] = (sock, env)
             self.ep.register(sock.fileno(), _ARM)
-        for i in range(max(1, self.cfg.threads)):
-            t = threading.Thread(target=self._pool_thread, name=f"reclusterd-{i}",
-                                 daemon=True)
-            t.start()
-            self.threads.append(t)
+        self._spawn(self.size.floor)
         self.channel.ready()
         waker = select.poll()
         waker.register(self.wake_fd, select.POLLIN)
@@ -195,28 +195,66 @@ class ThreadWorker(Worker):
         conn.close(linger=bool(conn.h1.head_start))
 
     # -- pool threads ---------------------------------------------------------
+    def _spawn(self, count: int = 1) -> None:
+        with self.lock:         # counted before they start: a promotion sees them
+            self.nthreads += count
+            n = self.nthreads
+        for i in range(n - count, n):
+            threading.Thread(target=self._pool_thread, name=f"reclusterd-{i}",
+                             daemon=True).start()
+
     def _pool_thread(self) -> None:
-        while self.alive:
-            self._spare_duty()
+        while self.alive and self._spare_duty():
             self._poll_loop()
 
-    def _spare_duty(self) -> None:
-        """Parked thread: becomes a poller when every poller has been busy PROMOTE_AFTER s.
+    def _spare_duty(self) -> bool:
+        """Parked thread: True once it is a poller; False if it retires (an auto pool's
+        spare that waited RETIRE_AFTER for the watch, above the pool's floor).
 
-        One spare at a time watches (the others wait on `duty`), so an idle worker costs a
-        few hundred cheap wake-ups a second, and fast requests run without GIL contention.
+        One spare at a time watches (_watch); the others wait on `duty`, costing nothing.
         """
-        with self.duty:
-            while self.alive:
+        while self.alive:
+            if self.duty.acquire(timeout=self.size.retire_after):
+                try:
+                    return self._watch()
+                finally:
+                    self.duty.release()
+            with self.lock:
+                if self.size.may_retire(self.nthreads):
+                    self.nthreads -= 1
+                    return False
+        return False
+
+    def _watch(self) -> bool:
+        """The watching spare: sleeps on `hungry` (set by the poller that leaves none idle),
+        then waits out the promoter's delay once, and joins the pollers if they are all
+        still busy. No wake-up while idle, at most one per delay under fast requests."""
+        hungry, promoter = self.hungry, self.promoter
+        while self.alive:
+            hungry.clear()
+            since = self.starved_since
+            if not since:
+                promoter.relieved()
+                hungry.wait()
+                continue
+            now = time.monotonic()
+            wait = promoter.wait(since, now)
+            if wait > 0:
+                time.sleep(wait)
+                continue
+            with self.lock:
                 since = self.starved_since
-                if since and time.monotonic() - since >= PROMOTE_AFTER:
-                    with self.lock:
-                        if self.starved_since:
-                            self.pollers += 1
-                            self.idle_pollers += 1
-                            self.starved_since = 0.0
-                            return
-                time.sleep(PROMOTE_AFTER / 2)
+                if not since or promoter.wait(since, now) > 0:
+                    continue
+                self.pollers += 1
+                self.idle_pollers += 1
+                self.starved_since = 0.0
+                promoter.promoted(now)
+                spawn = self.size.may_spawn(self.nthreads, self.nthreads - self.pollers)
+            if spawn:
+                self._spawn()       # the next spare, to watch in turn
+            return True
+        return False
 
     def _poll_loop(self) -> None:
         """Poller: wait for one ready fd, serve it inline, repeat; step down when redundant."""
@@ -232,13 +270,21 @@ class ThreadWorker(Worker):
             except OSError:
                 return
             if not events:
+                with lock:      # idle a whole poll: one idle poller is enough
+                    redundant = self.idle_pollers > 1 and self.pollers > 1
+                    if redundant:
+                        self.pollers -= 1
+                        self.idle_pollers -= 1
+                if redundant:
+                    return
                 continue
             fd = events[0][0]
             lsock = lsocks.get(fd)
             t0 = time.monotonic()
             with lock:
                 self.idle_pollers -= 1
-                if not self.idle_pollers:
+                starved = not self.idle_pollers
+                if starved:
                     self.starved_since = t0
                 conn = None
                 if lsock is None:
@@ -248,6 +294,8 @@ class ThreadWorker(Worker):
                             conn = None
                         else:
                             conn.busy = True
+            if starved and not self.hungry.is_set():
+                self.hungry.set()
             try:
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
@@ -283,7 +331,7 @@ class ThreadWorker(Worker):
         first: Conn | None = None
         busy = self.pollers - self.idle_pollers      # this thread included
         rearm = True
-        for _ in range(max(1, min(ACCEPT_BATCH, 1 + len(self.threads) - busy))):
+        for _ in range(max(1, min(ACCEPT_BATCH, 1 + self.nthreads - busy))):
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reclusterd import config
+from reclusterd import config, settings
 from reclusterd.config import ConfigError, load
 
 
@@ -310,7 +310,7 @@ def test_reload_ignored() -> None:
 
 def test_config_made_directly() -> None:
     cfg = config.make(app="x:y")
-    assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == 4
+    assert cfg.bind == ("127.0.0.1:8000",) and cfg.threads == settings.AUTO
 
 
 def test_relative_chdir_made_absolute_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -340,3 +340,15 @@ def test_valued_bool_errors_and_bare_bools_keep_app() -> None:
     assert (cfg.app, cfg.factory) == ("examples.hello:app", True)
     opted = [s.name for s in config.SETTINGS if s.takes_value]
     assert opted == ["ws_per_message_deflate"]
+
+
+def test_threads_take_auto_or_a_positive_integer(tmp_path: Path) -> None:
+    assert load(["app:app", "--threads", "auto"], {}).threads == settings.AUTO
+    assert load(["app:app"], {"RECLUSTERD_THREADS": "AUTO"}).threads == settings.AUTO
+    assert load(["app:app", "--threads", "8"], {}).threads == 8
+    path = tmp_path / "c.toml"
+    path.write_text('threads = "auto"\n')
+    assert load(["app:app", "-c", str(path)], {}).threads == settings.AUTO
+    path.write_text("threads = 0\n")
+    with pytest.raises(ConfigError, match="auto or a positive integer"):
+        load(["app:app", "-c", str(path)], {})
