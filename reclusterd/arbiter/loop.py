@@ -188,7 +188,13 @@ class Arbiter:
 
     def _start_control_socket(self) -> None:
         """`reclusterd ctl`'s socket; a problem with it is a warning, not a failed start."""
-        path = control.ctl_path(self.cfg.control_socket, self.cfg.pid, self.pid, self.environ)
+        try:    # no writable runtime/temp directory (a read-only container): a warning
+            path = control.ctl_path(self.cfg.control_socket, self.cfg.pid, self.pid,
+                                    self.environ)
+        except OSError as e:
+            log.warning("control socket: %s; `reclusterd ctl` will not work (signals still "
+                        "do); set --control-socket PATH or off", e)
+            return
         if path is None:
             return
         try:

@@ -312,7 +312,7 @@ def error_response(status: int, *, head: bool = False) -> bytes:
     return b"".join((
         _status_line(status, None) if status in _STATUS_LINES
         else b"HTTP/1.1 %d Error\r\n" % status,
-        b"content-type: text/plain; charset=utf-8\r\n",
+        b"Content-Type: text/plain; charset=utf-8\r\n",
         b"Content-Length: %d\r\n" % len(body),
         _CLOSE_LINE, _date_only(), _server_line, b"\r\n", b"" if head else body,
     ))

@@ -75,10 +75,10 @@ def handshake_refusal(req: Request, status: int, reason: str) -> bytes:
     """The complete refusal: a short fixed text, `Connection: close`; a 426 names the
     protocol and version required (RFC 9110 §15.5.22, RFC 6455 §4.4)."""
     body = reason.encode("ascii") + b"\n"
-    headers = [(b"content-type", b"text/plain; charset=utf-8"),
-               (b"content-length", b"%d" % len(body))]
+    headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
+               (b"Content-Length", b"%d" % len(body))]
     if status == 426:
-        headers.append((b"upgrade", b"websocket"))
-    headers.append((b"sec-websocket-version", VERSION))
+        headers.append((b"Upgrade", b"websocket"))
+    headers.append((b"Sec-WebSocket-Version", VERSION))   # the case the RFC writes
     r = Response(req, status, headers, keep_alive=False)
     return r.head + r.body(body) + r.end()

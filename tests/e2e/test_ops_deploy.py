@@ -144,7 +144,7 @@ def test_k8s_config_has_one_source() -> None:
     pod = dep["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["args"] == ["reclusterd", "-c", "/etc/reclusterd/reclusterd.toml"]
-    [mount] = container["volumeMounts"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "config"]
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert (mount["mountPath"], volume["configMap"]["name"]) == (
         "/etc/reclusterd", cm["metadata"]["name"])
