@@ -20,6 +20,7 @@ from typing import Any
 
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
 from reclusterd.asgi.proxyread import ProxyRead
+from reclusterd.asgi.request import forwarded, http_scope, launch
 from reclusterd.asgi.state import ServerState
 from reclusterd.asgi.types import ASGI_VERSION, Scope
 from reclusterd.asgi.websocket import WebSocketSession
@@ -29,13 +30,11 @@ from reclusterd.http import (
     Event,
     ProtocolError,
     Request,
-    decode_path,
     error_for,
     make_parser,
 )
 from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
 from reclusterd.http.proxyproto import ProxyError, ProxyInfo, refusal
-from reclusterd.http.rootpath import asgi_path
 from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
 
 __all__ = ["HttpProtocol"]
@@ -43,8 +42,6 @@ __all__ = ["HttpProtocol"]
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
 LINGER = 1.0                  # seconds to drain a client's input after an error response
-_METHODS: dict[bytes, str] = {}
-_FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -281,52 +278,16 @@ class HttpProtocol(asyncio.Protocol):
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
-        method = _METHODS.get(req.method)
-        if method is None:
-            method = _METHODS.setdefault(req.method, req.method.decode("ascii"))
-        raw = req.path
-        headers = req.headers
-        path = (decode_path(raw) if b"%" in raw else raw).decode("utf-8", "replace")
-        if s.root_path:
-            path = asgi_path(path, s.root_path)
-        scope = {
-            "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
-            "server": self.server, "client": self.peer, "scheme": s.scheme,
-            "root_path": s.root_path, "method": method, "path": path,
-            "raw_path": raw, "query_string": req.query, "headers": headers,
-        }
-        if self.trusted:
-            for name, _ in headers:
-                if name in _FORWARD_NAMES:
-                    self.forwarded(scope, headers)
-                    break
-        if s.state is not None:
-            scope["state"] = s.state.copy()
+        scope = http_scope(s, self, req)
         self.h1.start_request()
         self.cycle = Cycle(self, req, scope)
 
     def launch(self, cycle: Cycle) -> None:
-        """Run the app for `cycle` in its own task, in a copy of the connection's context.
-
-        Not eagerly without a task (measured ~13% less CPU on hello): asyncio.timeout(),
-        anyio/sniffio (FastAPI sync routes) need asyncio.current_task(), and 3.11 has no
-        eager tasks (3.12's eager_task_factory would be the way)."""
-        s = self.s
-        meter = s.meter
-        cycle.t0 = t0 = time.monotonic()
-        cycle.token = meter.started(t0)
-        if meter.pre_request is not None:
-            meter.before(cycle.scope)
-        cycle.task = task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
-        s.track(task)
+        launch(self.s, cycle, self.ctx)
 
     def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
-        assert self.s.resolver is not None
-        client = self.s.resolver.resolve(self.peer_ip, headers,
-                                         self.peer[1] if self.peer else 0)
-        scope["client"] = (client.host, client.port) if client.host else None
-        scope["scheme"] = client.scheme
+        forwarded(self.s, self, scope, headers)
 
     def fail(self, err: ProtocolError) -> None:
         """A framing error: answer it (unless a response is under way) and close."""
