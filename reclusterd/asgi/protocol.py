@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
+from reclusterd.asgi.h2protocol import H2Protocol
 from reclusterd.asgi.proxyread import ProxyRead
 from reclusterd.asgi.request import forwarded, http_scope, launch
 from reclusterd.asgi.state import ServerState
@@ -34,6 +35,7 @@ from reclusterd.http import (
     make_parser,
 )
 from reclusterd.http.connection import CLOSE, TIMEOUT, H1Connection, over_capacity
+from reclusterd.http.h2rules import preface_state
 from reclusterd.http.proxyproto import ProxyError, ProxyInfo, refusal
 from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
 
@@ -49,7 +51,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "read_paused", "write_paused", "next_waits",
-                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy")
+                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy", "sniff")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -64,6 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         self.ws: WebSocketSession | None = None
         self.trusted = False
         self.proxy: ProxyRead | None = None      # --proxy-protocol: its header reader
+        self.sniff: bytes | None = None   # h2c prior knowledge: the first bytes, held
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,6 +104,30 @@ class HttpProtocol(asyncio.Protocol):
         self.ctx = contextvars.copy_context()
         if s.proxy_peers is not None:
             self.expect_proxy()
+        elif s.h2 is not None:
+            self.offer_h2()
+
+    def offer_h2(self) -> None:
+        """HTTP/2 when the TLS handshake chose ALPN h2; on a plain connection from a
+        trusted peer with h2c prior knowledge on, hold the first bytes to look for the
+        preface (data_received)."""
+        sslobj = self.transport.get_extra_info("ssl_object")
+        if sslobj is not None and sslobj.selected_alpn_protocol() == "h2":
+            self.to_h2(b"")
+        elif self.s.h2c_prior and self.trusted:
+            self.sniff = b""
+
+    def to_h2(self, first: bytes) -> None:
+        """Hand the connection to the HTTP/2 driver, with the bytes read so far."""
+        proto = H2Protocol(self.s, self.peer, self.peer_ip, self.server, self.trusted,
+                           self.ctx)
+        self.closed = True
+        transport = self.transport
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        self.s.forget(self)
+        if first:
+            proto.data_received(first)
 
     # -- --proxy-protocol: after accept, before TLS and HTTP ---------------------------
     def expect_proxy(self) -> None:
@@ -148,8 +175,12 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         held, self.proxy.held = self.proxy.held, []
         self.proxy.holding = False
+        if self.s.h2 is not None:
+            self.offer_h2()
         for data in held:
-            self.data_received(data)
+            proto = self.transport.get_protocol()   # HTTP/2 may have taken it
+            if isinstance(proto, asyncio.Protocol):
+                proto.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -162,6 +193,16 @@ class HttpProtocol(asyncio.Protocol):
         if ws is not None:
             ws.feed(data)
             return
+        if self.sniff is not None:
+            data = self.sniff + data
+            preface = preface_state(data)
+            if preface is None:
+                self.sniff = data       # too few octets yet to tell
+                return
+            self.sniff = None
+            if preface:
+                self.to_h2(data)
+                return
         events = self.h1.receive(data)
         if events:
             self.handle(events)
