@@ -48,7 +48,7 @@ class TLSOptions:
                    cfg.keyfile_password, cfg.ssl_min_version, cfg.cert_reqs)
 
 
-# Until HTTP/2 lands, every listener speaks HTTP/1.1 only.
+# What a worker class without an HTTP/2 driver (the sync worker) offers.
 HTTP1_ALPN = ("http/1.1",)
 
 
@@ -84,6 +84,12 @@ def alpn_protocols(http_protocols: Iterable[str]) -> tuple[str, ...]:
     if unknown:
         raise TLSError(f"http-protocols: unknown protocol {sorted(unknown)[0]!r} (h1, h2)")
     return tuple(alpn for name, alpn in ALPN_IDS.items() if name in wanted)
+
+
+def worker_alpn(http_protocols: Iterable[str], speaks_h2: bool) -> tuple[str, ...]:
+    """What a worker class offers by ALPN: --http-protocols when it has an HTTP/2 driver
+    (thread, asyncio), else HTTP/1.1 only (the sync worker, whatever was asked)."""
+    return alpn_protocols(http_protocols) if speaks_h2 else HTTP1_ALPN
 
 
 _cache: dict[tuple[object, ...], ssl.SSLContext] = {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
+from reclusterd.asgi.request import record, report_failure
 from reclusterd.asgi.types import ClientDisconnected, Connection, Message
 from reclusterd.http import (
     CONTINUE_100,
@@ -22,7 +22,6 @@ from reclusterd.http import (
     error_for,
 )
 from reclusterd.http.connection import DRAIN_LIMIT, body_allows_reuse
-from reclusterd.logging import AccessInfo, AccessLog
 
 __all__ = ["Cycle", "HIGH_WATER"]
 
@@ -110,17 +109,8 @@ class Cycle:
 
     def failed(self, exc: BaseException) -> None:
         """The app raised: log it (once), then 500 or cut (abort)."""
-        if self.broken or isinstance(exc, asyncio.CancelledError):
-            pass                # logged where it happened (framing_broken) / a stop
-        elif self.disconnected or self.conn.closed:
-            # The client left first: whatever the app or its framework made of that
-            # (Starlette's ClientDisconnect, a CancelledError wrapped...) is normal, so one
-            # debug line, never a traceback.
-            log.debug("client went away during %s %s (%s)", self.scope["method"],
-                      self.scope["path"], type(exc).__name__)
-        else:
-            log.exception("exception in ASGI application (%s %s)", self.scope["method"],
-                          self.scope["path"])
+        if not self.broken:     # else logged where it happened (framing_broken)
+            report_failure(exc, self.disconnected or self.conn.closed, self.scope)
         self.abort(500)
 
     def abort(self, status: int) -> None:
@@ -266,22 +256,7 @@ class Cycle:
 
     def finished(self) -> None:
         """Accounting, access log, post_request hook: once per request."""
-        s = self.conn.s
-        meter = s.meter
-        meter.finished(self.token, self.status, time.monotonic() - self.t0)
-        if s.access is not None:
-            self.log_access(s.access)
-        if meter.post_request is not None:
-            meter.after(self.scope, self.status)
-
-    def log_access(self, access: AccessLog) -> None:
-        req = self.request
-        scope = self.scope
-        client = scope.get("client")
-        access.log(AccessInfo(client[0] if client else "-", req.method, req.target,
-                              req.http_version, self.status, self.length,
-                              time.monotonic() - self.t0, req.headers,
-                              self.headers, scope))
+        record(self.conn.s, self, self.request, self.status, self.length, self.headers)
 
 
 def _as_bytes(body: object) -> bytes:

@@ -19,7 +19,9 @@ from collections import deque
 from typing import Any
 
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
+from reclusterd.asgi.h2protocol import H2Protocol
 from reclusterd.asgi.proxyread import ProxyRead
+from reclusterd.asgi.request import forwarded, http_scope, launch
 from reclusterd.asgi.state import ServerState
 from reclusterd.asgi.types import ASGI_VERSION, Scope
 from reclusterd.asgi.websocket import WebSocketSession
@@ -29,7 +31,6 @@ from reclusterd.http import (
     Event,
     ProtocolError,
     Request,
-    decode_path,
     error_for,
     make_parser,
 )
@@ -41,8 +42,8 @@ from reclusterd.http.connection import (
     busy_answer,
     over_capacity,
 )
+from reclusterd.http.h2rules import preface_state
 from reclusterd.http.proxyproto import ProxyError, ProxyInfo, refusal
-from reclusterd.http.rootpath import asgi_path
 from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
 
 __all__ = ["HttpProtocol"]
@@ -50,8 +51,6 @@ __all__ = ["HttpProtocol"]
 log = logging.getLogger("reclusterd.error")
 MAX_QUEUED = 256              # queued pipelined events before pause_reading
 LINGER = 1.0                  # seconds to drain a client's input after an error response
-_METHODS: dict[bytes, str] = {}
-_FORWARD_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -59,7 +58,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "read_paused", "write_paused", "next_waits",
-                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy", "busy")
+                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy", "busy", "sniff")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -75,6 +74,7 @@ class HttpProtocol(asyncio.Protocol):
         self.trusted = False
         self.proxy: ProxyRead | None = None      # --proxy-protocol: its header reader
         self.busy: asyncio.TimerHandle | None = None   # over --worker-connections: 503 due
+        self.sniff: bytes | None = None   # h2c prior knowledge: the first bytes, held
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,6 +111,30 @@ class HttpProtocol(asyncio.Protocol):
         self.ctx = contextvars.copy_context()
         if s.proxy_peers is not None:
             self.expect_proxy()
+        elif s.h2 is not None:
+            self.offer_h2()
+
+    def offer_h2(self) -> None:
+        """HTTP/2 when the TLS handshake chose ALPN h2; on a plain connection from a
+        trusted peer with h2c prior knowledge on, hold the first bytes to look for the
+        preface (data_received)."""
+        sslobj = self.transport.get_extra_info("ssl_object")
+        if sslobj is not None and sslobj.selected_alpn_protocol() == "h2":
+            self.to_h2(b"")
+        elif self.s.h2c_prior and self.trusted:
+            self.sniff = b""
+
+    def to_h2(self, first: bytes) -> None:
+        """Hand the connection to the HTTP/2 driver, with the bytes read so far."""
+        proto = H2Protocol(self.s, self.peer, self.peer_ip, self.server, self.trusted,
+                           self.ctx)
+        self.closed = True
+        transport = self.transport
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        self.s.forget(self)
+        if first:
+            proto.data_received(first)
 
     # -- --proxy-protocol: after accept, before TLS and HTTP ---------------------------
     def expect_proxy(self) -> None:
@@ -158,8 +182,12 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         held, self.proxy.held = self.proxy.held, []
         self.proxy.holding = False
+        if self.s.h2 is not None:
+            self.offer_h2()
         for data in held:
-            self.data_received(data)
+            proto = self.transport.get_protocol()   # HTTP/2 may have taken it
+            if isinstance(proto, asyncio.Protocol):
+                proto.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -175,6 +203,16 @@ class HttpProtocol(asyncio.Protocol):
         if ws is not None:
             ws.feed(data)
             return
+        if self.sniff is not None:
+            data = self.sniff + data
+            preface = preface_state(data)
+            if preface is None:
+                self.sniff = data       # too few octets yet to tell
+                return
+            self.sniff = None
+            if preface:
+                self.to_h2(data)
+                return
         events = self.h1.receive(data)
         if events:
             self.handle(events)
@@ -302,52 +340,16 @@ class HttpProtocol(asyncio.Protocol):
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
-        method = _METHODS.get(req.method)
-        if method is None:
-            method = _METHODS.setdefault(req.method, req.method.decode("ascii"))
-        raw = req.path
-        headers = req.headers
-        path = (decode_path(raw) if b"%" in raw else raw).decode("utf-8", "replace")
-        if s.root_path:
-            path = asgi_path(path, s.root_path)
-        scope = {
-            "type": "http", "asgi": ASGI_VERSION, "http_version": req.http_version,
-            "server": self.server, "client": self.peer, "scheme": s.scheme,
-            "root_path": s.root_path, "method": method, "path": path,
-            "raw_path": raw, "query_string": req.query, "headers": headers,
-        }
-        if self.trusted:
-            for name, _ in headers:
-                if name in _FORWARD_NAMES:
-                    self.forwarded(scope, headers)
-                    break
-        if s.state is not None:
-            scope["state"] = s.state.copy()
+        scope = http_scope(s, self, req)
         self.h1.start_request()
         self.cycle = Cycle(self, req, scope)
 
     def launch(self, cycle: Cycle) -> None:
-        """Run the app for `cycle` in its own task, in a copy of the connection's context.
-
-        Not eagerly without a task (measured ~13% less CPU on hello): asyncio.timeout(),
-        anyio/sniffio (FastAPI sync routes) need asyncio.current_task(), and 3.11 has no
-        eager tasks (3.12's eager_task_factory would be the way)."""
-        s = self.s
-        meter = s.meter
-        cycle.t0 = t0 = time.monotonic()
-        cycle.token = meter.started(t0)
-        if meter.pre_request is not None:
-            meter.before(cycle.scope)
-        cycle.task = task = s.loop.create_task(cycle.run(), context=self.ctx.copy())
-        s.track(task)
+        launch(self.s, cycle, self.ctx)
 
     def forwarded(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Client address and scheme from trusted proxy headers."""
-        assert self.s.resolver is not None
-        client = self.s.resolver.resolve(self.peer_ip, headers,
-                                         self.peer[1] if self.peer else 0)
-        scope["client"] = (client.host, client.port) if client.host else None
-        scope["scheme"] = client.scheme
+        forwarded(self.s, self, scope, headers)
 
     def fail(self, err: ProtocolError) -> None:
         """A framing error: answer it (unless a response is under way) and close."""

@@ -15,6 +15,7 @@ from reclusterd.asgi.types import ASGIApp, WSOptions
 from reclusterd.http import Limits
 from reclusterd.http.connection import ConnectionRules
 from reclusterd.http.forwarded import ProxyResolver
+from reclusterd.http.h2 import H2Settings
 from reclusterd.http.rootpath import mount_prefix
 from reclusterd.logging import AccessLog
 from reclusterd.meter import Meter
@@ -29,6 +30,13 @@ class Tracked(Protocol):
     def check_timeouts(self, now: float) -> None: ...
     def shutdown(self) -> None: ...
     def cut(self) -> None: ...
+
+
+def h2_settings(cfg: Config) -> H2Settings:
+    """The --http2-* settings."""
+    return H2Settings(int(cfg.http2_max_concurrent_streams),
+                      int(cfg.http2_initial_window_size), int(cfg.http2_max_frame_size),
+                      int(cfg.http2_max_header_list_size))
 
 
 class ServerState:
@@ -54,6 +62,11 @@ class ServerState:
                                     float(cfg.ws_ping_timeout), bool(cfg.ws_per_message_deflate))
         # the Upgrade this driver takes up; any other is ignored, the request served as HTTP
         self.upgrades = frozenset((b"websocket",)) if ws else frozenset()
+        # HTTP/2 (asgi.h2protocol): its settings when --http-protocols offers h2, and
+        # whether trusted peers may open a plain connection with the h2c preface
+        self.h2 = h2_settings(cfg) if "h2" in cfg.http_protocols else None
+        self.h2c_prior = (self.h2 is not None and not secure and resolver is not None
+                          and cfg.http2_cleartext in ("prior-knowledge", "both"))
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
         self.root_path = mount_prefix(cfg.root_path, os.environ)
         # --proxy-protocol: the peers allowed to send the header (None: off), and the TLS

@@ -84,6 +84,7 @@ class AsyncioWorker(Worker):
     """ASGI worker on one event loop; see the module docstring."""
 
     app_kinds: ClassVar[tuple[str, ...]] = ("asgi",)
+    speaks_h2: ClassVar[bool] = True        # asgi.h2protocol
 
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:

@@ -44,11 +44,13 @@ log = logging.getLogger("reclusterd.error")
 ORPHAN_POLL = 0.2   # s between two looks at the parent pid (the watchdog's cost: ~5 syscalls/s)
 
 
-def _server_context(cfg: Config) -> ssl.SSLContext | None:
+def _server_context(cfg: Config, speaks_h2: bool) -> ssl.SSLContext | None:
     """The TLS context, once per worker process: the arbiter's, inherited through fork
-    (tls caches it), unless a HUP brought renewed certificate files."""
+    (tls caches it), unless a HUP brought renewed certificate files or this worker class
+    offers other ALPN protocols (h2) than the arbiter's check used."""
     try:
-        return tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN))
+        return tls.ssl_context(tls.TLSOptions.of(cfg, tls.worker_alpn(cfg.http_protocols,
+                                                                      speaks_h2)))
     except tls.TLSError as e:
         raise BootError(str(e)) from None
 
@@ -65,6 +67,8 @@ class Worker:
     app_kinds: ClassVar[tuple[str, ...]] = ("wsgi", "asgi")
     # Gunicorn's worker.log, for hooks (worker_int(worker): worker.log.info(...)).
     log: ClassVar[logging.Logger] = log
+    # Has an HTTP/2 driver: offers h2 by ALPN (and h2c) when --http-protocols says so.
+    speaks_h2: ClassVar[bool] = False
 
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
@@ -78,7 +82,7 @@ class Worker:
         self.generation = 0
         self.hooks = process_hooks(cfg)
         self._exited = False
-        self.ssl = _server_context(cfg)
+        self.ssl = _server_context(cfg, self.speaks_h2)
         self.alive = True
         self.draining = False
         timeout = float(cfg.timeout or 0)
