@@ -30,6 +30,7 @@ from reclusterd.arbiter.process import (
     die_with_parent,
     exit_description,
     log_file_problem,
+    own_logs,
     pidfile_owner,
     remove_pidfile,
     set_title,
@@ -140,7 +141,11 @@ class Arbiter:
             self.listeners = sockets.bind_listeners(cfg.bind, self.environ, options)
             # Built once here to fail fast; forked workers inherit it (tls caches it).
             tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN))
-            sockets.drop_privileges(uid, gid, cfg.umask)
+            # Only the umask here: the master keeps its user (as Gunicorn's does), so it can
+            # remove its pidfile and sockets, reopen logs, bind --status-bind and re-read
+            # certificates on HUP; each worker switches to --user/--group (workers/boot).
+            sockets.drop_privileges(None, None, cfg.umask)
+            own_logs(cfg, uid, gid)
         except (sockets.BindError, tls.TLSError) as e:
             raise StartupError(str(e)) from None
         except OSError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from reclusterd.config import Config
     from reclusterd.sockets import Listener
 
+log = logging.getLogger("reclusterd.error")
 AUTO_CLASS = "auto (thread for WSGI, asyncio for ASGI)"
 
 
@@ -146,3 +148,17 @@ def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
             pass
     if os.getppid() != parent:
         os.kill(os.getpid(), sig)
+
+
+def own_logs(cfg: Config, uid: int | None, gid: int | None) -> None:
+    """Give the log files to the workers' --user/--group (as Gunicorn does), so a worker
+    that reopens them (USR1) after switching users still can; the master keeps writing
+    through the descriptors it has."""
+    if uid is None and gid is None:
+        return
+    for path in (cfg.error_logfile, cfg.access_logfile):
+        if path and path != "-" and os.path.isfile(path):
+            try:
+                os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+            except OSError as e:
+                log.warning("cannot give %s to the workers' user: %s", path, e.strerror or e)

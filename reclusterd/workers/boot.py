@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
-from reclusterd import apploader, hooks
+from reclusterd import apploader, hooks, sockets, tls
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -227,6 +227,7 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
     # Behind the C stack dump: exit promptly if ABRT arrives while booting.
     install_fault_handler(cfg.error_logfile, lambda s, f: os._exit(1))
     try:
+        _become_user(cfg)
         loaded = process_hooks(cfg)
         # A failing hook is logged with its traceback by hooks.call; boot fails on it.
         if not hooks.call(loaded, "post_fork", WorkerInfo(os.getpid(), generation, cfg)):
@@ -248,6 +249,27 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
     finally:
         worker.exiting()
     return EXIT_OK
+
+
+def _become_user(cfg: Config) -> None:
+    """--user/--group: switch before any app code runs (hooks, import), after what only
+    the master's user may read is open: the log files (setup_logging) and the TLS
+    certificate and key (loaded into tls's cache for either ALPN list a worker class may
+    ask for: a root-only 0600 key stays readable on every HUP)."""
+    if cfg.user is None and cfg.group is None:
+        return
+    if cfg.certfile:
+        try:
+            for speaks_h2 in (False, True):
+                tls.ssl_context(tls.TLSOptions.of(cfg, tls.worker_alpn(cfg.http_protocols,
+                                                                       speaks_h2)))
+        except tls.TLSError:
+            pass        # reported by the worker class, as a boot error
+    try:
+        uid, gid = sockets.owner_ids(cfg.user, cfg.group)
+        sockets.drop_privileges(uid, gid, None)
+    except sockets.BindError as e:      # PrivilegeError, an unknown user or group
+        raise BootError(str(e)) from None
 
 
 class _AppLoadFailed(Exception):

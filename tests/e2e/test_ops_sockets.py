@@ -187,14 +187,25 @@ def test_user_drop_after_bind(tmp_path: Path) -> None:
     app = OPS_ECHO
     os.chmod(tmp_path, 0o755)
     os.chmod(tmp_path / "opsapp.py", 0o644)
-    with reclusterd(app, "--workers", "1", "--user", "nobody", cwd=tmp_path,
-                    env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
+    rootdir = tmp_path / "run"          # root's 0755 directory: nobody cannot write here
+    rootdir.mkdir(mode=0o755)
+    pidfile, sock = rootdir / "app.pid", rootdir / "app.sock"
+    with reclusterd(app, "--workers", "1", "--user", "nobody", "--pid", str(pidfile),
+                    "--bind", f"unix:{sock}", "--error-logfile", str(rootdir / "err.log"),
+                    cwd=tmp_path, env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
         srv.wait_ready()
         wait_for(lambda: ops_http_ok(srv.port), 15, what="serving as nobody")
         import psutil
 
-        procs = [psutil.Process(srv.pid), *psutil.Process(srv.pid).children()]
-        assert all(p.uids().real == nobody.pw_uid for p in procs)
+        master = psutil.Process(srv.pid)
+        workers = master.children()
+        # as Gunicorn: the master keeps its user, the workers (which run the app) switch
+        assert master.uids().real == os.geteuid()
+        assert workers and all(p.uids().real == nobody.pw_uid for p in workers)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit() == 0
+    # the master could clean up what it made in root's directory
+    assert not pidfile.exists() and not sock.exists()
 
 
 def _connect_as(uid: int, gid: int, path: Path) -> str:
