@@ -95,9 +95,28 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"server exited with {self.proc.returncode}:\n{self.stderr()}")
-            return port_answers(self.port, self.host)
+            return port_answers(self.port, self.host) and self.listens()
         wait_for(ready, timeout, what=f"port {self.port} to answer")
         return self
+
+    def listens(self) -> bool:
+        """Our process holds the listening socket: the port answering is not enough on a
+        shared machine, where another test's server may have taken the free port first
+        (then ours fails to bind and exits, which wait_ready reports with its stderr)."""
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]   # a launcher (unshare) forks
+        except psutil.Error:
+            return False
+        for proc in procs:
+            try:
+                conns = proc.net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port
+                   for c in conns):
+                return True
+        return False
 
     def workers(self) -> set[int]:
         """PIDs of the live (non-zombie) children of the arbiter."""
