@@ -70,7 +70,8 @@ def test_post_worker_init_per_worker_and_worker_int_on_quit(tmp_path: Path) -> N
         assert lines(tmp_path, "worker_int") == [f"worker_int {victim}"]
         assert lines(tmp_path, "worker_exit") == [f"worker_exit {victim} server={srv.pid}"]
         # the arbiter replaces it; the new worker runs post_worker_init too
-        wait_for(lambda: len(lines(tmp_path, "post_worker_init")) == 3, timeout=30, what="replacement")
+        wait_for(lambda: len(lines(tmp_path, "post_worker_init")) == 3, timeout=30,
+                 what="replacement")
         assert lines(tmp_path, "worker_abort") == []
         # a graceful stop: every worker leaving after its drain runs worker_exit
         srv.signal(signal.SIGTERM)
