@@ -12,7 +12,8 @@ the connection may do next is decided here, once, from values:
   0 = off. A new connection waits for its first byte up to the same S.
 - draining (TERM): `begin_drain` shortens every wait; responses say close.
 - the unread request body a connection may still skip to stay open
-  (DRAIN_LIMIT), and the answer to a connection over --worker-connections.
+  (DRAIN_LIMIT), the answer to a request body that stops arriving (`body_stalled`),
+  and the answer to a connection over --worker-connections.
 
 Times are monotonic seconds from the clock the driver gives (tests give a fake one).
 """
@@ -25,11 +26,12 @@ from dataclasses import dataclass, field
 
 from .events import Event, ProtocolError, Request
 from .parser import Parser
-from .response import error_response
+from .response import error_for, error_response
 from .rules import TLS_ON_PLAIN
 
 __all__ = ["CLOSE", "DRAIN_IDLE", "DRAIN_LIMIT", "FOREVER", "NOTHING", "TIMEOUT",
-           "ConnectionRules", "H1Connection", "body_allows_reuse", "over_capacity"]
+           "ConnectionRules", "H1Connection", "body_allows_reuse", "body_stalled",
+           "over_capacity"]
 
 NOTHING = 0         # no deadline pending
 CLOSE = 1           # idle too long: close silently
@@ -89,6 +91,13 @@ def body_allows_reuse(req: Request, received: int, done: bool, failed: bool,
         return False
     cl = req.content_length
     return cl is not None and cl - received <= DRAIN_LIMIT
+
+
+def body_stalled(req: Request, response_started: bool) -> bytes | None:
+    """A request body made no progress for `ConnectionRules.io_timeout` s: what to send
+    before closing. RFC 9110 §15.5.9: 408 (with `Connection: close`) while no response has
+    started; once one has, a status cannot be sent any more, so None: just close."""
+    return None if response_started else error_for(req, 408)
 
 
 class H1Connection:
