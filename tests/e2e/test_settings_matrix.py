@@ -196,6 +196,17 @@ def test_unread_body_too_big_or_of_unknown_size_closes(
         assert server_closes(s)
 
 
+def test_sync_warns_when_header_timeout_is_off(combo: tuple[str, Server, Server]) -> None:
+    """--header-timeout 0 is off everywhere; on sync one silent client then holds the worker,
+    so that worker says so at start."""
+    kind, _, off = combo
+    if kind == "sync":      # logged by the worker before it reports ready; the log may lag
+        wait_for(lambda: "--header-timeout 0 with -k sync" in off.stderr(), timeout=10,
+                 what="the sync worker's warning")
+    else:
+        assert "--header-timeout 0" not in off.stderr()
+
+
 # -- limits ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("raw", "want"), [
