@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 from reclusterd import apploader, hooks
+from reclusterd.signals import reset_in_child
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -36,15 +37,6 @@ BUILTIN_CLASSES = {
 }
 EXIT_OK = 0
 EXIT_BOOT_ERROR = 3
-# Signals the arbiter handles; a forked child must not keep its handlers.
-_RESET_SIGNALS = tuple(
-    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1",
-                                 "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGWINCH",
-                                 "SIGABRT", "SIGALRM") if hasattr(signal, n))
-_IGNORED_WHILE_BOOTING = frozenset(
-    getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
-    if hasattr(signal, n))
-
 
 class BootError(Exception):
     """The worker cannot start serving (bad hook, wrong worker class for the app)."""
@@ -132,25 +124,6 @@ def resolve_worker_class(name: str, kind: str) -> WorkerClass:
     return got
 
 
-def reset_signals() -> None:
-    """The one child signal reset: a forked child must not run the arbiter's handlers."""
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    # Until install_signals() runs (the app may take long to import), signals that only
-    # mean something to a serving worker are ignored: a stray `kill -USR1` sent to the
-    # whole process group must not kill a booting worker.
-    for sig in _RESET_SIGNALS:
-        try:
-            signal.signal(sig, signal.SIG_IGN if sig in _IGNORED_WHILE_BOOTING
-                          else signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _RESET_SIGNALS)
-
-
 def flush_logs() -> None:
     """Flush the error log, the access log and stdio (before os._exit, which skips that)."""
     from reclusterd.logging import flush_output
@@ -212,7 +185,7 @@ def run_worker(cfg: Config, listeners: Sequence[Listener], channel: WorkerChanne
 
 def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                     generation: int, app: object) -> int:
-    reset_signals()
+    reset_in_child()    # signals.py: the one child reset (the arbiter's fork path ran it too)
     try:
         from setproctitle import setproctitle
         setproctitle(f"reclusterd: worker [{cfg.name or cfg.app}]")
