@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reclusterd import workerclasses
 from reclusterd.hooks import HOOKS
 from reclusterd.sockets import parse_address
 
@@ -71,11 +72,9 @@ def check_app(value: str) -> str:
 
 
 def check_worker_class(value: str) -> str:
-    if value in ("auto", "sync", "thread", "asyncio"):
+    if value in workerclasses.NAMES or _SPEC_RE.match(value):
         return value
-    if _SPEC_RE.match(value):
-        return value
-    raise ValueError(f"must be auto, sync, thread, asyncio or module:Class, got {value!r}")
+    raise ValueError(f"must be {', '.join(workerclasses.NAMES)} or module:Class, got {value!r}")
 
 
 def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
-from reclusterd import apploader, hooks
+from reclusterd import apploader, hooks, workerclasses
 from reclusterd.signals import reset_in_child
 
 if TYPE_CHECKING:
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reclusterd.error")
 
-BUILTIN_CLASSES = {
-    "sync": "reclusterd.workers.sync:SyncWorker",
-    "thread": "reclusterd.workers.thread:ThreadWorker",
-    "asyncio": "reclusterd.workers.asyncio:AsyncioWorker",
-}
 EXIT_OK = 0
 EXIT_BOOT_ERROR = 3
 
@@ -72,13 +67,6 @@ def process_hooks(cfg: Config) -> Mapping[str, hooks.Hook]:
     return _hooks[2]
 
 
-def worker_class_name(name: str, kind: str) -> str:
-    """The "auto" rule: thread for WSGI apps, asyncio for ASGI apps; others unchanged."""
-    if name == "auto":
-        return "thread" if kind == "wsgi" else "asyncio"
-    return name
-
-
 class WorkerClass(Protocol):
     """What boot needs of a worker class (workers/base.py's Worker is the contract)."""
 
@@ -107,17 +95,16 @@ def _is_worker_class(obj: object) -> bool:
 def resolve_worker_class(name: str, kind: str) -> WorkerClass:
     """The one worker-class registry: auto -> thread (WSGI) / asyncio (ASGI);
     sync/thread/asyncio; or module:Class (a plug-in subclass of Worker)."""
-    name = worker_class_name(name, kind)
-    spec = BUILTIN_CLASSES.get(name, name)
+    name = workerclasses.resolve(name, kind)
     try:
-        cls: Any = apploader.import_class(spec, "worker class")
+        cls: Any = apploader.import_class(workerclasses.spec(name), "worker class")
     except apploader.AppLoadError as e:
         raise BootError(e.text()) from None
     if not _is_worker_class(cls):
         raise BootError(f"worker class {name!r} is not a reclusterd.workers.base.Worker")
     if kind not in cls.app_kinds:
         served = " and ".join(k.upper() for k in cls.app_kinds)
-        other = "thread" if kind == "wsgi" else "asyncio"
+        other = workerclasses.for_app(kind)
         raise BootError(f"worker class {name!r} serves {served} apps only, but the app is "
                         f"{kind.upper()}; use --worker-class {other} (or auto)")
     got: WorkerClass = cls
