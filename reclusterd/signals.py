@@ -110,15 +110,6 @@ class SignalQueue:
         if len(self._queue) < MAX_QUEUED:
             self._queue.append(signum)
 
-    def push(self, signum: int) -> None:
-        """Enqueue a signal by hand (tests, or the arbiter re-queueing work)."""
-        self._handler(signum, None)
-        if self._wfd >= 0:
-            try:
-                os.write(self._wfd, b"\0")
-            except OSError:
-                pass
-
     def drain(self) -> list[int]:
         """Empty the wakeup pipe and return the queued signals, oldest first."""
         if self._rfd >= 0:

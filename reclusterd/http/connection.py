@@ -109,7 +109,7 @@ class H1Connection:
     """
 
     __slots__ = ("rules", "parser", "clock", "opened", "head_start", "idle_since", "served",
-                 "in_request", "draining", "drain_until", "partial", "reusable", "peer_closed")
+                 "in_request", "draining", "drain_until", "partial", "reusable")
 
     def __init__(self, rules: ConnectionRules, parser: Parser,
                  clock: Callable[[], float]) -> None:
@@ -127,14 +127,12 @@ class H1Connection:
         # May the next response head say keep-alive (settings, TERM)? A plain attribute:
         # it is read for every response.
         self.reusable = rules.reuse
-        self.peer_closed = False     # the client sent EOF: no further request can come
 
     # -- bytes in, events out -----------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
         """Feed bytes (b"" = the client's EOF) to the parser; the events they complete."""
         parser = self.parser
-        if not data:
-            self.peer_closed = True
+        if not data:                 # the client's EOF: no further request can come
             self.reusable = False
         events = parser.feed(data)
         if parser.partial_head:
