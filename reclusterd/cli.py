@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from reclusterd import appenv, config, gunicorn_conf, logconfig, tls
+from reclusterd import appenv, config, gunicorn_conf, logconfig, tls, workerclasses
 from reclusterd.apploader import AppLoadError, import_class, load_app, load_hooks
 from reclusterd.settings import BY_NAME
 
@@ -42,9 +42,7 @@ def check_config(cfg: config.Config) -> int:
             sys.stderr.write(e.traceback.rstrip() + "\n")
         _err(e.message)
         return CHECK_FAILED
-    worker = cfg.worker_class
-    if worker == "auto":
-        worker = "thread" if loaded.kind == "wsgi" else "asyncio"
+    worker = workerclasses.resolve(cfg.worker_class, loaded.kind)
     print("reclusterd: config OK")
     print(f"  config file: {cfg.config or '(none)'}")
     kind = "ASGI 2, wrapped as ASGI 3" if loaded.asgi2 else loaded.kind.upper()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from reclusterd import workerclasses
+
 _UNSET = object()
 
 
@@ -65,7 +67,7 @@ def _worker_class(value: Any) -> Any:
     name = value.removeprefix("egg:gunicorn#")
     if name in _WORKERS:
         return _WORKERS[name]
-    if name in ("auto", "thread", "asyncio") or ":" in name:
+    if name in workerclasses.NAMES or ":" in name:
         return name
     if any(g in name.lower() for g in _GREEN):
         raise ValueError(f"{value!r}: green-thread workers are not supported; use "

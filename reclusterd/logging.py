@@ -229,10 +229,15 @@ def _header(headers: Sequence[tuple[str | bytes, str | bytes]], name: str) -> st
 
 
 def _extra(extra: Mapping[str, object], name: str) -> str:
-    """%({name}e)s: an environ key (WSGI) or scope key (ASGI) as text; '-' if absent."""
+    """%({name}e)s: an environ key (WSGI) or scope key (ASGI) as text; '-' if absent.
+    The name is case-insensitive, as Gunicorn's (`{request_method}e` = `REQUEST_METHOD`):
+    an exact match first, else the first key equal ignoring case."""
     v = extra.get(name)
     if v is None:
-        return "-"
+        low = name.lower()
+        v = next((val for k, val in extra.items() if k.lower() == low), None)
+        if v is None:
+            return "-"
     return _s(v) if isinstance(v, (str, bytes)) else str(v)
 
 

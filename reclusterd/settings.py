@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reclusterd import workerclasses
 from reclusterd.hooks import HOOKS
 from reclusterd.sockets import parse_address
 
@@ -72,11 +73,9 @@ def check_app(value: str) -> str:
 
 
 def check_worker_class(value: str) -> str:
-    if value in ("auto", "sync", "thread", "asyncio"):
+    if value in workerclasses.NAMES or _SPEC_RE.match(value):
         return value
-    if _SPEC_RE.match(value):
-        return value
-    raise ValueError(f"must be auto, sync, thread, asyncio or module:Class, got {value!r}")
+    raise ValueError(f"must be {', '.join(workerclasses.NAMES)} or module:Class, got {value!r}")
 
 
 def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:
@@ -327,10 +326,14 @@ SETTINGS: tuple[Setting, ...] = (
        "counts as failed to boot.", "--boot-timeout", minimum=0, metavar="S"),
     _s("graceful_timeout", "float", 30.0, "Seconds given to in-flight requests on "
        "TERM/HUP/TTOU/recycle.", "--graceful-timeout", minimum=0, metavar="S"),
-    _s("keep_alive", "float", 5.0, "Idle keep-alive connection timeout (seconds).",
+    _s("keep_alive", "float", 5.0, "Idle keep-alive connection timeout (seconds); 0 = "
+       "every response says Connection: close and the connection closes after it.",
        "--keep-alive", minimum=0, metavar="S"),
     _s("header_timeout", "float", 20.0, "The request head must arrive within this many seconds "
-       "of its first byte, else 408 and close.", "--header-timeout", minimum=0, metavar="S"),
+       "of its first byte, else 408 and close; also the idle limit for a new connection's "
+       "first byte, each body read and each response write. 0 = off: no head deadline (with "
+       "-k sync one silent client then holds the worker), body reads and writes still stop "
+       "after 20 s without progress.", "--header-timeout", minimum=0, metavar="S"),
     _s("max_requests", "int", 0, "Recycle a worker after this many requests; 0 = off.",
        "--max-requests", minimum=0, metavar="N"),
     _s("max_requests_jitter", "int", 0, "Add a random 0..N to --max-requests per worker.",

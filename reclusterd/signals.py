@@ -110,15 +110,6 @@ class SignalQueue:
         if len(self._queue) < MAX_QUEUED:
             self._queue.append(signum)
 
-    def push(self, signum: int) -> None:
-        """Enqueue a signal by hand (tests, or the arbiter re-queueing work)."""
-        self._handler(signum, None)
-        if self._wfd >= 0:
-            try:
-                os.write(self._wfd, b"\0")
-            except OSError:
-                pass
-
     def drain(self) -> list[int]:
         """Empty the wakeup pipe and return the queued signals, oldest first."""
         if self._rfd >= 0:
@@ -138,29 +129,34 @@ class SignalQueue:
     def close_in_child(self) -> None:
         """After fork, in the child: defaults back, wakeup fd off, pipe closed."""
         self.uninstall()
-        reset_in_child(self.signals)
+        reset_in_child()
 
 
+# What a forked child resets: every signal the arbiter handles, plus those whose handlers
+# a child must not inherit (ABRT: the worker's stack dump; ALRM, WINCH: default).
+CHILD_RESET: tuple[int, ...] = tuple(
+    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1",
+                                 "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGWINCH",
+                                 "SIGABRT", "SIGALRM") if hasattr(signal, n))
+# Signals that only mean something to a running worker (or master): ignored until it
+# installs its own handlers, since their default action would kill a child that is still
+# importing the app (a stray `kill -USR1` to the process group).
 IGNORED_UNTIL_READY = frozenset(
     getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
     if hasattr(signal, n))
 
 
-def reset_in_child(signals: Iterable[int] = HANDLED) -> None:
-    """A forked child must not run the arbiter's handlers: restore the defaults.
-
-    SIGCHLD/SIGTTIN/SIGTTOU go back to default too (a worker that spawns a
-    subprocess must be able to wait for it).
-    """
+def reset_in_child() -> None:
+    """The one child signal reset (the arbiter's fork and re-exec paths, workers/boot): a
+    forked child must not run the arbiter's handlers. CHILD_RESET back to default (SIGCHLD
+    too: a worker that spawns a subprocess must be able to wait for it), except
+    IGNORED_UNTIL_READY; wakeup fd off; nothing blocked."""
     try:
         signal.set_wakeup_fd(-1)
     except (ValueError, OSError):
         pass
-    for sig in signals:
+    for sig in CHILD_RESET:
         try:
-            # Signals that only mean something to a running worker (or master) are
-            # ignored until it installs its own handlers: their default action would
-            # kill a child that is still importing the app (a stray `kill -USR1`).
             signal.signal(sig, signal.SIG_IGN if sig in IGNORED_UNTIL_READY else signal.SIG_DFL)
         except (OSError, ValueError):
             pass

@@ -46,10 +46,6 @@ class Listener:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    @property
-    def is_unix(self) -> bool:
-        return self.sock.family == socket.AF_UNIX
-
     def __str__(self) -> str:
         return self.address
 

@@ -239,10 +239,14 @@ class Cycle:
         headers = message.get("headers", ())
         req = self.request
         conn = self.conn
-        # Decided when the head is built, so the head says what will happen (http.connection).
+        # Decided when the head is built, so the head says what will happen (http.connection),
+        # from what the APP consumed (not what the transport happened to buffer), so every
+        # worker class gives the same answer: the body was delivered whole, there was none,
+        # or its unread rest is known to be small enough to skip.
         keep = (req.upgrade is None and conn.h1.reusable and not conn.s.draining
-                and (self.request_done      # the usual case, without a call
-                     or body_allows_reuse(req, self.received, False, False,
+                and (self.body_delivered    # the usual cases, without a call
+                     or (self.request_done and not req.chunked and not req.content_length)
+                     or body_allows_reuse(req, self.received - self.buffered, False, False,
                                           req.expect_continue and not self.continue_sent)))
         try:    # http.Response takes tuple or list pairs (list pairs are just not cached)
             if type(headers) is not list:

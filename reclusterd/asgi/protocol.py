@@ -31,7 +31,6 @@ from reclusterd.http import (
     Event,
     ProtocolError,
     Request,
-    error_for,
     make_parser,
 )
 from reclusterd.http.connection import (
@@ -39,6 +38,7 @@ from reclusterd.http.connection import (
     CLOSE,
     TIMEOUT,
     H1Connection,
+    body_stalled,
     busy_answer,
     over_capacity,
 )
@@ -490,8 +490,11 @@ class HttpProtocol(asyncio.Protocol):
             log.info("closing %s: no progress for %.0fs %s (%s %s)", self.peer_ip or "client",
                      self.s.rules.io_timeout, "reading the request body" if mark >= 0 else
                      "writing the response", cycle.scope["method"], cycle.scope["path"])
-            if not cycle.started:
-                self.transport.write(error_for(cycle.request, 408))
+            r = cycle.response      # a head held back for the first body piece is unsent
+            answer = (body_stalled(cycle.request, r is not None and not r.head)
+                      if mark >= 0 else None)
+            if answer is not None:
+                self.transport.write(answer)
                 cycle.status = 408
             cycle.disconnected = True
             cycle.wake()

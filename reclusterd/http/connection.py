@@ -12,7 +12,8 @@ the connection may do next is decided here, once, from values:
   0 = off. A new connection waits for its first byte up to the same S.
 - draining (TERM): `begin_drain` shortens every wait; responses say close.
 - the unread request body a connection may still skip to stay open
-  (DRAIN_LIMIT), and the answer to a connection over --worker-connections.
+  (DRAIN_LIMIT), the answer to a request body that stops arriving (`body_stalled`),
+  and the answer to a connection over --worker-connections.
 
 Times are monotonic seconds from the clock the driver gives (tests give a fake one).
 """
@@ -25,11 +26,12 @@ from dataclasses import dataclass, field
 
 from .events import Event, ProtocolError, Request
 from .parser import Parser
-from .response import error_response
+from .response import error_for, error_response
 from .rules import TLS_ON_PLAIN
 
 __all__ = ["CLOSE", "DRAIN_IDLE", "DRAIN_LIMIT", "FOREVER", "NOTHING", "TIMEOUT",
-           "BUSY_WAIT", "ConnectionRules", "H1Connection", "body_allows_reuse", "busy_answer",
+           "BUSY_WAIT", "ConnectionRules", "H1Connection", "body_allows_reuse", "body_stalled",
+           "busy_answer",
            "over_capacity"]
 
 NOTHING = 0         # no deadline pending
@@ -102,6 +104,13 @@ def body_allows_reuse(req: Request, received: int, done: bool, failed: bool,
     return cl is not None and cl - received <= DRAIN_LIMIT
 
 
+def body_stalled(req: Request, response_started: bool) -> bytes | None:
+    """A request body made no progress for `ConnectionRules.io_timeout` s: what to send
+    before closing. RFC 9110 §15.5.9: 408 (with `Connection: close`) while no response has
+    started; once one has, a status cannot be sent any more, so None: just close."""
+    return None if response_started else error_for(req, 408)
+
+
 class H1Connection:
     """State of one HTTP/1 connection: where its head stands, how long it may wait.
 
@@ -111,7 +120,7 @@ class H1Connection:
     """
 
     __slots__ = ("rules", "parser", "clock", "opened", "head_start", "idle_since", "served",
-                 "in_request", "draining", "drain_until", "partial", "reusable", "peer_closed")
+                 "in_request", "draining", "drain_until", "partial", "reusable")
 
     def __init__(self, rules: ConnectionRules, parser: Parser,
                  clock: Callable[[], float]) -> None:
@@ -129,14 +138,12 @@ class H1Connection:
         # May the next response head say keep-alive (settings, TERM)? A plain attribute:
         # it is read for every response.
         self.reusable = rules.reuse
-        self.peer_closed = False     # the client sent EOF: no further request can come
 
     # -- bytes in, events out -----------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
         """Feed bytes (b"" = the client's EOF) to the parser; the events they complete."""
         parser = self.parser
-        if not data:
-            self.peer_closed = True
+        if not data:                 # the client's EOF: no further request can come
             self.reusable = False
         events = parser.feed(data)
         if parser.partial_head:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
-from reclusterd import apploader, hooks, sockets, tls
+from reclusterd import apploader, hooks, sockets, tls, workerclasses
+from reclusterd.signals import reset_in_child
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -29,22 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reclusterd.error")
 
-BUILTIN_CLASSES = {
-    "sync": "reclusterd.workers.sync:SyncWorker",
-    "thread": "reclusterd.workers.thread:ThreadWorker",
-    "asyncio": "reclusterd.workers.asyncio:AsyncioWorker",
-}
 EXIT_OK = 0
 EXIT_BOOT_ERROR = 3
-# Signals the arbiter handles; a forked child must not keep its handlers.
-_RESET_SIGNALS = tuple(
-    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1",
-                                 "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGWINCH",
-                                 "SIGABRT", "SIGALRM") if hasattr(signal, n))
-_IGNORED_WHILE_BOOTING = frozenset(
-    getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
-    if hasattr(signal, n))
-
 
 class BootError(Exception):
     """The worker cannot start serving (bad hook, wrong worker class for the app)."""
@@ -80,13 +67,6 @@ def process_hooks(cfg: Config) -> Mapping[str, hooks.Hook]:
     return _hooks[2]
 
 
-def worker_class_name(name: str, kind: str) -> str:
-    """The "auto" rule: thread for WSGI apps, asyncio for ASGI apps; others unchanged."""
-    if name == "auto":
-        return "thread" if kind == "wsgi" else "asyncio"
-    return name
-
-
 class WorkerClass(Protocol):
     """What boot needs of a worker class (workers/base.py's Worker is the contract)."""
 
@@ -115,40 +95,20 @@ def _is_worker_class(obj: object) -> bool:
 def resolve_worker_class(name: str, kind: str) -> WorkerClass:
     """The one worker-class registry: auto -> thread (WSGI) / asyncio (ASGI);
     sync/thread/asyncio; or module:Class (a plug-in subclass of Worker)."""
-    name = worker_class_name(name, kind)
-    spec = BUILTIN_CLASSES.get(name, name)
+    name = workerclasses.resolve(name, kind)
     try:
-        cls: Any = apploader.import_class(spec, "worker class")
+        cls: Any = apploader.import_class(workerclasses.spec(name), "worker class")
     except apploader.AppLoadError as e:
         raise BootError(e.text()) from None
     if not _is_worker_class(cls):
         raise BootError(f"worker class {name!r} is not a reclusterd.workers.base.Worker")
     if kind not in cls.app_kinds:
         served = " and ".join(k.upper() for k in cls.app_kinds)
-        other = "thread" if kind == "wsgi" else "asyncio"
+        other = workerclasses.for_app(kind)
         raise BootError(f"worker class {name!r} serves {served} apps only, but the app is "
                         f"{kind.upper()}; use --worker-class {other} (or auto)")
     got: WorkerClass = cls
     return got
-
-
-def reset_signals() -> None:
-    """The one child signal reset: a forked child must not run the arbiter's handlers."""
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    # Until install_signals() runs (the app may take long to import), signals that only
-    # mean something to a serving worker are ignored: a stray `kill -USR1` sent to the
-    # whole process group must not kill a booting worker.
-    for sig in _RESET_SIGNALS:
-        try:
-            signal.signal(sig, signal.SIG_IGN if sig in _IGNORED_WHILE_BOOTING
-                          else signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _RESET_SIGNALS)
 
 
 def flush_logs() -> None:
@@ -212,7 +172,7 @@ def run_worker(cfg: Config, listeners: Sequence[Listener], channel: WorkerChanne
 
 def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                     generation: int, app: object) -> int:
-    reset_signals()
+    reset_in_child()    # signals.py: the one child reset (the arbiter's fork path ran it too)
     try:
         from setproctitle import setproctitle
         setproctitle(f"reclusterd: worker [{cfg.name or cfg.app}]")

@@ -65,6 +65,11 @@ class SyncWorker(Worker):
 
     def run(self) -> None:
         self.install_signals()
+        if self.handler.rules.header_timeout <= 0:
+            # issue 12: 0 stays "off", but here it costs the whole worker (heartbeats go on)
+            log.warning("worker %d: --header-timeout 0 with -k sync: one client that opens "
+                        "a connection and sends nothing holds this worker until it sends "
+                        "or closes; set --header-timeout or use -k thread", self.pid)
         poller = self.poller
         lsocks = self.lsocks
         for lst in self.listeners:

@@ -34,6 +34,11 @@ class ClientGone(OSError):
     """The client closed, reset, timed out or sent a broken body: stop, close the connection."""
 
 
+class BodyStalled(ClientGone):
+    """The request body stopped arriving (no byte for the idle timeout): 408 or close
+    (http.connection.body_stalled)."""
+
+
 def wait_fd(fd: int, events: int, timeout: float) -> bool:
     """Block until fd is ready for `events` or `timeout` s pass (False; inf = no limit)."""
     p = select.poll()
@@ -165,7 +170,8 @@ class Conn:
         return more
 
     def read_more(self, timeout: float | None = None) -> None:
-        """Wait up to the idle timeout for bytes and feed them; ClientGone on timeout/EOF."""
+        """Wait up to the idle timeout for request body bytes and feed them; ClientGone on
+        EOF, BodyStalled on timeout."""
         limit = self.timeout if timeout is None else timeout
         while True:
             n = self.recv_now()
@@ -174,7 +180,7 @@ class Conn:
             if n == 0:
                 raise ClientGone("client closed the connection")
             if not wait_fd(self.fd, _POLLIN, limit):
-                raise ClientGone("timed out reading from the client")
+                raise BodyStalled("timed out reading the request body")
 
     def sendall(self, data: bytes) -> None:
         """Write everything (waiting for room up to the idle timeout each time); while

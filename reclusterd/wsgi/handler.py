@@ -20,13 +20,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reclusterd.http import InvalidResponse, Limits, Request, error_for, make_parser
-from reclusterd.http.connection import ConnectionRules, H1Connection
+from reclusterd.http.connection import ConnectionRules, H1Connection, body_stalled
 from reclusterd.http.forwarded import ProxyResolver, from_config
 from reclusterd.http.proxyproto import refusal
 from reclusterd.http.rootpath import mount_prefix
 from reclusterd.logging import AccessInfo, AccessLog
 from reclusterd.meter import Meter
-from reclusterd.wsgi.conn import ClientGone, Conn, Environ, tls_wrap
+from reclusterd.wsgi.conn import BodyStalled, ClientGone, Conn, Environ, tls_wrap
 from reclusterd.wsgi.environ import EnvironBuilder
 from reclusterd.wsgi.input import NO_BODY, Input, NoBody
 from reclusterd.wsgi.response import Exchange, FileWrapper, Reply, log_broken
@@ -172,7 +172,15 @@ class WSGIHandler:
         ex = reply.ex
         reply.keep = False
         reply.complete = reply.produced = True
-        if isinstance(e, ClientGone):
+        if _caused_by(e, BodyStalled):
+            # the app may have turned it into its own error: the answer is the same
+            req = ex.req
+            log.info("closing the connection: the request body stopped arriving (%s %s)",
+                     req.method.decode("latin-1"), req.target.decode("latin-1"))
+            answer = body_stalled(req, ex.sent)
+            if answer is not None:
+                self._error(ex, 408, answer)
+        elif isinstance(e, ClientGone):
             inp = ex.input
             if inp.error is not None and not ex.sent:
                 self._error(ex, inp.error.status)
@@ -251,7 +259,7 @@ class WSGIHandler:
         what = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
         if e is ex.broken:
             pass                # logged once where it happened (Exchange.framed)
-        elif _client_gone(e):
+        elif _caused_by(e, ClientGone):
             # the app (or its framework) turned our ClientGone into its own error, e.g.
             # Werkzeug's ClientDisconnected: a client going away is normal, no traceback
             log.debug("client gone during %s (%s)", what, type(e).__name__)
@@ -262,11 +270,11 @@ class WSGIHandler:
         if not ex.sent:
             self._error(ex, 500)
 
-    def _error(self, ex: Exchange, status: int) -> None:
+    def _error(self, ex: Exchange, status: int, answer: bytes | None = None) -> None:
         ex.code = status
         ex.sent = True
         try:
-            ex.conn.sendall(error_for(ex.req, status))
+            ex.conn.sendall(error_for(ex.req, status) if answer is None else answer)
         except ClientGone:
             pass
 
@@ -323,12 +331,12 @@ class WSGIHandler:
                                    ex.headers, env))
 
 
-def _client_gone(e: BaseException) -> bool:
-    """Was `e` caused by the client going away (a ClientGone in its cause/context chain)?"""
+def _caused_by(e: BaseException, kind: type[ClientGone]) -> bool:
+    """Was `e` caused by the client (a `kind` in its cause/context chain)?"""
     seen = 0
     cur: BaseException | None = e
     while cur is not None and seen < 16:
-        if isinstance(cur, ClientGone):
+        if isinstance(cur, kind):
             return True
         cur = cur.__cause__ or cur.__context__
         seen += 1

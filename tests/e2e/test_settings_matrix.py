@@ -1,9 +1,10 @@
 """Every timeout/limit setting means the same on every worker class and both parsers.
 
-sync, thread and asyncio x httptools and h11; each combination gets three servers
-(shared by the tests of that combination): one with short timeouts and small limits,
-one with `--keep-alive 0 --header-timeout 0 --worker-connections 2`, and one that
-is stopped with TERM to see --graceful-timeout. Expected: the same status, the same
+sync, thread and asyncio x httptools and h11; each combination gets four servers
+(three shared by the tests of that combination): one with short timeouts and small
+limits, one with `--keep-alive 0 --header-timeout 0 --worker-connections 2`, one with the
+defaults (unread request bodies), and one that is stopped with TERM to see
+--graceful-timeout. Expected: the same status, the same
 `Connection` header and the same "socket closes / stays open" everywhere; the only
 documented difference is the sync worker, which answers one request per connection
 (always `Connection: close`) and serves one connection at a time (so
@@ -44,27 +45,47 @@ def combo(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server, Server]
         yield kind, short, off
 
 
+@pytest.fixture(scope="module", params=KINDS, ids=[f"{k}-{p}" for k, p in KINDS])
+def roomy(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
+    """The defaults (keep-alive 5 s, no body limit)."""
+    kind, parser = request.param
+    with start(kind, parser) as srv:
+        yield kind, srv
+
+
 def connect(srv: Server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", srv.port), timeout=10)
 
 
-def response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """Read one response with a Content-Length body: (status, lower-case headers, body)."""
+def responses(sock: socket.socket, n: int,
+              timeout: float = 10.0) -> list[tuple[int, dict[str, str], bytes]]:
+    """Read `n` responses with Content-Length bodies (pipelined ones may arrive in one
+    segment): [(status, lower-case headers, body)]."""
     sock.settimeout(timeout)
     buf = b""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        assert data, f"closed before a response: {buf!r}"
-        buf += data
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        data = sock.recv(65536)
-        assert data, "closed inside the body"
-        rest += data
-    return int(lines[0].split()[1]), headers, rest[:length]
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            assert data, f"closed before a response: {buf!r}"
+            buf += data
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip()
+                   for k, _, v in (x.partition(":") for x in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(buf) < length:
+            data = sock.recv(65536)
+            assert data, "closed inside the body"
+            buf += data
+        out.append((int(lines[0].split()[1]), headers, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+def response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """Read one response with a Content-Length body: (status, lower-case headers, body)."""
+    return responses(sock, 1, timeout)[0]
 
 
 def stays_open(sock: socket.socket, seconds: float) -> bool:
@@ -123,6 +144,67 @@ def test_header_timeout_zero_is_off(combo: tuple[str, Server, Server]) -> None:
         s.sendall(b"\r\n")
         status, headers, _ = response(s)
         assert status == 200 and headers.get("connection") == "close"
+
+
+# -- request bodies ----------------------------------------------------------------------
+
+def test_body_that_stops_arriving_gets_408_and_close(
+        combo: tuple[str, Server, Server]) -> None:
+    """RFC 9110 §15.5.9: no body byte for the idle limit (--header-timeout) and no response
+    started: 408, Connection: close, closed."""
+    _, short, _ = combo
+    with connect(short) as s:
+        s.sendall(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"b" * 10)
+        status, headers, _ = response(s)
+        assert status == 408 and headers.get("connection") == "close"
+        assert server_closes(s)
+
+
+AFTER = b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_small_unread_body_is_skipped_and_the_connection_kept(
+        roomy: tuple[str, Server]) -> None:
+    kind, srv = roomy
+    with connect(srv) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"b" * 100
+                  + AFTER)
+        if kind == "sync":
+            status, headers, _ = response(s)
+            assert status == 200 and headers.get("connection") == "close"
+            assert server_closes(s)
+            return
+        (status, headers, _), (status2, _, body) = responses(s, 2)
+        assert status == 200 and headers.get("connection") != "close"
+        assert (status2, body) == (200, b"ok")
+
+
+@pytest.mark.parametrize("raw", [
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"b" * 100000,
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n",
+], ids=["over-drain-limit", "chunked"])
+def test_unread_body_too_big_or_of_unknown_size_closes(
+        roomy: tuple[str, Server], raw: bytes) -> None:
+    """The app did not read the body: a rest over 64 KiB, or chunked (size unknown until
+    read), is not skipped: the response says close and the pipelined GET is not served, on
+    every worker class (whatever the transport happened to buffer already)."""
+    _, srv = roomy
+    with connect(srv) as s:
+        s.sendall(raw + AFTER)
+        status, headers, _ = response(s)
+        assert status == 200 and headers.get("connection") == "close"
+        assert server_closes(s)
+
+
+def test_sync_warns_when_header_timeout_is_off(combo: tuple[str, Server, Server]) -> None:
+    """--header-timeout 0 is off everywhere; on sync one silent client then holds the worker,
+    so that worker says so at start."""
+    kind, _, off = combo
+    if kind == "sync":      # logged by the worker before it reports ready; the log may lag
+        wait_for(lambda: "--header-timeout 0 with -k sync" in off.stderr(), timeout=10,
+                 what="the sync worker's warning")
+    else:
+        assert "--header-timeout 0" not in off.stderr()
 
 
 # -- limits ------------------------------------------------------------------------------

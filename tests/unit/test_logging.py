@@ -58,6 +58,15 @@ def test_response_header_and_environ_atoms_print_their_values() -> None:
         "a/b|/r|('h', 80)")
 
 
+def test_environ_atom_names_are_case_insensitive() -> None:
+    """As Gunicorn's: `{request_method}e` finds REQUEST_METHOD, `{SCHEME}e` finds scheme."""
+    wsgi = info(extra={"REQUEST_METHOD": "POST", "wsgi.url_scheme": "https"})
+    assert format_line("%({request_method}e)s|%({WSGI.URL_SCHEME}e)s|%({nope}e)s",
+                       wsgi) == "POST|https|-"
+    asgi = info(extra={"scheme": "http", "http_version": "1.1"})
+    assert format_line("%({SCHEME}e)s|%({Http_Version}e)s", asgi) == "http|1.1"
+
+
 def test_default_format() -> None:
     line = format_line(rlog.DEFAULT_ACCESS_FORMAT, info())
     assert re.fullmatch(

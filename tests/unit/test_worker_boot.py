@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from reclusterd import config
+from reclusterd import config, settings, workerclasses
 from reclusterd.workers.base import Worker
 from reclusterd.workers.boot import (
     BootError,
     process_hooks,
     resolve_worker_class,
-    worker_class_name,
 )
 from reclusterd.workers.sync import SyncWorker
 from reclusterd.workers.thread import ThreadWorker
@@ -31,7 +30,19 @@ class Plugin(ThreadWorker):
     ("auto", "wsgi", "thread"), ("auto", "asgi", "asyncio"), ("sync", "wsgi", "sync"),
     ("m:C", "asgi", "m:C")])
 def test_auto_rule(name: str, kind: str, want: str) -> None:
-    assert worker_class_name(name, kind) == want
+    assert workerclasses.resolve(name, kind) == want
+
+
+def test_every_registered_name_is_a_valid_setting_and_resolves() -> None:
+    """One registry: the setting accepts exactly its names (plus module:Class), and each
+    built-in name boots a Worker subclass for the app kinds it serves."""
+    for name in workerclasses.NAMES:
+        assert settings.check_worker_class(name) == name
+    for name in workerclasses.BUILTIN_CLASSES:
+        kind = "asgi" if name == "asyncio" else "wsgi"
+        assert issubclass(resolve_worker_class(name, kind), Worker)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="auto, sync, thread, asyncio or module:Class"):
+        settings.check_worker_class("gevent")
 
 
 def test_registry() -> None:
