@@ -229,7 +229,19 @@ def is_asgi2(app: object) -> bool:
         sig = inspect.signature(app)
     except (TypeError, ValueError):
         return False
-    return _binds(sig, 1) and not _binds(sig, 2)
+    if not _binds(sig, 1):
+        return False
+    if not _binds(sig, 2):
+        return True
+    # The constructor also takes more (optional or **kw, e.g. a framework base class): it
+    # is ASGI 2 when its instances are awaited with (receive, send), as asgiref treats it.
+    call = app.__call__          # the class's own, or type.__call__ (not a coroutine)
+    if not inspect.iscoroutinefunction(call):
+        return False
+    try:
+        return _binds(inspect.signature(call), 3)     # (self, receive, send)
+    except (TypeError, ValueError):
+        return False
 
 
 def detect_kind(app: object, spec: str = "app") -> AppKind:

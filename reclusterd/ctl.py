@@ -25,6 +25,11 @@ class CtlFailure(Exception):
     """One line for stderr."""
 
 
+def plural(n: object, word: str) -> str:
+    """'1 worker', '2 workers' (the arbiter's own rule; ctl imports nothing of it)."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclusterd ctl", description="Talk to a running "
                                 "reclusterd master over its control socket.")
@@ -103,8 +108,9 @@ def format_status(reply: Mapping[str, object]) -> str:
     pending = reply.get("pending_generation")
     lines = [f"master {reply.get('pid')}: generation {reply.get('generation')}"
              + (f" (reloading to {pending})" if pending else "")
-             + f", {reply.get('ready_workers')} of {reply.get('target_workers')} workers "
-             "ready" + (", shutting down" if reply.get("shutting_down") else "")]
+             + f", {reply.get('ready_workers')} of "
+             + plural(reply.get("target_workers"), "worker") + " ready"
+             + (", shutting down" if reply.get("shutting_down") else "")]
     workers = reply.get("worker_list")
     for w in workers if isinstance(workers, list) else []:
         reason = f" ({w['stopping_reason']})" if w.get("stopping_reason") else ""

@@ -99,9 +99,15 @@ def parse_address(text: str) -> Address:
     """Parse a --bind/--status-bind string; the one grammar validation and binding share.
 
     Forms, as in Gunicorn: `HOST` alone (port 8000), `HOST:PORT`, `:PORT` (0.0.0.0),
-    `[IPV6]` or `[IPV6]:PORT`, `unix:PATH` (also `unix://PATH`), `fd://N`.
+    `[IPV6]` or `[IPV6]:PORT`, `unix:PATH` (also `unix://PATH`), `fd://N`; the TCP forms
+    may carry Gunicorn's `tcp://` prefix.
     Raises AddressError with a one-line message that reads after "--bind: ".
     """
+    if text.startswith("tcp://"):
+        inner = text[6:]
+        if not inner or inner.startswith(("unix:", "fd://", "tcp://")):
+            raise AddressError(f"{_FORMS}, got {text!r}")
+        return parse_address(inner)
     if text.startswith("unix:"):
         path = text[7:] if text.startswith("unix://") else text[5:]
         if not path:

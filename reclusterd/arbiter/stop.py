@@ -74,9 +74,11 @@ class Stopper:
         """SIGKILL every worker still alive past its kill_at."""
         for w in self.table:
             if w.kill_at is not None and now >= w.kill_at:
-                log.warning("%s still alive %.1fs after %s: SIGKILL", w.label,
-                            now - w.stop_signal_at,
-                            "SIGABRT" if w.reason in ABORT_REASONS else "the stop signal")
+                waited = now - w.stop_signal_at
+                log.warning("%s still alive %s after %s: SIGKILL", w.label,
+                            f"{waited:.1f}s" if waited >= 0.05 else "at once (graceful "
+                            "timeout 0)", "SIGABRT" if w.reason in ABORT_REASONS
+                            else "the stop signal")
                 w.kill_at = None
                 self.effects.send(w.pid, signal.SIGKILL)
 

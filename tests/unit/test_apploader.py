@@ -382,8 +382,18 @@ class NotAsgi2WithAwait:
         yield None
 
 
+class Asgi2KwInit:
+    """A constructor that also takes options (a framework base class): still ASGI 2."""
+
+    def __init__(self, scope: Any, extra: Any = None, **kw: Any) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        pass
+
+
 def test_is_asgi2() -> None:
-    assert is_asgi2(Asgi2)
+    assert is_asgi2(Asgi2) and is_asgi2(Asgi2KwInit)
     for obj in (Asgi2({}), WsgiClass, AsyncCallable, asgi_fn, wsgi_fn, NotAsgi2WithAwait, 3):
         assert not is_asgi2(obj), obj
 

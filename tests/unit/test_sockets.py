@@ -51,6 +51,10 @@ def tls_opts(**kw: Any) -> TLSOptions:
     ("unix:/tmp/x.sock", UnixAddress("/tmp/x.sock"), "unix:/tmp/x.sock"),
     ("unix:///tmp/x.sock", UnixAddress("/tmp/x.sock"), "unix:/tmp/x.sock"),
     ("fd://5", FDAddress(5), "fd://5"),
+    # Gunicorn's tcp:// prefix on the TCP forms
+    ("tcp://127.0.0.1:83", TCPAddress("127.0.0.1", 83), "127.0.0.1:83"),
+    ("tcp://[::1]:84", TCPAddress("::1", 84), "[::1]:84"),
+    ("tcp://localhost", TCPAddress("localhost", 8000), "localhost:8000"),
 ])
 def test_parse_address(text: str, addr: sockets.Address, canonical: str) -> None:
     assert sockets.parse_address(text) == addr
@@ -62,6 +66,7 @@ def test_parse_address(text: str, addr: sockets.Address, canonical: str) -> None
 @pytest.mark.parametrize("bad", [
     "1.2.3.4:http", "::1:80", "[::1:80", "[zz]:80", "[::1]x", "fd://x", "fd://", "unix:",
     "h:70000", ":", ":70000", "127.0.0.1:-1", "host name:80", "", "localhost:",
+    "tcp://", "tcp://unix:/x", "tcp://fd://3",
 ])
 def test_parse_address_rejects(bad: str) -> None:
     with pytest.raises(AddressError) as ei:
