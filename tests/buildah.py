@@ -9,6 +9,7 @@ only build.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -185,3 +186,8 @@ def context_files(dockerfile: Path) -> list[str]:
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
             names += [w for w in words[1:-1] if not w.startswith("--")]
     return names
+
+
+def store_lock(b: Buildah) -> contextlib.AbstractContextManager[None]:
+    """Exclusive use of the store (build, run, clean-up) across concurrent test runs."""
+    return _locked(b.store / "use.lock")

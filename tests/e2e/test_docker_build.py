@@ -22,7 +22,14 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.buildah import Buildah, Step, build_steps, context_files, unavailable
+from tests.buildah import (
+    Buildah,
+    Step,
+    build_steps,
+    context_files,
+    store_lock,
+    unavailable,
+)
 from tests.support.http_client import http_get
 from tests.support.process import ROOT, Server, free_port, wait_for
 
@@ -81,6 +88,13 @@ def remove_image(b: Buildah, tag: str, steps: list[Step]) -> None:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     b = Buildah()
     base = b.ensure_base()
+    # Two suites on one machine share the store: one at a time from build to clean-up, so
+    # one run's clean-up never removes a layer the other's build is reusing.
+    with store_lock(b):
+        yield from _built(b, base, tmp_path_factory)
+
+
+def _built(b: Buildah, base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     ctx = tmp_path_factory.mktemp("context")
     for name in context_files(ROOT / "Dockerfile"):
         src = ROOT / name
