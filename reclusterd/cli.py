@@ -43,6 +43,10 @@ def check_config(cfg: config.Config) -> int:
         _err(e.message)
         return CHECK_FAILED
     worker = workerclasses.resolve(cfg.worker_class, loaded.kind)
+    problem = _boot_problem(cfg, loaded.kind, worker)
+    if problem:
+        _err(problem)
+        return CHECK_FAILED
     print("reclusterd: config OK")
     print(f"  config file: {cfg.config or '(none)'}")
     kind = "ASGI 2, wrapped as ASGI 3" if loaded.asgi2 else loaded.kind.upper()
@@ -52,6 +56,21 @@ def check_config(cfg: config.Config) -> int:
     for label, text in _report(cfg, loaded.kind, secure):
         print(f"  {label + ':':<12} {text}")
     return 0
+
+
+def _boot_problem(cfg: config.Config, kind: str, worker: str) -> str | None:
+    """What would make every worker fail to boot, found without starting one: the worker
+    class against the app's kind (workers.boot's own check), --proxy-protocol on uvloop."""
+    from reclusterd.workers.boot import BootError, resolve_worker_class
+
+    try:
+        resolve_worker_class(cfg.worker_class, kind)
+    except BootError as e:
+        return str(e)
+    if worker == "asyncio" and cfg.proxy_protocol and cfg.loop == "uvloop":
+        return ("--proxy-protocol runs on the asyncio loop (uvloop reads a connection "
+                "before the PROXY header can be taken off it): use --loop auto or asyncio")
+    return None
 
 
 def _report(cfg: config.Config, kind: str, secure: bool) -> list[tuple[str, str]]:
@@ -65,6 +84,19 @@ def _report(cfg: config.Config, kind: str, secure: bool) -> list[tuple[str, str]
                     + (f", ciphers {cfg.ciphers}" if cfg.ciphers else "")))
     if cfg.status_bind:
         out.append(("status", cfg.status_bind))
+    if cfg.proxy_protocol:
+        out.append(("proxy", "PROXY protocol v1/v2 required from "
+                    + ", ".join(cfg.proxy_allow_ips)))
+    if cfg.root_path:
+        out.append(("root path", cfg.root_path))
+    if not (cfg.server_header and cfg.date_header):
+        off = [h for h, on in (("Server", cfg.server_header), ("Date", cfg.date_header))
+               if not on]
+        out.append(("headers", f"no {' or '.join(off)} header added"))
+    if kind == "asgi" and "h2" in cfg.http_protocols:
+        out.append(("http/2", "ALPN h2 on TLS binds" + (
+            f", h2c ({cfg.http2_cleartext}) from --forwarded-allow-ips peers"
+            if cfg.http2_cleartext != "off" else "")))
     if kind == "asgi":
         out.append(("websocket", _websocket(cfg)))
     if cfg.reload:

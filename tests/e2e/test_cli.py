@@ -169,6 +169,28 @@ def test_check_config_reports_precedence(tmp_path: Path) -> None:
     assert "3 x thread" in r.stdout and "127.0.0.1:9001" in r.stdout
 
 
+@pytest.mark.parametrize(("app", "opts", "says"), [
+    # every worker would fail to boot: --check-config says so, exit 1, one line
+    ("tests.apps.matrix:asgi", ("-k", "sync"), "serves WSGI apps only"),
+    ("tests.apps.matrix:wsgi", ("-k", "asyncio"), "serves ASGI apps only"),
+    ("tests.apps.matrix:asgi", ("--proxy-protocol", "--loop", "uvloop"),
+     "--proxy-protocol runs on the asyncio loop"),
+])
+def test_check_config_finds_what_would_fail_every_boot(app: str, opts: tuple[str, ...],
+                                                      says: str) -> None:
+    r = run(app, *opts, "--check-config")
+    assert r.returncode == 1 and says in one_error_line(r), r.stderr
+
+
+def test_check_config_reports_proxy_root_path_and_headers() -> None:
+    r = run("tests.apps.matrix:wsgi", "--check-config", "--proxy-protocol",
+            "--proxy-allow-ips", "10.0.0.0/8", "--root-path", "/api", "--no-server-header")
+    assert r.returncode == 0, r.stderr
+    assert "PROXY protocol v1/v2 required from 10.0.0.0/8" in r.stdout
+    assert "root path:" in r.stdout and "/api" in r.stdout
+    assert "no Server header added" in r.stdout
+
+
 def test_check_config_missing_module() -> None:
     r = run("nosuchmodule:app", "--check-config")
     assert r.returncode == 1
