@@ -250,6 +250,9 @@ class HttpProtocol(asyncio.Protocol):
             self.busy = None
             return
         if self.proxy is not None:
+            if self.proxy.reading and self.proxy.reader.buffered:
+                # closed by its deadline mid-header (a stalled PROXY header): say so once
+                log.log(*refusal(self.peer_ip, "PROXY header not complete in time"))
             self.proxy.close()
         self.s.forget(self)
         cycle = self.cycle

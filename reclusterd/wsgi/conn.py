@@ -260,6 +260,10 @@ class Conn:
         """Close; with `linger`, first discard what the client already sent, so the kernel
         sends FIN, not RST (an RST can destroy the response before the client reads it)."""
         self.closed = True
+        if self.proxy is not None and self.proxy.buffered:
+            # closed by its deadline mid-header (a stalled or truncated PROXY header)
+            log.log(*refusal(self.remote_addr, "PROXY header not complete in time"))
+            self.proxy = None
         sock = self.sock
         try:
             # Nothing unread (the usual case): a plain close sends FIN already.

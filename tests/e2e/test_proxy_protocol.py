@@ -129,3 +129,18 @@ def test_peer_not_allowed(kind: str, flavour: str) -> None:
         assert exchange(srv.port, V1) == b""
         log = wait_log(srv, "closing the connection from 127.0.0.1: not in --proxy-allow-ips")
         assert "GET /who" not in srv.stdout() and '"GET' not in log
+
+
+@pytest.mark.parametrize("kind,flavour", KINDS, ids=[k for k, _ in KINDS])
+def test_stalled_header_is_closed_at_the_deadline_with_one_line(kind: str,
+                                                               flavour: str) -> None:
+    """A PROXY header that starts and then stalls: closed at --header-timeout, one line
+    in the log, nothing reaches the app (as a truncated one that the client closes)."""
+    with serve(kind, flavour, "--header-timeout", "1") as srv:
+        srv.wait_ready()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(V1[:14])
+            assert s.recv(100) == b""          # closed by the server, nothing answered
+        line = "PROXY header not complete in time"
+        wait_log(srv, line)
+        assert srv.stderr().count(line) == 1 and "/who" not in srv.stdout()
