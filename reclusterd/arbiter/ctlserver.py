@@ -17,12 +17,17 @@ import socket
 import stat
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from reclusterd import control
+
+if TYPE_CHECKING:
+    from reclusterd.arbiter.policy import Policy
 
 log = logging.getLogger("reclusterd.error")
 
 Handler = Callable[[dict[str, object]], dict[str, object]]
+Action = Callable[[float], None]     # the loop's HUP/TERM handler, given "now"
 MAX_CONNS = 16            # owner-only socket: a cap against a stuck script, not an attacker
 CONN_TIMEOUT = 5.0        # a client that sends no full line within this is dropped
 
@@ -156,3 +161,29 @@ class _Conn:
 
     def handle_io(self) -> None:
         self.server.on_readable(self.conn)
+
+
+def command(request: dict[str, object], policy: Policy,
+            snapshot: Callable[[], dict[str, object]], reload: Action,
+            stop: Action) -> dict[str, object]:
+    """One `reclusterd ctl` request: what the matching signal does, exactly once."""
+    cmd = request.get("cmd")
+    now = time.monotonic()
+    if cmd == "status":
+        return {"ok": True, **snapshot()}
+    if policy.stopping is not None:
+        return {"ok": False, "error": "shutting down"}
+    log.info("control socket: %s%s", cmd, f" {request.get('n')}" if "n" in request else "")
+    if cmd == "workers":
+        n = request.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            return {"ok": False, "error": f"workers must be a whole number >= 1, got {n!r}"}
+        old = policy.set_workers(n)
+        return {"ok": True, "workers": policy.target, "previous": old}
+    if cmd == "reload":
+        reload(now)
+        p = policy.rollout.pending
+        return {"ok": p is not None, "generation": p.generation if p else None,
+                **({} if p else {"error": "reload aborted (see the error log)"})}
+    stop(now)
+    return {"ok": True}

@@ -15,31 +15,28 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from reclusterd import appenv, control, sockets, systemd, tls
+from reclusterd import appenv, control, sockets, systemd
 from reclusterd import logging as rlogging
 from reclusterd.apploader import AppLoadError
-from reclusterd.arbiter.ctlserver import ControlServer, CtlError
+from reclusterd.arbiter import ctlserver, startup
+from reclusterd.arbiter.ctlserver import ControlServer
 from reclusterd.arbiter.hookcalls import ServerHooks, ServerView, WorkerView, load_hooks
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
-    die_with_parent,
+    become_worker,
     exit_description,
-    log_file_problem,
-    own_logs,
-    pidfile_owner,
     remove_pidfile,
     set_title,
     start_line,
-    write_pidfile,
 )
 from reclusterd.arbiter.reexec import ReExec
 from reclusterd.arbiter.reloader import Reloader, describe, patterns_for
 from reclusterd.arbiter.rollout import load_config
+from reclusterd.arbiter.startup import StartupError
 from reclusterd.arbiter.status import StatusServer
 from reclusterd.arbiter.table import plural
 from reclusterd.backoff import Backoff
@@ -53,10 +50,6 @@ log = logging.getLogger("reclusterd.error")
 MAX_SLEEP = 5.0            # never sleep longer than this (a safety net, not polling)
 STATUS_RETRY = 1.0         # a re-exec'd master retries --status-bind this often
 PAUSE_GAP = 1.0            # a loop turn this much longer than its sleep: the master was paused
-
-
-class StartupError(Exception):
-    """Could not start (bind, TLS, pidfile): one line for the log; exit 1."""
 
 
 class Arbiter:
@@ -133,26 +126,9 @@ class Arbiter:
         # The pidfile before the port: a script that waits for the port reads it next
         # (listen() alone makes the kernel complete TCP handshakes, no accept() needed).
         if self.cfg.pid:
-            self._write_pidfile(self.cfg.pid)
-        cfg = self.cfg
-        try:
-            uid, gid = sockets.owner_ids(cfg.user, cfg.group)
-            options = sockets.BindOptions(cfg.backlog, cfg.reuse_port, cfg.umask, uid, gid)
-            self.listeners = sockets.bind_listeners(cfg.bind, self.environ, options)
-            # Built once here to fail fast; forked workers inherit it (tls caches it).
-            tls.ssl_context(tls.TLSOptions.of(cfg, tls.HTTP1_ALPN))
-            # Only the umask here: the master keeps its user (as Gunicorn's does), so it can
-            # remove its pidfile and sockets, reopen logs, bind --status-bind and re-read
-            # certificates on HUP; each worker switches to --user/--group (workers/boot).
-            sockets.drop_privileges(None, None, cfg.umask)
-            own_logs(cfg, uid, gid)
-        except (sockets.BindError, tls.TLSError) as e:
-            raise StartupError(str(e)) from None
-        except OSError as e:
-            raise StartupError(f"cannot listen: {e}") from None
-        problem = log_file_problem(self.cfg)
-        if problem:
-            raise StartupError(problem)
+            startup.claim_pidfile(self.cfg.pid, self.pid)
+            self.pidfile = self.cfg.pid
+        self.listeners = startup.open_listeners(self.cfg, self.environ)
         if self.cfg.preload:
             with self.sigq.defaults((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
                 self._preload()
@@ -161,7 +137,8 @@ class Arbiter:
             self.reloader = Reloader(patterns_for(self.cfg))
             self.selector.register(self.reloader.fileno(), selectors.EVENT_READ, None)
             self.reloader.start()
-        self._start_control_socket()
+        self.ctl = startup.control_server(self.cfg, self.pid, self.environ, self.selector,
+                                          self.ctl_command)
         log.info("%s", start_line(self.pid, self.cfg, self.listeners))
         self.notify(f"STATUS=starting {plural(self.cfg.workers, 'worker')}")
 
@@ -179,35 +156,12 @@ class Arbiter:
         self.status_retry_at = None
         if not self.cfg.status_bind:
             return
-        try:
-            server = StatusServer(self.cfg, self.snapshot)
-        except (OSError, sockets.BindError) as e:
-            if sockets.FDS_ENV not in self.environ:
-                raise StartupError(f"status-bind {self.cfg.status_bind}: {e}") from None
-            log.warning("status-bind %s: %s; retrying (old master still holds it?)",
-                        self.cfg.status_bind, e)
+        server = startup.status_server(self.cfg, self.environ, self.snapshot)
+        if server is None:
             self.status_retry_at = time.monotonic() + STATUS_RETRY
             return
         self.status = server
         self.selector.register(server.fileno(), selectors.EVENT_READ, server)
-
-    def _start_control_socket(self) -> None:
-        """`reclusterd ctl`'s socket; a problem with it is a warning, not a failed start."""
-        try:    # no writable runtime/temp directory (a read-only container): a warning
-            path = control.ctl_path(self.cfg.control_socket, self.cfg.pid, self.pid,
-                                    self.environ)
-        except OSError as e:
-            log.warning("control socket: %s; `reclusterd ctl` will not work (signals still "
-                        "do); set --control-socket PATH or off", e)
-            return
-        if path is None:
-            return
-        try:
-            self.ctl = ControlServer(path, self.selector, self.ctl_command)
-        except CtlError as e:
-            log.warning("%s; `reclusterd ctl` will not work (signals still do)", e)
-            return
-        log.info("control socket: %s (reclusterd ctl --socket %s status)", path, path)
 
     def _tick(self) -> None:
         asked = self._sleep_time()
@@ -332,27 +286,9 @@ class Arbiter:
                                          lambda: self.hooks.call("pre_exec"))
 
     def ctl_command(self, request: dict[str, object]) -> dict[str, object]:
-        """One `reclusterd ctl` request: what the matching signal does, exactly once."""
-        cmd = request.get("cmd")
-        now = time.monotonic()
-        if cmd == "status":
-            return {"ok": True, **self.snapshot()}
-        if self.policy.stopping is not None:
-            return {"ok": False, "error": "shutting down"}
-        log.info("control socket: %s%s", cmd, f" {request.get('n')}" if "n" in request else "")
-        if cmd == "workers":
-            n = request.get("n")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                return {"ok": False, "error": f"workers must be a whole number >= 1, got {n!r}"}
-            old = self.policy.set_workers(n)
-            return {"ok": True, "workers": self.policy.target, "previous": old}
-        if cmd == "reload":
-            self.handle_hup(now)
-            p = self.policy.rollout.pending
-            return {"ok": p is not None, "generation": p.generation if p else None,
-                    **({} if p else {"error": "reload aborted (see the error log)"})}
-        self.handle_term(now)
-        return {"ok": True}
+        """One `reclusterd ctl` request (ctlserver.command)."""
+        return ctlserver.command(request, self.policy, self.snapshot, self.handle_hup,
+                                 self.handle_term)
 
     # ------------------------------------------------------------ Effects
 
@@ -404,37 +340,15 @@ class Arbiter:
 
     def _child(self, cfg: Config, chan: control.WorkerChannel, arb: socket.socket,
                generation: int) -> NoReturn:
-        code = 1
-        try:
-            self.sigq.close_in_child()
-            die_with_parent(self.pid)
-            self.selector.close()
-            for other in self.channels.values():
-                other.close()
-            arb.close()
-            if self.status is not None:
-                self.status.close_in_child()
-                self.status = None
-            if self.reloader is not None:
-                self.reloader.close_in_child()
-            if self.ctl is not None:
-                self.ctl.close_in_child()
-                self.ctl = None
-            from reclusterd.workers.boot import run_worker
-
-            run_worker(cfg, self.listeners, chan, generation, self.app)
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            log.exception("worker %d crashed", os.getpid())
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-            os._exit(code)
+        """In the forked child: drop the master's fds and handlers, then be a worker."""
+        closers: list[Callable[[], None]] = [self.sigq.close_in_child, self.selector.close,
+                                             arb.close]
+        closers += [other.close for other in self.channels.values()]
+        for side in (self.status, self.reloader, self.ctl):
+            if side is not None:
+                closers.append(side.close_in_child)
+        self.status = self.ctl = None
+        become_worker(self.pid, closers, cfg, self.listeners, chan, generation, self.app)
 
     def _read_control(self, pid: int) -> None:
         sock = self.channels.get(pid)
@@ -495,17 +409,6 @@ class Arbiter:
         if isinstance(totals, dict):
             totals["log_dropped"] = totals.get("log_dropped", 0) + rlogging.lines_dropped()
         return snap
-
-    def _write_pidfile(self, path: str) -> None:
-        other = pidfile_owner(path, self.pid)
-        if other is not None:
-            raise StartupError(f"pid: {path} names process {other}, which is running "
-                               "(another reclusterd?); stop it or remove the file")
-        try:
-            write_pidfile(path, self.pid)
-        except OSError as e:
-            raise StartupError(f"pid: cannot write pidfile {path}: {e.strerror or e}") from None
-        self.pidfile = path
 
     def _cleanup(self) -> None:
         self.close_listeners()

@@ -13,6 +13,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
+from reclusterd.arbiter import scaling
 from reclusterd.arbiter.effects import Effects
 from reclusterd.arbiter.rollout import Pending, Rollout
 from reclusterd.arbiter.stop import Stopper
@@ -34,7 +35,6 @@ EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, sig
 # ...unless it keeps happening: this many such deaths in a row with no worker ever
 # ready is a failed first start after all (a memory limit below what the app needs).
 MAX_KILLED_BEFORE_READY = 3
-MEMORY = "memory"     # the recycle reason (and stop reason) of --max-worker-memory
 
 
 class Policy:
@@ -81,7 +81,7 @@ class Policy:
             w.stats = clean_stats(payload)
             if w.stats.get("requests", 0) > 0:
                 self._ready(w, now)   # it answered a request: it was ready (message lost)
-            self._judge_memory(w, now)
+            scaling.judge_memory(w, self.stopper, now)
         elif kind == "ready":
             self._ready(w, now)
         elif kind == "boot_error":
@@ -89,18 +89,8 @@ class Policy:
         elif kind == "recycle" and w.recycle_reason is None:
             w.recycle_reason = str(payload) or "requested"
             log.info("%s asks to be recycled (%s)", w.label, w.recycle_reason)
-            if w.recycle_reason == MEMORY and w.reason is None:
-                self._start_replacing(w)   # it stopped taking requests: replace it now
-
-    def _judge_memory(self, w: Worker, now: float) -> None:
-        """Over twice --max-worker-memory (its RSS on the heartbeat): TERM it now, without
-        waiting for its replacement; up to twice, the worker itself stops taking requests."""
-        limit_kb = w.cfg.max_worker_memory * 1024
-        rss_kb = w.stats.get("rss_kb", 0)
-        if limit_kb > 0 and w.reason is None and rss_kb > 2 * limit_kb:
-            log.warning("%s uses %d MB, over twice --max-worker-memory %d MB: replacing it "
-                        "now", w.label, rss_kb // 1024, w.cfg.max_worker_memory)
-            self.stopper.retire(w, MEMORY, now)
+            if w.recycle_reason == scaling.MEMORY and w.reason is None:
+                scaling.start_replacing(w)   # it stopped taking requests: replace it now
 
     def _ready(self, w: Worker, now: float) -> None:
         if w.state is not State.BOOTING or w.reason is not None:
@@ -131,7 +121,7 @@ class Policy:
             self.killed_before_ready += 1
         elif was_ready:
             self.killed_before_ready = 0
-        if w.reason is None and w.recycle_reason == MEMORY and signum is None:
+        if w.reason is None and w.recycle_reason == scaling.MEMORY and signum is None:
             w.reason = "recycle"    # it drained itself (over the limit): expected
         extra = f" ({w.reason})" if w.reason else ("" if was_ready else " before ready")
         log.info("%s %s%s after %.1fs", w.label, what, extra, w.age(now))
@@ -264,7 +254,7 @@ class Policy:
             self._promote(promoted, now)
         p = self.rollout.pending
         if p is None:
-            self._manage_recycle(now)
+            scaling.recycle_one(self.table, self.stopper, self.generation, self.target, now)
         else:
             self._fit(p.generation, p.cfg, p.target, now)   # TTIN/TTOU during a reload
         if self.backoff.wait() <= 0 or self.missing() < 0:
@@ -276,37 +266,8 @@ class Policy:
         self._report()
 
     def _fit(self, gen: int, cfg: Config, target: int, now: float) -> None:
-        """Spawn or retire workers of `gen` until `target` of them are active."""
-        serving = self.table.serving(gen)
-        missing = target - len(serving)
-        for _ in range(missing):
-            if self.spawn(gen, cfg, now) is None:
-                break
-        if missing < 0:
-            # the youngest booting ones first: they serve nobody yet
-            extra = sorted(serving, key=lambda w: (w.state is State.READY, -w.spawned_at))
-            for w in extra[:-missing]:
-                self.stopper.retire(w, "scale-down", now)
-
-    def _manage_recycle(self, now: float) -> None:
-        """One worker at a time: its replacement boots first, then it is retired."""
-        replacing = [w for w in self.table if w.replacing]
-        if replacing:
-            ready = [w for w in self.table.serving(self.generation) if w.state is State.READY]
-            if len(ready) >= self.target:
-                for w in replacing:
-                    self.stopper.retire(w, "recycle", now)
-            return
-        asked = [w for w in self.table.serving(self.generation)
-                 if w.recycle_reason is not None and w.state is State.READY]
-        if asked:
-            self._start_replacing(min(asked, key=lambda w: w.spawned_at))
-
-    @staticmethod
-    def _start_replacing(w: Worker) -> None:
-        w.replacing = True
-        log.info("%s recycling (%s): starting its replacement first", w.label,
-                 w.recycle_reason)
+        scaling.fit(self.table, self.stopper, lambda: self.spawn(gen, cfg, now) is not None,
+                    gen, target, now)
 
     def _report(self) -> None:
         """READY=1 once the first generation is all ready; STATUS= on every count change."""

@@ -7,13 +7,14 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from reclusterd import __version__
 from reclusterd.arbiter.table import plural
 
 if TYPE_CHECKING:
+    from reclusterd import control
     from reclusterd.config import Config
     from reclusterd.sockets import Listener
 
@@ -162,3 +163,30 @@ def own_logs(cfg: Config, uid: int | None, gid: int | None) -> None:
                 os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
             except OSError as e:
                 log.warning("cannot give %s to the workers' user: %s", path, e.strerror or e)
+
+
+def become_worker(parent: int, closers: Sequence[Callable[[], None]], cfg: Config,
+                  listeners: list[Listener], chan: control.WorkerChannel, generation: int,
+                  app: object) -> NoReturn:
+    """The forked child's life: close the master's fds (`closers`), run the worker,
+    `_exit` with its status (never return into the master's stack)."""
+    code = 1
+    try:
+        die_with_parent(parent)
+        for close in closers:
+            close()
+        from reclusterd.workers.boot import run_worker
+
+        run_worker(cfg, listeners, chan, generation, app)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        log.exception("worker %d crashed", os.getpid())
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)

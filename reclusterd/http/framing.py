@@ -11,55 +11,21 @@ from __future__ import annotations
 
 from . import rules
 from .events import Data, EndOfMessage, Event, Headers, Limits, ProtocolError, Request
+from .headcache import (
+    BOUNDS,
+    LINES,
+    MAX_CACHED_HEAD,
+    MAX_CACHED_HEADS,
+    MAX_CACHED_LINE,
+    MAX_CACHED_LINES,
+    bounds_for,
+)
 from .rules import Reject
 
 # states
 IDLE, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, TRAILERS, DONE = range(7)
 
 MAX_CHUNK_LINE = 4096  # chunk-size + extensions
-
-
-def max_head(limits: Limits) -> int:
-    """Upper bound on the bytes of one request head (or trailer section) under `limits`."""
-    line = limits.request_line or 65536
-    size = limits.field_size or 65536
-    count = limits.fields or 1000
-    return line + 2 + count * (size + 2) + 2
-
-
-# A whole bodiless request head that was accepted -> the Request's fields (headers as a
-# tuple: every hit gets its own list). Whether a head is accepted and what it means is a
-# pure function of its bytes, the Limits and the backend, so there is one such memo per
-# (backend class, Limits); a repeat (keep-alive clients, many clients sending the same
-# head) skips the parse, the checks and the backend entirely.
-_Memo = dict[bytes, tuple[bytes, bytes, bytes, bytes, str, tuple[tuple[bytes, bytes], ...],
-                          bool, bool, int | None]]
-MAX_CACHED_HEADS = 256
-MAX_CACHED_HEAD = 1024  # bytes: with the count, bounds the memo to well under 1 MB
-
-
-def _bounds(limits: Limits) -> tuple[int, int, _Memo]:
-    """(head bound, size below which no line/head limit can be broken, memo) for `limits`."""
-    top = max_head(limits)
-    return top, min(limits.request_line or top, limits.field_size or top, top), {}
-
-
-# per (backend class, distinct Limits), computed once
-_BOUNDS: dict[tuple[type, int, int, int, int, frozenset[bytes]], tuple[int, int, _Memo]] = {}
-
-# Request lines that passed `rules.request_line` and the target checks -> (method, target,
-# version, path, query): a pure function of the line's bytes, so a repeat (keep-alive
-# clients, many clients of one URL) skips the split and the checks; the objects are shared.
-_LINES: dict[bytes, tuple[bytes, bytes, str, bytes, bytes]] = {}
-MAX_CACHED_LINES = 512
-MAX_CACHED_LINE = 256  # bytes; so the cache holds at most ~0.3 MB however it is fed
-
-
-def clear_caches() -> None:
-    """Forget every cached request line and head (tests compare cold and warm answers)."""
-    _LINES.clear()
-    for _, _, memo in _BOUNDS.values():
-        memo.clear()
 
 
 class Framer:
@@ -86,9 +52,9 @@ class Framer:
         self._is_head = False      # the head being checked is a HEAD request's
         key = (type(self), limits.request_line, limits.fields, limits.field_size, limits.body,
                upgrades)
-        bounds = _BOUNDS.get(key)
+        bounds = BOUNDS.get(key)
         if bounds is None:
-            bounds = _BOUNDS[key] = _bounds(limits)
+            bounds = BOUNDS[key] = bounds_for(limits)
         self._max_head, self._min_line, self._heads = bounds
 
     # -- backend hooks ---------------------------------------------------------------------
@@ -324,36 +290,7 @@ class Framer:
             req = Request(method, target, path, query, version, list(fields), keep_alive,
                           expect, length, False, None)
         else:
-            limits = self.limits
-            line = buf[pos:buf.find(b"\r\n", pos)]
-            known = _LINES.get(line)
-            if known is None:  # the request line first: checks go in wire order
-                method, target, version = rules.request_line(line, limits)
-                split = None
-            else:  # a request line that passed every check before: only its length can fail
-                if limits.request_line and len(line) > limits.request_line:
-                    raise Reject(414, "request line too long")
-                method, target, version, path, query = known
-                split = (path, query)
-            if stop - pos > self._min_line or \
-                    buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
-                self._scan_lines(buf, pos, pos, stop, pos, True)  # the partial-path checks
-            req = rules.build_request(method, target, version,
-                                      self._parse_head(head, method, target, version), limits,
-                                      split, self.upgrades)
-            if known is None:
-                if len(line) <= MAX_CACHED_LINE:
-                    if len(_LINES) >= MAX_CACHED_LINES:
-                        _LINES.clear()  # bounded: hostile unique targets only cost a refill
-                    _LINES[line] = (method, target, version, req.path, req.query)
-            elif not req.content_length and not req.chunked and req.upgrade is None and \
-                    stop - pos <= MAX_CACHED_HEAD:
-                # memoised once its request line is a repeat: one-off targets never get in
-                if len(heads) >= MAX_CACHED_HEADS:
-                    heads.clear()  # bounded: unique heads only cost a refill
-                heads[head] = (method, target, req.path, req.query, version,
-                               tuple(req.headers), req.keep_alive, req.expect_continue,
-                               req.content_length)
+            req = self._new_head(buf, pos, end, head)
         events.append(req)
         self._is_head = False
         if req.chunked:
@@ -372,6 +309,42 @@ class Framer:
                 if req.upgrade is not None:
                     self._rest = buf[stop:]
         return stop
+
+    def _new_head(self, buf: bytes, pos: int, end: int, head: bytes) -> Request:
+        """A head not in the memo: check and parse it (the request line first, in wire
+        order), then remember its line, or the whole head once its line is a repeat."""
+        limits = self.limits
+        line = buf[pos:buf.find(b"\r\n", pos)]
+        known = LINES.get(line)
+        if known is None:  # the request line first: checks go in wire order
+            method, target, version = rules.request_line(line, limits)
+            split = None
+        else:  # a request line that passed every check before: only its length can fail
+            if limits.request_line and len(line) > limits.request_line:
+                raise Reject(414, "request line too long")
+            method, target, version, path, query = known
+            split = (path, query)
+        if len(head) > self._min_line or \
+                buf.count(b"\n", pos, end) != buf.count(b"\r\n", pos, end):
+            self._scan_lines(buf, pos, pos, end + 4, pos, True)  # the partial-path checks
+        req = rules.build_request(method, target, version,
+                                  self._parse_head(head, method, target, version), limits,
+                                  split, self.upgrades)
+        if known is None:
+            if len(line) <= MAX_CACHED_LINE:
+                if len(LINES) >= MAX_CACHED_LINES:
+                    LINES.clear()  # bounded: hostile unique targets only cost a refill
+                LINES[line] = (method, target, version, req.path, req.query)
+        elif not req.content_length and not req.chunked and req.upgrade is None and \
+                len(head) <= MAX_CACHED_HEAD:
+            # memoised once its request line is a repeat: one-off targets never get in
+            heads = self._heads
+            if len(heads) >= MAX_CACHED_HEADS:
+                heads.clear()  # bounded: unique heads only cost a refill
+            heads[head] = (method, target, req.path, req.query, version,
+                           tuple(req.headers), req.keep_alive, req.expect_continue,
+                           req.content_length)
+        return req
 
     def _chunk_size(self, buf: bytes, pos: int) -> int:
         nl = buf.find(b"\n", pos)

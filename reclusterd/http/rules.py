@@ -269,22 +269,30 @@ def build_request(method: bytes, target: bytes, version: str, headers: Headers,
 
     content_length: int | None = None
     chunked = False
-    if te_values is not None:
-        if cl_values is not None:
-            raise Reject(400, "both Transfer-Encoding and Content-Length")
-        _transfer_encoding(te_values, version)
-        chunked = True
-    elif cl_values is not None:
-        content_length = _content_length(cl_values)
-        if limits.body and content_length > limits.body:
-            raise Reject(413, "request body too large")
-
+    if te_values is not None or cl_values is not None:   # a bodiless request skips the call
+        content_length, chunked = _body_framing(te_values, cl_values, version, limits)
     keep_alive = not conn_close and (version == "1.1" or conn_keep)
     if upgrade is not None:
         upgrade = _upgrade(upgrade, upgrades, method, version,
                            conn_upgrade and not chunked and not content_length)
     return Request(method, target, path, query, version, headers, keep_alive,
                    expect and version == "1.1", content_length, chunked, upgrade)
+
+
+def _body_framing(te_values: list[bytes] | None, cl_values: list[bytes] | None,
+                  version: str, limits: Limits) -> tuple[int | None, bool]:
+    """(Content-Length, chunked) of a request with a body (RFC 9112 §6.1-6.3): both
+    headers is a smuggling attempt (400); a length over --limit-request-body is 413."""
+    if te_values is not None:
+        if cl_values is not None:
+            raise Reject(400, "both Transfer-Encoding and Content-Length")
+        _transfer_encoding(te_values, version)
+        return None, True
+    assert cl_values is not None
+    content_length = _content_length(cl_values)
+    if limits.body and content_length > limits.body:
+        raise Reject(413, "request body too large")
+    return content_length, False
 
 
 def _upgrade(value: bytes, upgrades: frozenset[bytes], method: bytes, version: str,

@@ -25,8 +25,9 @@ from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
-from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize, Promoter
+from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize
 from reclusterd.workers.refused import Refused
+from reclusterd.workers.threadpool import ThreadPool
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
 from reclusterd.wsgi.response import Reply
@@ -61,16 +62,8 @@ class ThreadWorker(Worker):
         self.lock = threading.Lock()
         self.lsocks: dict[int, tuple[socket.socket, Environ]] = {}
         self.max_conns = cfg.worker_connections
-        self.size = PoolSize.from_setting(cfg.threads, cfg.worker_connections)
-        self.nthreads = 0       # pool threads alive (under self.lock)
-        # Pollers wait in epoll and serve what they get; spares are parked (see _spare_duty).
-        # Start "starved" so the first spare is promoted at once.
-        self.pollers = 0
-        self.idle_pollers = 0
-        self.starved_since = 1.0
-        self.hungry = threading.Event()     # set when the last idle poller got work
-        self.promoter = Promoter()
-        self.duty = threading.Lock()
+        self.pool = ThreadPool(PoolSize.from_setting(cfg.threads, cfg.worker_connections),
+                               self.lock, self._poll_loop, lambda: self.alive)
         self.pause = AcceptPause()
         self.paused: set[int] = set()   # listeners not re-armed after a resource error
         self.refused = Refused(self.ep, self.lock)     # 503 at --worker-connections
@@ -87,7 +80,7 @@ class ThreadWorker(Worker):
             env = self.handler.listener_environ(sock)
             self.lsocks[sock.fileno()] = (sock, env)
             self.ep.register(sock.fileno(), _ARM)
-        self._spawn(self.size.floor)
+        self.pool.spawn(self.pool.size.floor)
         self.channel.ready()
         waker = select.poll()
         waker.register(self.wake_fd, select.POLLIN)
@@ -102,7 +95,7 @@ class ThreadWorker(Worker):
                 if not drain_deadline:
                     drain_deadline = now + float(self.cfg.graceful_timeout)
                     self._stop_accepting()
-                elif not self.conns and self.idle_pollers == self.pollers:
+                elif not self.conns and self.pool.all_idle():
                     break           # nothing open, and no thread between epoll and accept
                 if now >= drain_deadline:
                     if self.conns:
@@ -194,74 +187,13 @@ class ThreadWorker(Worker):
         conn.busy = True
         conn.close(linger=bool(conn.h1.head_start))
 
-    # -- pool threads ---------------------------------------------------------
-    def _spawn(self, count: int = 1) -> None:
-        with self.lock:         # counted before they start: a promotion sees them
-            self.nthreads += count
-            n = self.nthreads
-        for i in range(n - count, n):
-            threading.Thread(target=self._pool_thread, name=f"reclusterd-{i}",
-                             daemon=True).start()
-
-    def _pool_thread(self) -> None:
-        while self.alive and self._spare_duty():
-            self._poll_loop()
-
-    def _spare_duty(self) -> bool:
-        """Parked thread: True once it is a poller; False if it retires (an auto pool's
-        spare that waited RETIRE_AFTER for the watch, above the pool's floor).
-
-        One spare at a time watches (_watch); the others wait on `duty`, costing nothing.
-        """
-        while self.alive:
-            if self.duty.acquire(timeout=self.size.retire_after):
-                try:
-                    return self._watch()
-                finally:
-                    self.duty.release()
-            with self.lock:
-                if self.size.may_retire(self.nthreads):
-                    self.nthreads -= 1
-                    return False
-        return False
-
-    def _watch(self) -> bool:
-        """The watching spare: sleeps on `hungry` (set by the poller that leaves none idle),
-        then waits out the promoter's delay once, and joins the pollers if they are all
-        still busy. No wake-up while idle, at most one per delay under fast requests."""
-        hungry, promoter = self.hungry, self.promoter
-        while self.alive:
-            hungry.clear()
-            since = self.starved_since
-            if not since:
-                promoter.relieved()
-                hungry.wait()
-                continue
-            now = time.monotonic()
-            wait = promoter.wait(since, now)
-            if wait > 0:
-                time.sleep(wait)
-                continue
-            with self.lock:
-                since = self.starved_since
-                if not since or promoter.wait(since, now) > 0:
-                    continue
-                self.pollers += 1
-                self.idle_pollers += 1
-                self.starved_since = 0.0
-                promoter.promoted(now)
-                spawn = self.size.may_spawn(self.nthreads, self.nthreads - self.pollers)
-            if spawn:
-                self._spawn()       # the next spare, to watch in turn
-            return True
-        return False
-
     def _poll_loop(self) -> None:
         """Poller: wait for one ready fd, serve it inline, repeat; step down when redundant."""
         poll = self.ep.poll
         lsocks = self.lsocks
         conns = self.conns
         lock = self.lock
+        pool = self.pool
         while self.alive:
             try:
                 events = poll(1.0, 1)
@@ -270,22 +202,17 @@ class ThreadWorker(Worker):
             except OSError:
                 return
             if not events:
-                with lock:      # idle a whole poll: one idle poller is enough
-                    redundant = self.idle_pollers > 1 and self.pollers > 1
-                    if redundant:
-                        self.pollers -= 1
-                        self.idle_pollers -= 1
-                if redundant:
+                if pool.step_down_idle():
                     return
                 continue
             fd = events[0][0]
             lsock = lsocks.get(fd)
             t0 = time.monotonic()
             with lock:
-                self.idle_pollers -= 1
-                starved = not self.idle_pollers
+                pool.idle_pollers -= 1
+                starved = not pool.idle_pollers
                 if starved:
-                    self.starved_since = t0
+                    pool.starved_since = t0
                 conn = None
                 if lsock is None:
                     conn = conns.get(fd)
@@ -294,8 +221,8 @@ class ThreadWorker(Worker):
                             conn = None
                         else:
                             conn.busy = True
-            if starved and not self.hungry.is_set():
-                self.hungry.set()
+            if starved and not pool.hungry.is_set():
+                pool.hungry.set()
             try:
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
@@ -312,12 +239,12 @@ class ThreadWorker(Worker):
                 # slow requests the pollers stay, under fast ones they shrink back to one.
                 fast = time.monotonic() - t0 < PROMOTE_AFTER
                 with lock:
-                    redundant = fast and self.idle_pollers > 0 and self.pollers > 1
+                    redundant = fast and pool.idle_pollers > 0 and pool.pollers > 1
                     if redundant:
-                        self.pollers -= 1
+                        pool.pollers -= 1
                     else:
-                        self.idle_pollers += 1
-                        self.starved_since = 0.0
+                        pool.idle_pollers += 1
+                        pool.starved_since = 0.0
             if redundant:
                 return
 
@@ -329,9 +256,10 @@ class ThreadWorker(Worker):
         leaves the rest in the kernel's queue for the other workers (and a killed worker
         loses no connection it had accepted but not started)."""
         first: Conn | None = None
-        busy = self.pollers - self.idle_pollers      # this thread included
+        pool = self.pool
+        busy = pool.pollers - pool.idle_pollers      # this thread included
         rearm = True
-        for _ in range(max(1, min(ACCEPT_BATCH, 1 + self.nthreads - busy))):
+        for _ in range(max(1, min(ACCEPT_BATCH, 1 + pool.nthreads - busy))):
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):

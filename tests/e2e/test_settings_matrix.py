@@ -18,6 +18,7 @@ import signal
 import socket
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from tests.support.http_client import server_closes
@@ -253,6 +254,70 @@ def test_worker_connections_over_the_limit_get_503(combo: tuple[str, Server, Ser
             s.close()
     # once they are gone, the worker answers again
     wait_for(lambda: exchange(off, GET)[0] == 200, timeout=10, what="a 200 again")
+
+
+def holds_no_connection(srv: Server) -> bool:
+    """No process of the server has a connection open on its port (the readiness probe's
+    and earlier tests' are closed and forgotten), so the next ones are counted from 0."""
+    root = psutil.Process(srv.pid)
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        if any(c.status != psutil.CONN_LISTEN and c.laddr and c.laddr.port == srv.port
+               for c in conns):
+            return False
+    return True
+
+
+def test_worker_connections_limit_is_exact(combo: tuple[str, Server, Server]) -> None:
+    """--worker-connections 2: connections 1 and 2 are served, the third gets the 503.
+
+    The kernel hands connections to accept() in the order they arrived, so however the
+    worker's reads interleave, the third is accepted while the first two are open."""
+    kind, _, off = combo
+    if kind == "sync":
+        pytest.skip("sync serves one connection at a time (README): no connection limit")
+    wait_for(lambda: holds_no_connection(off), timeout=10, what="no connection open")
+    held = [connect(off) for _ in range(3)]
+    try:
+        for s in held:
+            s.sendall(b"GET / HTTP/1.1\r\n")    # a head that has not ended: stays open
+        status, headers, _ = response(held[2])
+        assert status == 503 and headers.get("connection") == "close"
+        assert server_closes(held[2])
+        for s in held[:2]:
+            s.sendall(b"Host: x\r\n\r\n")
+            status, headers, body = response(s)
+            assert (status, body) == (200, b"ok")
+    finally:
+        for s in held:
+            s.close()
+
+
+# -- HTTP/1.0 ----------------------------------------------------------------------------
+
+def test_http10_closes_by_default(combo: tuple[str, Server, Server]) -> None:
+    _, short, _ = combo
+    status, headers, closed = exchange(short, b"GET / HTTP/1.0\r\n\r\n")
+    assert status == 200 and headers.get("connection") == "close" and closed
+
+
+def test_http10_keep_alive_is_honoured(combo: tuple[str, Server, Server]) -> None:
+    kind, short, _ = combo
+    request = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    with connect(short) as s:
+        s.sendall(request)
+        status, headers, body = response(s)
+        assert (status, body) == (200, b"ok")
+        if kind == "sync":      # one request per connection (README)
+            assert headers.get("connection") == "close" and server_closes(s)
+            return
+        assert headers.get("connection", "").lower() == "keep-alive"
+        s.sendall(request)
+        status, headers, body = response(s)
+        assert (status, body) == (200, b"ok")
 
 
 # -- graceful timeout --------------------------------------------------------------------

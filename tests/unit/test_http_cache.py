@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from reclusterd.http import Limits, ProtocolError, Request, framing, make_parser
+from reclusterd.http import Limits, ProtocolError, Request, headcache, make_parser
 from reclusterd.http.parser import HttptoolsParser
 
 from .test_conformance_parser import CASES
@@ -40,7 +40,7 @@ def _warm(kind: str, raw: bytes) -> None:
 def test_cold_and_warm_agree(kind: str) -> None:
     for raw, limits in ALL:
         for mode in ("whole", "random"):
-            framing.clear_caches()
+            headcache.clear_caches()
             cold = parse(kind, raw, mode, limits)
             _warm(kind, raw)
             warm = parse(kind, raw, mode, limits)
@@ -57,33 +57,33 @@ def test_cached_line_still_limited(kind: str) -> None:
 
 
 def test_line_cache_bounded() -> None:
-    framing.clear_caches()
+    headcache.clear_caches()
     p = make_parser("httptools")
-    for i in range(3 * framing.MAX_CACHED_LINES):
+    for i in range(3 * headcache.MAX_CACHED_LINES):
         p.feed(b"GET /%d HTTP/1.1\r\n" % i + H + b"\r\n")
-        assert len(framing._LINES) <= framing.MAX_CACHED_LINES
-    framing.clear_caches()
-    p.feed(b"GET /" + b"a" * framing.MAX_CACHED_LINE + b" HTTP/1.1\r\n" + H + b"\r\n")
-    assert not framing._LINES  # long lines are not kept
+        assert len(headcache.LINES) <= headcache.MAX_CACHED_LINES
+    headcache.clear_caches()
+    p.feed(b"GET /" + b"a" * headcache.MAX_CACHED_LINE + b" HTTP/1.1\r\n" + H + b"\r\n")
+    assert not headcache.LINES  # long lines are not kept
 
 
 @pytest.mark.parametrize("kind", PARSERS)
 def test_head_memo_hit_is_a_fresh_request(kind: str) -> None:
     raw = b"GET /m HTTP/1.1\r\n" + H + b"X-A: 1\r\n\r\n"
     want = [(b"host", b"example.com"), (b"x-a", b"1")]
-    framing.clear_caches()
+    headcache.clear_caches()
     for _ in range(4):  # miss (line cached), miss (head memoised), hit, hit
         req = parse(kind, raw)[0]
         assert isinstance(req, Request)
         assert req.headers == want and req.path == b"/m"
         req.headers.append((b"x-injected", b"1"))  # an ASGI middleware editing scope headers
         req.path = b"/changed"
-    assert any(raw in memo for _, _, memo in framing._BOUNDS.values())
+    assert any(raw in memo for _, _, memo in headcache.BOUNDS.values())
 
 
 def test_head_memo_hit_skips_llhttp() -> None:
     raw = b"GET /s HTTP/1.1\r\n" + H + b"\r\n"
-    framing.clear_caches()
+    headcache.clear_caches()
     for _ in range(2):
         make_parser("httptools").feed(raw)
     p = HttptoolsParser(Limits())
@@ -112,7 +112,7 @@ def test_known_heads_mixed_with_bodies(kind: str, mode: str) -> None:
     chunked = (b"POST /c HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
                b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")
     raw = get + post + get + chunked + get + get + post
-    framing.clear_caches()
+    headcache.clear_caches()
     cold = parse(kind, raw, mode)
     warm = parse(kind, raw, mode)
     assert cold == warm
@@ -124,12 +124,12 @@ def test_known_heads_mixed_with_bodies(kind: str, mode: str) -> None:
 
 
 def test_head_memo_bounded() -> None:
-    framing.clear_caches()
+    headcache.clear_caches()
     p = make_parser("httptools")
-    for i in range(3 * framing.MAX_CACHED_HEADS):
+    for i in range(3 * headcache.MAX_CACHED_HEADS):
         p.feed(b"GET / HTTP/1.1\r\n" + H + b"X-N: %d\r\n\r\n" % i)
-        assert all(len(memo) <= framing.MAX_CACHED_HEADS for _, _, memo in
-                   framing._BOUNDS.values())
-    framing.clear_caches()
-    p.feed(b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * framing.MAX_CACHED_HEAD + b"\r\n\r\n")
-    assert not any(memo for _, _, memo in framing._BOUNDS.values())
+        assert all(len(memo) <= headcache.MAX_CACHED_HEADS for _, _, memo in
+                   headcache.BOUNDS.values())
+    headcache.clear_caches()
+    p.feed(b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * headcache.MAX_CACHED_HEAD + b"\r\n\r\n")
+    assert not any(memo for _, _, memo in headcache.BOUNDS.values())

@@ -13,6 +13,7 @@ import tomllib
 
 from reclusterd import config, settings
 from reclusterd.settings import SETTINGS
+from reclusterd.settings import docs as settings_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,14 +88,14 @@ def test_design_flags_present() -> None:
 
 
 def test_markdown_lists_every_setting() -> None:
-    md = settings.render_markdown()
+    md = settings_docs.render_markdown()
     for s in SETTINGS:
         assert f"`{s.env}`" in md
     assert md.count("\n") == len(SETTINGS) + 2
 
 
 def test_generated_toml_parses_and_every_line_uncomments(tmp_path: Path) -> None:
-    text = settings.render_toml()
+    text = settings_docs.render_toml()
     assert tomllib.loads(text) == {}
     keys = [ln[2:] for ln in text.splitlines() if ln.startswith("# ") and " = " in ln
             and ln[2:].split(" = ")[0] in settings.BY_NAME]
@@ -111,7 +112,7 @@ def test_generated_toml_parses_and_every_line_uncomments(tmp_path: Path) -> None
 
 def test_conf_toml_matches_generator() -> None:
     committed = (ROOT / "conf" / "reclusterd.toml").read_text()
-    assert committed == settings.render_toml(), (
+    assert committed == settings_docs.render_toml(), (
         "conf/reclusterd.toml drifted: run `python -m reclusterd.settings --toml "
         "> conf/reclusterd.toml`")
 
@@ -124,7 +125,7 @@ def test_readme_reference_matches_generator() -> None:
     if start not in text or end not in text:
         pytest.skip("README.md has no generated settings reference yet")
     block = text.split(start, 1)[1].split(end, 1)[0]
-    assert block.strip() == settings.render_markdown().strip(), (
+    assert block.strip() == settings_docs.render_markdown().strip(), (
         "README's settings reference drifted: paste `python -m reclusterd.settings --markdown`")
 
 
@@ -137,7 +138,7 @@ def test_module_main(arg: str) -> None:
 
 
 def test_module_main_usage() -> None:
-    assert settings.main(["--nope"]) == 2
+    assert settings_docs.main(["--nope"]) == 2
 
 
 def test_hook_help_says_what_the_hook_receives() -> None:

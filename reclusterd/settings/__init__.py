@@ -1,293 +1,47 @@
 """Every setting, declared once: the CLI, env vars, TOML keys and the docs are generated from it.
 
-Run `python -m reclusterd.settings --markdown` for the README reference table,
+The validators are in settings/checks.py, the docs renderers in settings/docs.py:
+`python -m reclusterd.settings --markdown` for the README reference table,
 `--toml` for conf/reclusterd.toml and `--gunicorn` for README's Gunicorn table.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import sys
-import textwrap
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from reclusterd import workerclasses
 from reclusterd.hooks import HOOKS
-from reclusterd.sockets import parse_address
+from reclusterd.settings.checks import (
+    check_address,
+    check_addresses,
+    check_allow_ips,
+    check_app,
+    check_env_pairs,
+    check_h2_frame_size,
+    check_h2_window,
+    check_http_protocols,
+    check_root_path,
+    check_spec,
+    check_tls_version,
+    check_worker_class,
+)
+from reclusterd.settings.schema import (
+    ALL_SOURCES,
+    AUTO,
+    ENV_PREFIX,
+    Kind,
+    Setting,
+    Source,
+    show_value,
+)
 
-Kind = Literal["int", "float", "str", "bool", "list", "umask"]
-Source = Literal["cli", "env", "file"]
-ALL_SOURCES: frozenset[Source] = frozenset(("cli", "env", "file"))
-ENV_PREFIX = "RECLUSTERD_"
-AUTO = 0  # the value of an `auto=True` int setting given as "auto"
+__all__ = ["ALL_SOURCES", "AUTO", "BY_NAME", "DEFAULT_ACCESS_FORMAT", "ENV_PREFIX",
+           "HOOK_SETTINGS", "INTERNAL_ENV", "SETTINGS", "Kind", "Setting", "Source",
+           "check_address", "check_worker_class", "show_value"]
+
 # RECLUSTERD_* variables that are not settings: the listeners handed over on USR2
 # (sockets.FDS_ENV) and knobs of the bench runner and the test suite. Unknown ones warn.
 INTERNAL_ENV = frozenset(("RECLUSTERD_FDS", "RECLUSTERD_BENCH_VENV", "RECLUSTERD_FUZZ_EXAMPLES"))
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
-
-_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_SPEC_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-_APP_RE = re.compile(rf"^{_DOTTED}(?::{_DOTTED})?$")
-_TRUE = {"1", "true", "yes", "on"}
-_PY_TYPES: dict[Kind, Any] = {"int": int, "float": float, "str": str, "bool": bool,
-                              "list": tuple[str, ...], "umask": int}
-_FALSE = {"0", "false", "no", "off"}
-
-
-# --------------------------------------------------------------------------- validators
-# Each takes an already-typed value and returns it (possibly normalised) or raises
-# ValueError with a message that reads after "SETTING: ".
-
-def check_address(addr: str) -> str:
-    """A bind address in the one grammar binding uses (sockets.parse_address), normalised:
-    `localhost` -> `localhost:8000`, `:8000` -> `0.0.0.0:8000`."""
-    return str(parse_address(addr))
-
-
-def check_addresses(addrs: tuple[str, ...]) -> tuple[str, ...]:
-    """Every bind address valid, at least one."""
-    if not addrs:
-        raise ValueError("at least one address is needed")
-    return tuple(check_address(a) for a in addrs)
-
-
-def check_spec(value: str) -> str:
-    """A "module:name" import spec (hooks, plug-in worker classes)."""
-    if not _SPEC_RE.match(value):
-        raise ValueError(f"expected module:name, got {value!r}")
-    return value
-
-
-def check_app(value: str) -> str:
-    """APP is "module:attr" (dotted attr) or "module" (attr "app")."""
-    if not _APP_RE.match(value):
-        hint = ""
-        if value.endswith("()") and _APP_RE.match(value[:-2]):
-            # Gunicorn's "module:create_app()" spelling: point at the flag we use instead.
-            hint = f"; for an application factory use '{value[:-2]}' with --factory"
-        raise ValueError(f"expected module:attr (e.g. myapp:app), got {value!r}{hint}")
-    return value
-
-
-def check_worker_class(value: str) -> str:
-    if value in workerclasses.NAMES or _SPEC_RE.match(value):
-        return value
-    raise ValueError(f"must be {', '.join(workerclasses.NAMES)} or module:Class, got {value!r}")
-
-
-def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:
-    """IP addresses, CIDR networks, or "*" (trust everyone)."""
-    for item in items:
-        if item == "*":
-            continue
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"expected IP addresses, CIDRs or '*', got {item!r}") from None
-    return items
-
-
-def check_root_path(value: str) -> str:
-    """"" or an absolute path, without its trailing slash ("/api/" -> "/api")."""
-    path = value.strip().rstrip("/")
-    if path and not path.startswith("/"):
-        raise ValueError(f"must start with '/', got {value!r}")
-    return path
-
-
-def check_env_pairs(items: tuple[str, ...]) -> tuple[str, ...]:
-    """KEY=VALUE items: a non-empty key without '=' or NUL (what os.environ accepts)."""
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or "\0" in item:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-    return tuple(f"{k.strip()}={v}" for k, _, v in (i.partition("=") for i in items))
-
-
-_TLS_VERSIONS = {"tlsv1.2": "TLSv1.2", "1.2": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.3": "TLSv1.3"}
-
-
-def check_tls_version(value: str) -> str:
-    """TLSv1.2 or TLSv1.3 (also spelt 1.2, 1.3): older protocols are broken (RFC 8996)."""
-    try:
-        return _TLS_VERSIONS[value.strip().lower()]
-    except KeyError:
-        raise ValueError(f"must be TLSv1.2 or TLSv1.3 (or 1.2, 1.3), got {value!r}") from None
-
-
-def parse_umask(raw: str) -> int:
-    """"022", "0o22", "0x12" or "18"... a leading 0 or no prefix means octal, like Gunicorn."""
-    text = raw.strip().lower()
-    if text.startswith(("0o", "0x", "0b")):
-        return int(text, 0)
-    return int(text, 8)
-
-
-_HTTP_PROTOCOLS = ("h1", "h2")
-
-
-def check_http_protocols(items: tuple[str, ...]) -> tuple[str, ...]:
-    """h1 and/or h2 (case-insensitive, each once): what the server offers (ALPN on TLS)."""
-    names = tuple(dict.fromkeys(i.strip().lower() for i in items))
-    if not names:
-        raise ValueError("at least one protocol is needed (h1, h2)")
-    for name in names:
-        if name not in _HTTP_PROTOCOLS:
-            raise ValueError(f"unknown protocol {name!r}; expected h1 and/or h2")
-    return names
-
-
-def check_h2_window(value: int) -> int:
-    """An HTTP/2 flow-control window: at most 2**31-1 octets (RFC 9113 §6.9.2)."""
-    if value > 2**31 - 1:
-        raise ValueError(f"must be at most 2147483647, got {value}")
-    return value
-
-
-def check_h2_frame_size(value: int) -> int:
-    """SETTINGS_MAX_FRAME_SIZE: 16384..16777215 octets (RFC 9113 §6.5.2)."""
-    if not 2**14 <= value <= 2**24 - 1:
-        raise ValueError(f"must be between 16384 and 16777215, got {value}")
-    return value
-
-
-# --------------------------------------------------------------------------- the table
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting: how it is spelt on each input and how its value is checked."""
-
-    name: str
-    kind: Kind
-    default: Any
-    help: str
-    flags: tuple[str, ...] = ()
-    minimum: float | None = None
-    choices: tuple[str, ...] = ()
-    validator: Callable[[Any], Any] | None = None
-    reloadable: bool = True
-    sources: frozenset[Source] = ALL_SOURCES
-    metavar: str | None = None
-    example: Any = None          # for conf/reclusterd.toml when the default is None
-    default_doc: str | None = None
-    required: bool = False       # config.load always gives a value (never None)
-    separator: str = ","         # between list items in one string (env var, TOML string)
-    # A bool whose flag takes a value (`--ws-per-message-deflate false`, Uvicorn's
-    # spelling) besides `--no-...`. Opt-in: a bare bool flag never eats the next word
-    # (`--factory myapp:app` keeps myapp:app as APP).
-    takes_value: bool = False
-    # An int setting that also takes the word "auto" (stored as AUTO = 0, which an
-    # explicit number can never be: the minimum stays 1).
-    auto: bool = False
-
-    @property
-    def python_type(self) -> object:
-        """The type of this setting's attribute on Config (a unit test checks they agree)."""
-        base = _PY_TYPES[self.kind]
-        return base if self.required or self.default is not None else base | None
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        """The name used in messages: the long CLI flag, or the TOML key."""
-        longs = [f for f in self.flags if f.startswith("--")]
-        return longs[0] if longs else self.name
-
-    @property
-    def expect(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.kind == "int":
-            if self.auto:
-                return "auto or a positive integer"
-            if self.minimum == 1:
-                return "a positive integer"
-            return "a non-negative integer" if self.minimum == 0 else "an integer"
-        if self.kind == "float":
-            return "a non-negative number" if self.minimum == 0 else "a number"
-        if self.kind == "bool":
-            return "true or false"
-        if self.kind == "umask":
-            return "an octal umask like 022"
-        if self.kind == "list":
-            return "a list of strings"
-        return "a string"
-
-    def bad(self, raw: object) -> ValueError:
-        return ValueError(f"must be {self.expect}, got {raw!r}")
-
-    def from_string(self, raw: str) -> Any:
-        """Convert a CLI/env string, then check."""
-        value: Any
-        if self.auto and raw.strip().lower() == "auto":
-            return AUTO
-        try:
-            if self.kind == "int":
-                value = int(raw.strip())
-            elif self.kind == "float":
-                value = float(raw.strip())
-                if value != value or value in (float("inf"), float("-inf")):
-                    raise ValueError
-            elif self.kind == "bool":
-                low = raw.strip().lower()
-                if low not in _TRUE | _FALSE:
-                    raise ValueError
-                value = low in _TRUE
-            elif self.kind == "umask":
-                value = parse_umask(raw)
-            elif self.kind == "list":
-                value = tuple(p.strip() for p in raw.split(self.separator) if p.strip())
-            else:
-                value = raw
-        except ValueError:
-            raise self.bad(raw) from None
-        if self.auto and value == AUTO:     # only the word means auto
-            raise self.bad(raw)
-        return self.check(value)
-
-    def from_toml(self, raw: object) -> Any:
-        """Type-check a value read from TOML (no string coercion except lists/umask), then check."""
-        value: Any = raw
-        if self.auto and isinstance(raw, str):
-            return self.from_string(raw)
-        if self.kind == "int" and (not isinstance(raw, int) or isinstance(raw, bool)
-                                   or (self.auto and raw == AUTO)):
-            raise self.bad(raw)
-        if self.kind == "float":
-            if not isinstance(raw, (int, float)) or isinstance(raw, bool):
-                raise self.bad(raw)
-            value = float(raw)
-        if self.kind == "bool" and not isinstance(raw, bool):
-            raise self.bad(raw)
-        if self.kind == "str" and not isinstance(raw, str):
-            raise self.bad(raw)
-        if self.kind in ("list", "umask") and isinstance(raw, str):
-            return self.from_string(raw)
-        if self.kind == "list":
-            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-                raise self.bad(raw)
-            value = tuple(raw)
-        if self.kind == "umask" and (not isinstance(raw, int) or isinstance(raw, bool)):
-            raise self.bad(raw)
-        return self.check(value)
-
-    def check(self, value: Any) -> Any:
-        if self.auto and value == AUTO and not isinstance(value, bool):
-            return value
-        if self.minimum is not None and value < self.minimum:
-            raise self.bad(value)
-        if self.choices and value not in self.choices:
-            raise self.bad(value)
-        if self.kind == "umask" and not 0 <= value <= 0o777:
-            raise self.bad(value)
-        return self.validator(value) if self.validator else value
-
 
 def _s(name: str, kind: Kind, default: Any, help: str, *flags: str, **kw: Any) -> Setting:
     return Setting(name, kind, default, help, tuple(flags), **kw)
@@ -515,91 +269,3 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 # The settings that hold a server hook's module:func spec (hooks.HOOKS order).
 HOOK_SETTINGS: tuple[str, ...] = tuple(h.name for h in HOOKS)
-
-
-# --------------------------------------------------------------------------- docs
-
-def show_value(value: Any) -> str:
-    """A default as users write it (docs, --help)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, tuple):
-        return ",".join(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def render_markdown() -> str:
-    """The README's reference table, straight from SETTINGS."""
-    rows = ["| flag | env / TOML key | default | HUP | meaning |", "|---|---|---|---|---|"]
-    for s in SETTINGS:
-        if s.name == "app":
-            flag = "`APP` (positional)"
-        else:
-            mv = f" {s.metavar}" if s.metavar else ""
-            flag = ", ".join(f"`{f}{mv}`" for f in s.flags)
-        keys = f"`{s.env}`" + (f", `{s.name}`" if "file" in s.sources else "")
-        default = s.default_doc or (f"`{show_value(s.default)}`" if show_value(s.default) else "")
-        helptext = s.help.replace("|", "\\|")
-        rows.append(f"| {flag} | {keys} | {default} | {'yes' if s.reloadable else 'no'} "
-                    f"| {helptext} |")
-    return "\n".join(rows) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def render_toml() -> str:
-    """conf/reclusterd.toml: every file setting, commented out, with its help and default."""
-    out = ["# reclusterd configuration: `reclusterd -c conf/reclusterd.toml APP`.",
-           "# Generated by `python -m reclusterd.settings --toml`; every setting is shown",
-           "# commented out with its default. Keys are setting names; precedence is",
-           "# command line > RECLUSTERD_<NAME> environment > this file > default.", ""]
-    for s in SETTINGS:
-        if "file" not in s.sources:
-            continue
-        out.extend(f"# {line}" for line in textwrap.wrap(s.help, 86))
-        if s.default_doc:
-            out.append(f"# Default: {s.default_doc}.")
-        elif s.default is None:
-            out.append("# Default: unset.")
-        reload_note = "" if s.reloadable else " (not changed by HUP reload)"
-        out.append(f"# Flag: {', '.join(s.flags) or 'APP'}; env: {s.env}{reload_note}.")
-        shown = s.default if s.default is not None else s.example
-        if s.auto and shown == AUTO:
-            shown = "auto"
-        out.append(f"# {s.name} = {_toml_value(shown)}")
-        out.append("")
-    return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["--markdown"]:
-        sys.stdout.write(render_markdown())
-        return 0
-    if args == ["--toml"]:
-        sys.stdout.write(render_toml())
-        return 0
-    if args == ["--gunicorn"]:
-        from reclusterd import gunicorn_map
-
-        sys.stdout.write(gunicorn_map.render_markdown())
-        return 0
-    sys.stderr.write("usage: python -m reclusterd.settings --markdown | --toml | --gunicorn\n")
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
