@@ -52,7 +52,7 @@ def _proxy_mode(value: Any) -> Any:
     return value
 
 
-_WORKERS = {"sync": "sync", "gthread": "thread",
+GUNICORN_WORKERS: dict[str, str] = {"sync": "sync", "gthread": "thread",
             "uvicorn.workers.UvicornWorker": "asyncio",
             "uvicorn.workers.UvicornH11Worker": "asyncio",
             "uvicorn_worker.UvicornWorker": "asyncio",
@@ -60,13 +60,14 @@ _WORKERS = {"sync": "sync", "gthread": "thread",
 _GREEN = ("gevent", "eventlet", "tornado", "gaiohttp")
 
 
-def _worker_class(value: Any) -> Any:
-    """Gunicorn worker class names -> ours; ours (thread, asyncio, module:Class) pass."""
+def worker_class(value: Any) -> Any:
+    """Gunicorn worker class names -> ours; ours (thread, asyncio, module:Class) pass.
+    Used for a .py config and for --worker-class/-k itself (a pasted `-k gthread`)."""
     if not isinstance(value, str):
         return value
     name = value.removeprefix("egg:gunicorn#")
-    if name in _WORKERS:
-        return _WORKERS[name]
+    if name in GUNICORN_WORKERS:
+        return GUNICORN_WORKERS[name]
     if name in workerclasses.NAMES or ":" in name:
         return name
     if any(g in name.lower() for g in _GREEN):
@@ -108,7 +109,7 @@ EQUIVALENTS: tuple[Equivalent, ...] = (
     _eq("backlog"),
     _eq("workers"),
     _eq("worker_class", note="sync, gthread -> thread, uvicorn's UvicornWorker -> asyncio",
-        convert=_worker_class),
+        convert=worker_class),
     _eq("threads"),
     _eq("worker_connections"),
     _eq("max_requests"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from reclusterd import workerclasses
+from reclusterd import gunicorn_map, workerclasses
 from reclusterd.sockets import parse_address
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -46,9 +46,15 @@ def check_app(value: str) -> str:
 
 
 def check_worker_class(value: str) -> str:
+    """auto, sync, thread, asyncio or module:Class; Gunicorn's names as Gunicorn users
+    type them are taken too (`-k gthread` -> thread, uvicorn's UvicornWorker -> asyncio)."""
     if value in workerclasses.NAMES or _SPEC_RE.match(value):
         return value
-    raise ValueError(f"must be {', '.join(workerclasses.NAMES)} or module:Class, got {value!r}")
+    mapped = gunicorn_map.GUNICORN_WORKERS.get(value.removeprefix("egg:gunicorn#"))
+    if mapped is not None:
+        return mapped
+    raise ValueError(f"must be {', '.join(workerclasses.NAMES)} or module:Class (or "
+                     f"Gunicorn's gthread, uvicorn.workers.UvicornWorker), got {value!r}")
 
 
 def check_allow_ips(items: tuple[str, ...]) -> tuple[str, ...]:

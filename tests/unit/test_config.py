@@ -352,3 +352,19 @@ def test_threads_take_auto_or_a_positive_integer(tmp_path: Path) -> None:
     path.write_text("threads = 0\n")
     with pytest.raises(ConfigError, match="auto or a positive integer"):
         load(["app:app", "-c", str(path)], {})
+
+
+@pytest.mark.parametrize(("given", "got"), [
+    ("gthread", "thread"), ("sync", "sync"), ("uvicorn.workers.UvicornWorker", "asyncio"),
+    ("uvicorn_worker.UvicornWorker", "asyncio"), ("egg:gunicorn#gthread", "thread"),
+    ("thread", "thread"), ("mypkg.workers:Custom", "mypkg.workers:Custom"),
+])
+def test_gunicorn_worker_class_names_on_the_command_line(given: str, got: str) -> None:
+    """A pasted `gunicorn -k gthread ...` works as in a gunicorn.conf.py (one table)."""
+    assert config.load(["x:app", "-k", given], {}).worker_class == got
+    assert config.load(["x:app"], {"RECLUSTERD_WORKER_CLASS": given}).worker_class == got
+
+
+def test_green_worker_classes_are_refused_with_a_reason() -> None:
+    with pytest.raises(config.ConfigError, match="--worker-class"):
+        config.load(["x:app", "-k", "gevent"], {})
