@@ -37,15 +37,15 @@ class TLSOptions:
     ca_certs: str | None
     ciphers: str | None
     alpn: tuple[str, ...]
+    min_version: str                      # TLSv1.2 or TLSv1.3 (settings.check_tls_version)
     keyfile_password: str | None = None
-    min_version: str = "TLSv1.2"          # TLSv1.2 or TLSv1.3 (settings.check_tls_version)
     cert_reqs: str | None = None          # none/optional/required; None: optional with CA
 
     @classmethod
     def of(cls, cfg: TLSSettings, alpn: tuple[str, ...]) -> TLSOptions:
         """The options a Config names, offering `alpn`."""
         return cls(cfg.certfile, cfg.keyfile, cfg.ca_certs, cfg.ciphers, alpn,
-                   cfg.keyfile_password, cfg.ssl_min_version, cfg.cert_reqs)
+                   cfg.ssl_min_version, cfg.keyfile_password, cfg.cert_reqs)
 
 
 # What a worker class without an HTTP/2 driver (the sync worker) offers.

@@ -31,10 +31,10 @@ class WSOptions:
     """The --ws-* settings: max_size in bytes (one message, after decompression);
     ping_interval and ping_timeout in seconds (0 = off); per_message_deflate (RFC 7692)."""
 
-    max_size: int = 16 * 1024 * 1024
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    per_message_deflate: bool = True
+    max_size: int
+    ping_interval: float
+    ping_timeout: float
+    per_message_deflate: bool
 
 
 class Server(Protocol):

@@ -97,7 +97,7 @@ def test_encrypted_key_with_password(certs: Path) -> None:
 def opts(certs: Path, **kw: object) -> tls.TLSOptions:
     base: dict[str, object] = {"certfile": str(certs / "srv.pem"),
                                "keyfile": str(certs / "enc.key"), "ca_certs": None,
-                               "ciphers": None, "alpn": ()}
+                               "ciphers": None, "alpn": (), "min_version": "TLSv1.2"}
     base.update(kw)
     return tls.TLSOptions(**base)  # type: ignore[arg-type]
 

@@ -34,7 +34,7 @@ def bind(*addresses: str, environ: dict[str, str] | None = None,
 
 def tls_opts(**kw: Any) -> TLSOptions:
     base: dict[str, Any] = dict(certfile=None, keyfile=None, ca_certs=None, ciphers=None,
-                                alpn=("http/1.1",))
+                                alpn=("http/1.1",), min_version="TLSv1.2")
     base.update(kw)
     return TLSOptions(**base)
 
