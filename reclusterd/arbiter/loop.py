@@ -77,10 +77,11 @@ class Arbiter:
         self.hooked_target = cfg.workers
         self.watchdog: float | None = systemd.watchdog_interval(self.environ)
         self.watchdog_at = 0.0
-        self.handlers: dict[int, Callable[[float], None]] = {
-            signal.SIGHUP: self.handle_hup, signal.SIGTERM: self.handle_term,
-            signal.SIGINT: self.handle_quit, signal.SIGQUIT: self.handle_quit,
-            signal.SIGTTIN: self.handle_ttin, signal.SIGTTOU: self.handle_ttou,
+        self.handlers: dict[int, Callable[[float], object]] = {
+            signal.SIGHUP: self.handle_hup, signal.SIGTERM: self.policy.stop_graceful,
+            signal.SIGINT: self.policy.stop_fast, signal.SIGQUIT: self.policy.stop_fast,
+            signal.SIGTTIN: lambda now: self.policy.scale(+1),
+            signal.SIGTTOU: lambda now: self.policy.scale(-1),
             signal.SIGUSR1: self.handle_usr1, signal.SIGUSR2: self.handle_usr2,
         }
 
@@ -240,12 +241,6 @@ class Arbiter:
         if handler is not None:
             handler(time.monotonic())
 
-    def handle_term(self, now: float) -> None:
-        self.policy.stop_graceful(now)
-
-    def handle_quit(self, now: float) -> None:
-        self.policy.stop_fast(now)
-
     def handle_hup(self, now: float) -> None:
         new = load_config(self.argv, self.environ, self.policy.cfg,
                                   self.policy.generation)
@@ -270,12 +265,6 @@ class Arbiter:
                  describe(changed, self.reloader.patterns))
         self.handle_hup(time.monotonic())
 
-    def handle_ttin(self, now: float) -> None:
-        self.policy.scale(+1)
-
-    def handle_ttou(self, now: float) -> None:
-        self.policy.scale(-1)
-
     def handle_usr1(self, now: float) -> None:
         rlogging.reopen_logs()
         log.info("master %d got SIGUSR1: log files reopened", self.pid)
@@ -288,7 +277,7 @@ class Arbiter:
     def ctl_command(self, request: dict[str, object]) -> dict[str, object]:
         """One `reclusterd ctl` request (ctlserver.command)."""
         return ctlserver.command(request, self.policy, self.snapshot, self.handle_hup,
-                                 self.handle_term)
+                                 self.policy.stop_graceful)
 
     # ------------------------------------------------------------ Effects
 
