@@ -18,6 +18,7 @@ from typing import Any
 from reclusterd.config.argv import build_parser, from_cli, version_requested, version_text
 from reclusterd.config.checks import cross_check, default_workers
 from reclusterd.config.errors import ConfigError, did_you_mean
+from reclusterd.config.peerflags import strip_peer_flags
 from reclusterd.config.sources import (
     Warn,
     from_env,
@@ -149,7 +150,10 @@ def load(argv: Sequence[str], environ: Mapping[str, str],
 
     `warn` gets one line per ignored Gunicorn setting (default: the error log).
     """
-    cli = from_cli(build_parser().parse_args(list(argv)))
+    argv, dropped = strip_peer_flags(argv)
+    for line in dropped:
+        (warn or log.warning)(line)
+    cli = from_cli(build_parser().parse_args(argv))
     env = from_env(environ)
     path = toml_path or cli.get("config") or env.get("config")
     values = _table_defaults()

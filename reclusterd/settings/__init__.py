@@ -129,8 +129,10 @@ SETTINGS: tuple[Setting, ...] = (
        "(1.2 and 1.3 work too).", "--ssl-min-version", validator=check_tls_version,
        reloadable=False, metavar="VERSION"),
     _s("cert_reqs", "str", None, "Client certificates (checked against --ca-certs): none, "
-       "optional (verified when sent) or required (handshake fails without one).",
+       "optional (verified when sent) or required (handshake fails without one); Gunicorn's "
+       "0, 1, 2 (ssl.CERT_*) mean the same.",
        "--cert-reqs", choices=("none", "optional", "required"), reloadable=False,
+       aliases=(("0", "none"), ("1", "optional"), ("2", "required")),
        example="required", default_doc="optional with --ca-certs, else none"),
     _s("forwarded_allow_ips", "list", ("127.0.0.1", "::1"), "Peers (IPs, CIDRs, '*') whose "
        "X-Forwarded-For/-Proto and Forwarded headers are believed; comma-separated.",

@@ -49,6 +49,9 @@ class Setting:
     # An int setting that also takes the word "auto" (stored as AUTO = 0, which an
     # explicit number can never be: the minimum stays 1).
     auto: bool = False
+    # Other spellings of a choice, mapped before the choices are checked (Gunicorn's
+    # `--cert-reqs 2`, i.e. ssl.CERT_REQUIRED, is our `required`).
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @property
     def python_type(self) -> object:
@@ -149,6 +152,8 @@ class Setting:
             return value
         if self.minimum is not None and value < self.minimum:
             raise self.bad(value)
+        if self.aliases and isinstance(value, str):
+            value = dict(self.aliases).get(value, value)
         if self.choices and value not in self.choices:
             raise self.bad(value)
         if self.kind == "umask" and not 0 <= value <= 0o777:

@@ -216,7 +216,8 @@ def test_config_layer_is_self_contained() -> None:
                     mod in own and _hits({imp}, "reclusterd.settings"))
                 assert ok, f"{mod} imports {imp}"
     allowed = {"reclusterd", "reclusterd.__version__", "reclusterd.settings",
-               "reclusterd.gunicorn_conf", "reclusterd.appenv", "reclusterd.logconfig"}
+               "reclusterd.gunicorn_conf", "reclusterd.gunicorn_map",
+               "reclusterd.appenv", "reclusterd.logconfig"}
     for mod in (m for m in MODULES if _hits({m}, "reclusterd.config")):   # the package
         for imp in MODULES[mod]:
             if imp.startswith("reclusterd"):
