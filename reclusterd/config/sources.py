@@ -53,6 +53,10 @@ def read_toml(path: str) -> dict[str, Any]:
     data = _parse_config_file(path)
     out: dict[str, Any] = {}
     for key, raw in data.items():
+        if isinstance(raw, dict):
+            # An INI file ([server] ...) often parses as TOML; no setting is a table.
+            raise ConfigError(key, f"[{key}] is a section (TOML table) in {path}, but "
+                                   f"settings are top-level keys; {ACCEPTED_FORMATS}")
         s = BY_NAME.get(key)
         if s is None or "file" not in s.sources:
             why = "cannot be set in a config file" if s else "unknown setting"

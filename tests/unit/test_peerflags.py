@@ -57,3 +57,13 @@ def test_cert_reqs_takes_gunicorns_numbers(given: str, means: str) -> None:
 def test_cert_reqs_still_refuses_other_words() -> None:
     with pytest.raises(ConfigError):
         config.load(["examples.hello:app", "--cert-reqs", "3"], {})
+
+
+@pytest.mark.parametrize("text", ["[app]\nworkers = 4\n", "[server]\nbind = '0.0.0.0:80'\n"])
+def test_an_ini_file_that_parses_as_toml_is_named_as_such(tmp_path: object, text: str) -> None:
+    from pathlib import Path
+    path = Path(str(tmp_path)) / "server.ini"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(["examples.hello:app", "-c", str(path)], {})
+    assert "is a section (TOML table)" in str(e.value) and "top-level keys" in str(e.value)
