@@ -241,7 +241,7 @@ def test_toml_types_and_lists(tmp_path: Path) -> None:
     ("bind = [1, 2]\n", "bind: must be a list of strings"),
     ("name = 3\n", "name: must be a string"),
     ("workrs = 4\n", "workrs: unknown setting"),
-    ("[server]\nworkers = 4\n", "server: unknown setting"),
+    ("[server]\nworkers = 4\n", "server: [server] is a section (TOML table)"),
     ('config = "x.toml"\n', "config: cannot be set in a config file"),
     ("check_config = true\n", "check_config: cannot be set in a config file"),
     ("workers = \n", "--config: invalid TOML"),
