@@ -58,6 +58,7 @@ class Policy:
         self.notified_ready = False
         self.status_line = ""                     # the last STATUS= sent while serving
         self.unready_since: float | None = now    # no worker ready since then (/livez)
+        self.live_reported = True                  # what the log last said of /livez
         self.logged_errors: set[str] = set()
         self.killed_before_ready = 0              # in a row, by EXTERNAL_SIGNALS
 
@@ -263,7 +264,20 @@ class Policy:
             self.unready_since = None
         elif self.unready_since is None:
             self.unready_since = now
+        self._report_live(now)
         self._report()
+
+    def _report_live(self, now: float) -> None:
+        """One line when /livez turns failing or healthy (an orchestrator restarts on it)."""
+        live = self.live(now)
+        if live == self.live_reported:
+            return
+        self.live_reported = live
+        if live:
+            log.info("/livez healthy again: a worker is ready")
+        else:
+            log.warning("/livez failing: no worker ready for over %gs (--boot-timeout)",
+                        self.cfg.boot_timeout)
 
     def _fit(self, gen: int, cfg: Config, target: int, now: float) -> None:
         scaling.fit(self.table, self.stopper, lambda: self.spawn(gen, cfg, now) is not None,
@@ -297,7 +311,7 @@ class Policy:
         """TTIN (+1) / TTOU (-1); never below one worker. Returns the previous target."""
         old = self.set_workers(self.target + delta)
         if self.target == old:   # a TTOU at one worker: say so, nothing changes
-            log.info("scaling down to %s", plural(self.target, "worker"))
+            log.info("TTOU ignored: already at the minimum of 1 worker")
         return old
 
     def set_workers(self, n: int) -> int:

@@ -30,8 +30,10 @@ def test_livez_fails_while_no_worker_can_boot_and_recovers(tmp_path: Path) -> No
         os.kill(worker, signal.SIGKILL)          # its replacements cannot import the app
         wait_log(srv, "RuntimeError: broken on purpose")
         wait_for(lambda: probe(sport, "/livez") == 503, 20, what="/livez 503")
+        wait_log(srv, "/livez failing: no worker ready for over 2s")
         assert probe(sport, "/readyz") == 503
         assert srv.proc.poll() is None           # the master keeps trying, never exits
         (tmp_path / "broken").unlink()
         wait_for(lambda: probe(sport, "/livez") == 200, 20, what="/livez 200 again")
+        wait_log(srv, "/livez healthy again")
         assert probe(sport, "/readyz") == 200

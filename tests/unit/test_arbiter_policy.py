@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Sequence
 
@@ -295,6 +296,25 @@ def test_live_fails_once_no_worker_was_ready_for_longer_than_boot_timeout() -> N
     h.ready([w for w in h.workers() if w.state is State.BOOTING][:1])
     h.turn()
     assert h.policy.live(h.clock.t)
+
+
+def test_live_transitions_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness()
+    workers = h.started()
+    h.fx.fail_spawn = True
+    for w in workers:
+        h.exit(w)
+    with caplog.at_level(logging.INFO, logger="reclusterd"):
+        h.turn()
+        h.turn(6)
+        h.turn(1)
+        h.fx.fail_spawn = False
+        h.turn(6)                                 # past the respawn back-off
+        h.ready([w for w in h.workers() if w.state is State.BOOTING][:1])
+        h.turn()
+        h.turn()
+    lines = [r.getMessage() for r in caplog.records if "/livez" in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == ["/livez failing", "/livez healthy again"]
 
 
 def test_graceful_stop_waits_shutdown_delay_then_drains() -> None:
