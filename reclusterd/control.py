@@ -45,7 +45,8 @@ def encode(kind: str, payload: object = None) -> bytes:
 def decode(datagram: bytes) -> tuple[str, object]:
     """Arbiter side: parse a datagram into (kind, payload); ValueError if malformed.
 
-    Payloads: ready -> None, hb -> dict of numbers, boot_error -> str, recycle -> str.
+    Payloads: ready -> str (may be ""), hb -> dict of numbers, boot_error -> str,
+    recycle -> str.
     """
     kind_b, sep, rest = datagram.partition(b" ")
     try:
@@ -63,7 +64,7 @@ def decode(datagram: bytes) -> tuple[str, object]:
             payload = {}
         if not isinstance(payload, dict):
             raise ValueError("heartbeat payload is not an object")
-    elif kind in (BOOT_ERROR, RECYCLE):
+    elif kind in (READY, BOOT_ERROR, RECYCLE):
         payload = "" if payload is None else str(payload)
     return kind, payload
 
@@ -80,6 +81,9 @@ class WorkerChannel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         sock.setblocking(False)
+        # What the arbiter's "ready in" line names (the class the auto rule chose, the
+        # app's interface); set at boot so every worker class sends it without knowing.
+        self.ready_note = ""
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -89,7 +93,7 @@ class WorkerChannel:
 
     def ready(self) -> None:
         """Tell the arbiter this worker is accepting (app loaded, startup done)."""
-        self._send_reliable(encode(READY))
+        self._send_reliable(encode(READY, self.ready_note or None))
 
     def heartbeat(self, stats: Stats | None = None) -> None:
         """Liveness + counters. Never blocks, never raises: a dropped beat is fine."""

@@ -84,7 +84,7 @@ class Policy:
                 self._ready(w, now)   # it answered a request: it was ready (message lost)
             scaling.judge_memory(w, self.stopper, now)
         elif kind == "ready":
-            self._ready(w, now)
+            self._ready(w, now, str(payload or ""))
         elif kind == "boot_error":
             w.boot_error = str(payload)
         elif kind == "recycle" and w.recycle_reason is None:
@@ -93,12 +93,13 @@ class Policy:
             if w.recycle_reason == scaling.MEMORY and w.reason is None:
                 scaling.start_replacing(w)   # it stopped taking requests: replace it now
 
-    def _ready(self, w: Worker, now: float) -> None:
+    def _ready(self, w: Worker, now: float, note: str = "") -> None:
         if w.state is not State.BOOTING or w.reason is not None:
             return
         w.state = State.READY
         w.ready_at = w.last_hb = now
-        log.info("%s ready in %.2fs", w.label, now - w.spawned_at)
+        log.info("%s ready in %.2fs%s", w.label, now - w.spawned_at,
+                 f" ({note})" if note else "")
         if w.reopen_pending:
             w.reopen_pending = False
             log.info("%s: forwarding the SIGUSR1 that arrived while it booted", w.label)

@@ -194,6 +194,7 @@ def _boot_and_serve(cfg: Config, listeners: Sequence[Listener], channel: WorkerC
             raise BootError("post_fork hook failed (traceback above)")
         app, kind = _load(cfg, app)
         cls = resolve_worker_class(cfg.worker_class, kind)
+        channel.ready_note = f"{workerclasses.resolve(cfg.worker_class, kind)}, {kind.upper()}"
         worker = cls(cfg, listeners, channel, app, kind)
         worker.generation = generation
         if not hooks.call(loaded, "post_worker_init", worker):

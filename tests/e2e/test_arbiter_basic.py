@@ -39,7 +39,8 @@ def test_workers_with_titles_and_a_killed_worker_is_replaced(tmp_path: Path) -> 
     with arbiter_server(tmp_path, "--workers", "3") as srv:
         srv.wait_ready()
         pids = wait_worker_pids(srv, 3)
-        wait_log(srv, "ready in", count=3)
+        log = wait_log(srv, "ready in", count=3)
+        assert "s (thread, WSGI)" in log          # the class the auto rule chose
         assert proc_title(srv.pid).startswith("reclusterd: master [app:app]")
         for pid in pids:
             assert proc_title(pid).startswith("reclusterd: worker [app:app]")

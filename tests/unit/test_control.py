@@ -23,7 +23,7 @@ def test_round_trip_every_kind() -> None:
         arb.close()
         ch.close()
     assert got == [
-        ("ready", None),
+        ("ready", ""),
         ("hb", {"requests": 3, "in_flight": 1, "rss_kb": 1024.5}),
         ("boot_error", "Traceback...\nZeroDivisionError: division by zero"),
         ("recycle", "max-requests"),
@@ -92,7 +92,7 @@ def test_channel_survives_fork() -> None:
             os._exit(0)
     os.waitpid(pid, 0)
     msgs = [control.decode(d) for d in control.recv_all(arb)]
-    assert msgs == [("ready", None), ("hb", {"requests": 7})]
+    assert msgs == [("ready", ""), ("hb", {"requests": 7})]
     arb.close()
     ch.close()
 
@@ -129,3 +129,15 @@ def test_ctl_wire_format_is_one_json_object_per_line() -> None:
     for bad in (b"[1]", b"nope", b"\xff"):
         with pytest.raises(ValueError):
             ctl_decode(bad)
+
+
+def test_ready_carries_the_note_set_at_boot() -> None:
+    arb, ch = control.pair()
+    try:
+        ch.ready_note = "thread, WSGI"
+        ch.ready()
+        got = [control.decode(d) for d in control.recv_all(arb)]
+    finally:
+        arb.close()
+        ch.close()
+    assert got == [("ready", "thread, WSGI")]
