@@ -82,7 +82,7 @@ def alpn_protocols(http_protocols: Iterable[str]) -> tuple[str, ...]:
     wanted = set(http_protocols)
     unknown = wanted - ALPN_IDS.keys()
     if unknown:
-        raise TLSError(f"http-protocols: unknown protocol {sorted(unknown)[0]!r} (h1, h2)")
+        raise TLSError(f"--http-protocols: unknown protocol {sorted(unknown)[0]!r} (h1, h2)")
     return tuple(alpn for name, alpn in ALPN_IDS.items() if name in wanted)
 
 
@@ -126,32 +126,33 @@ def _build(options: TLSOptions) -> ssl.SSLContext | None:
         if keyfile:
             raise TLSError("--keyfile given without --certfile")
         return None
-    for name, path in (("certfile", certfile), ("keyfile", keyfile), ("ca_certs", ca_certs)):
+    for name, path in (("--certfile", certfile), ("--keyfile", keyfile),
+                       ("--ca-certs", ca_certs)):
         if path and not os.path.isfile(path):
             raise TLSError(f"{name}: no such file: {path}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     if options.min_version not in _VERSIONS:
-        raise TLSError(f"ssl_min_version: must be TLSv1.2 or TLSv1.3, got "
+        raise TLSError(f"--ssl-min-version: must be TLSv1.2 or TLSv1.3, got "
                        f"{options.min_version!r}")
     ctx.minimum_version = _VERSIONS[options.min_version]
     _load_key(ctx, options)
     reqs = options.cert_reqs or ("optional" if ca_certs else "none")
     if reqs not in _CERT_REQS:
-        raise TLSError(f"cert_reqs: must be none, optional or required, got {reqs!r}")
+        raise TLSError(f"--cert-reqs: must be none, optional or required, got {reqs!r}")
     if reqs != "none" and not ca_certs:
-        raise TLSError(f"cert_reqs: {reqs} needs ca_certs (the CAs client certificates "
+        raise TLSError(f"--cert-reqs: {reqs} needs --ca-certs (the CAs client certificates "
                        "are checked against)")
     if ca_certs:
         try:
             ctx.load_verify_locations(cafile=ca_certs)
         except (ssl.SSLError, OSError) as e:
-            raise TLSError(f"ca_certs: cannot load {ca_certs}: {_reason(e)}") from None
+            raise TLSError(f"--ca-certs: cannot load {ca_certs}: {_reason(e)}") from None
     ctx.verify_mode = _CERT_REQS[reqs]
     if options.ciphers:
         try:
             ctx.set_ciphers(options.ciphers)
         except ssl.SSLError as e:
-            raise TLSError(f"ciphers: {_reason(e)}: {options.ciphers}") from None
+            raise TLSError(f"--ciphers: {_reason(e)}: {options.ciphers}") from None
     if options.alpn:
         ctx.set_alpn_protocols(list(options.alpn))
     return ctx
@@ -168,7 +169,7 @@ def _load_key(ctx: ssl.SSLContext, options: TLSOptions) -> None:
     def password() -> str:
         asked.append(True)
         if options.keyfile_password is None:
-            raise TLSError("keyfile_password: the key is encrypted; give --keyfile-password")
+            raise TLSError("--keyfile-password: the key is encrypted; give its password")
         return options.keyfile_password
 
     try:
@@ -177,9 +178,9 @@ def _load_key(ctx: ssl.SSLContext, options: TLSOptions) -> None:
         raise
     except (ssl.SSLError, OSError) as e:
         if asked:
-            raise TLSError(f"keyfile_password: cannot decrypt {keyfile}: wrong password "
+            raise TLSError(f"--keyfile-password: cannot decrypt {keyfile}: wrong password "
                            f"({_reason(e)})") from None
-        raise TLSError(f"certfile/keyfile: cannot load {certfile}: {_reason(e)}") from None
+        raise TLSError(f"--certfile/--keyfile: cannot load {certfile}: {_reason(e)}") from None
 
 
 def _reason(e: ssl.SSLError | OSError) -> str:

@@ -103,9 +103,9 @@ def opts(certs: Path, **kw: object) -> tls.TLSOptions:
 
 
 def test_key_password_errors_name_the_setting(certs: Path) -> None:
-    with pytest.raises(tls.TLSError, match="keyfile_password: the key is encrypted"):
+    with pytest.raises(tls.TLSError, match="--keyfile-password: the key is encrypted"):
         tls.ssl_context(opts(certs))
-    with pytest.raises(tls.TLSError, match="keyfile_password: cannot decrypt .*wrong"):
+    with pytest.raises(tls.TLSError, match="--keyfile-password: cannot decrypt .*wrong"):
         tls.ssl_context(opts(certs, keyfile_password="nope"))
     ctx = tls.ssl_context(opts(certs, keyfile_password="s3cret", min_version="TLSv1.3",
                                cert_reqs="required", ca_certs=str(certs / "ca.pem")))

@@ -64,5 +64,5 @@ def test_hup_reads_renewed_certificate(tmp_path: Path, kind: str, app: str) -> N
         live_cert.write_text("not a certificate\n")
         srv.signal(signal.SIGHUP)
         log = wait_log(srv, "reload rolled back", 30)
-        assert "certfile/keyfile: cannot load" in log
+        assert "--certfile/--keyfile: cannot load" in log
         assert served_serial(srv.port) == 2

@@ -242,7 +242,7 @@ def test_watchdog_interval() -> None:
 
 def test_ssl_context_none_and_errors(tmp_path: Path) -> None:
     assert tls.ssl_context(tls_opts()) is None
-    with pytest.raises(TLSError, match="certfile: no such file: /nope.pem"):
+    with pytest.raises(TLSError, match="--certfile: no such file: /nope.pem"):
         tls.ssl_context(tls_opts(certfile="/nope.pem"))
     junk = tmp_path / "junk.pem"
     junk.write_text("not a cert")
