@@ -25,6 +25,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+import h11
+
 from reclusterd import config
 from tests.support.http_client import http_get
 from tests.support.process import ROOT, Server, free_port, wait_for
@@ -250,7 +252,9 @@ class BlockRunner:
         assert server.proc.poll() is None, f"server exited:\n{server.stderr()}"
         try:
             return http_get(server.port)[0]
-        except OSError:
+        except (OSError, h11.RemoteProtocolError):
+            # Connected before any worker booted (the master binds first) and no answer
+            # within the probe's timeout: a slow boot on a loaded machine, ask again.
             return None
 
     @staticmethod

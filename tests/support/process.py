@@ -16,6 +16,10 @@ from typing import TypeVar
 
 import psutil
 
+from reclusterd.control import CTL_SUFFIX, ctl_dir
+from reclusterd.ctl import CtlFailure
+from reclusterd.ctl import request as ctl_request
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
 
@@ -72,6 +76,7 @@ class Server:
         full_env["PYTHONUNBUFFERED"] = "1"
         if env:
             full_env.update(env)
+        self.env = full_env
         self.args = [a.replace("{port}", str(self.port)) for a in args]
         self._out = open(self.stdout_path, "wb")  # noqa: SIM115
         self._err = open(self.stderr_path, "wb")  # noqa: SIM115
@@ -96,8 +101,27 @@ class Server:
                 raise AssertionError(
                     f"server exited with {self.proc.returncode}:\n{self.stderr()}")
             return port_answers(self.port, self.host) and self.listens()
+        deadline = time.monotonic() + timeout
         wait_for(ready, timeout, what=f"port {self.port} to answer")
+        # The master binds before any worker has booted: a request now waits in the
+        # backlog for as long as the boot takes (seconds on a loaded machine), longer
+        # than a client's timeout. Where the arbiter's control socket says how many
+        # workers are ready, wait (softly, within the same deadline) for one.
+        while time.monotonic() < deadline and self._ready_workers() == 0:
+            time.sleep(0.05)
         return self
+
+    def _ready_workers(self) -> int | None:
+        """Ready workers by `ctl status`; None when there is no control socket to ask."""
+        path = os.path.join(ctl_dir(self.env), f"{self.pid}{CTL_SUFFIX}")
+        if not os.path.exists(path):
+            return None
+        try:
+            reply = ctl_request(path, {"cmd": "status"}, timeout=2.0)
+        except CtlFailure:
+            return None
+        ready = reply.get("ready_workers")
+        return ready if isinstance(ready, int) else None
 
     def listens(self) -> bool:
         """Our process holds the listening socket: the port answering is not enough on a
