@@ -22,9 +22,9 @@ from reclusterd.asgi.state import h2_settings
 from reclusterd.http import Data, EndOfMessage, Limits, Request
 from reclusterd.http.h2 import H2Connection, H2Event
 from reclusterd.http.h2rules import h2c_settings, preface_state
+from reclusterd.workers.tasks import TaskQueue
 from reclusterd.wsgi.conn import RECV_SIZE, Conn
 from reclusterd.wsgi.h2conn import H2Conn
-from reclusterd.workers.tasks import TaskQueue
 
 if TYPE_CHECKING:
     import select
