@@ -241,15 +241,16 @@ SETTINGS: tuple[Setting, ...] = (
     _s("date_header", "bool", True, "Add a Date header to responses that have none (an "
        "app's own Date header always wins).", "--date-header"),
     _s("http_protocols", "list", ("h1", "h2"), "HTTP versions offered: h1, h2. h2 is "
-       "negotiated by ALPN on TLS binds (asyncio worker; the thread and sync workers speak "
-       "HTTP/1 only for now); plain binds speak HTTP/1 unless --http2-cleartext.",
+       "negotiated by ALPN on TLS binds (asyncio and thread workers; the sync worker speaks "
+       "HTTP/1 only); plain binds speak HTTP/1 unless --http2-cleartext.",
        "--http-protocols", validator=check_http_protocols, reloadable=False,
        metavar="LIST"),
     _s("http2_cleartext", "str", "off", "h2c on plain binds, for peers in "
        "--forwarded-allow-ips only (a TLS-terminating proxy speaking HTTP/2 upstream): "
        "prior-knowledge (the connection opens with the HTTP/2 preface), upgrade "
        "(`Upgrade: h2c`: not served yet, such requests are answered over HTTP/1), both, or "
-       "off. Needs h2 in --http-protocols; asyncio worker only for now.",
+       "off. Needs h2 in --http-protocols; asyncio and thread workers (the thread worker "
+       "serves `Upgrade: h2c` too).",
        "--http2-cleartext", choices=("off", "prior-knowledge", "upgrade", "both"),
        reloadable=False, metavar="MODE"),
     _s("http2_max_concurrent_streams", "int", 100, "HTTP/2 streams a client may have open "

@@ -69,8 +69,9 @@ class ThreadWorker(Worker):
         self.pause = AcceptPause()
         self.paused: set[int] = set()   # listeners not re-armed after a resource error
         self.refused = Refused(self.ep, self.lock)     # 503 at --worker-connections
-        self.h2 = (H2Switch(cfg, self.handler, self.ep, self.lock, self.ssl is not None,
-                            self.wake) if "h2" in cfg.http_protocols else None)
+        self.h2 = (H2Switch(cfg, self.handler, self.ep, self.lock, self.conns, self._close,
+                            self.ssl is not None, self.wake)
+                   if "h2" in cfg.http_protocols else None)
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -323,17 +324,12 @@ class ThreadWorker(Worker):
                 else:
                     self._rearm(conn)
                 return
-            if self.h2 is not None and self.h2.alpn_h2(conn):
-                self._to_h2(conn)
-                return
         h2 = self.h2
-        if h2 is not None and conn.fd in h2.fresh:
-            sniffed = h2.sniff(conn)
-            if sniffed is None:
-                self._rearm(conn)
-                return
-            if sniffed:
-                self._to_h2(conn)
+        if h2 is not None and conn.fd in h2.fresh:     # ALPN h2, or the h2c preface?
+            took = h2.first_read(conn)
+            if took is not False:
+                if took is None:
+                    self._rearm(conn)
                 return
         handler = self.handler
         if conn.reply is not None:
@@ -364,8 +360,8 @@ class ThreadWorker(Worker):
             ev = events.popleft()
             tp = type(ev)
             if tp is Request:
-                if h2 is not None and h2.upgrade and self._upgrade_h2(conn, ev):
-                    return
+                if h2 is not None and h2.upgrade and h2.upgraded(conn, ev):
+                    return      # Upgrade: h2c (switched, or the client left)
                 conn.h1.start_request()
                 reply = handler.begin(conn, ev)
                 if not reply.complete:
@@ -384,27 +380,6 @@ class ThreadWorker(Worker):
             elif tp is not EndOfMessage:
                 continue        # body bytes of a request the app already finished with
         self._rearm(conn)
-
-    def _upgrade_h2(self, conn: Conn, req: Request) -> bool:
-        """`Upgrade: h2c` from a trusted peer (workers.threadh2): True if it switched."""
-        assert self.h2 is not None
-        try:
-            upgrade = self.h2.upgrade_request(conn, req)
-        except ClientGone:
-            self._close(conn)
-            return True
-        if upgrade is None:
-            return False
-        self._to_h2(conn, upgrade)
-        return True
-
-    def _to_h2(self, conn: Conn, upgrade: tuple[Request, bytes, bytes] | None = None
-               ) -> None:
-        """The connection speaks HTTP/2 from now on: out of the HTTP/1 table, to H2Switch."""
-        assert self.h2 is not None
-        with self.lock:
-            self.conns.pop(conn.fd, None)
-        self.h2.switch(conn, upgrade)
 
     def _park(self, conn: Conn, reply: Reply | None = None) -> None:
         """The client's socket is full: keep the rest of the response with the connection

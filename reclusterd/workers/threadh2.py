@@ -23,7 +23,7 @@ from reclusterd.http import Data, EndOfMessage, Limits, Request
 from reclusterd.http.h2 import H2Connection, H2Event
 from reclusterd.http.h2rules import h2c_settings, preface_state
 from reclusterd.workers.tasks import TaskQueue
-from reclusterd.wsgi.conn import RECV_SIZE, Conn
+from reclusterd.wsgi.conn import RECV_SIZE, ClientGone, Conn
 from reclusterd.wsgi.h2conn import H2Conn
 
 if TYPE_CHECKING:
@@ -44,12 +44,17 @@ class H2Switch:
     (`conns`, guarded by the worker's `lock`)."""
 
     def __init__(self, cfg: Config, handler: WSGIHandler, ep: select.epoll,
-                 lock: threading.Lock, secure: bool, wake: Callable[[], None]) -> None:
+                 lock: threading.Lock, h1conns: dict[int, Conn],
+                 close: Callable[[Conn], None], secure: bool,
+                 wake: Callable[[], None]) -> None:
         self.settings = h2_settings(cfg)
         self.handler = handler
         self.ep = ep
         self.lock = lock
+        self.h1conns = h1conns      # the worker's HTTP/1 table (a switched one leaves it)
+        self.close = close          # the worker's close of an HTTP/1 connection
         self.wake = wake
+        self.alpn = secure and "h2" in cfg.http_protocols
         self.limits = Limits(cfg.limit_request_line, cfg.limit_request_fields,
                              cfg.limit_request_field_size, cfg.limit_request_body)
         self.grace = float(cfg.graceful_timeout)
@@ -72,10 +77,35 @@ class H2Switch:
     def accepted(self, conn: Conn) -> None:
         """A new connection (its fd may be a closed one's: forget that one's state)."""
         self.held.pop(conn.fd, None)
-        if self.prior:
+        if self.prior or self.alpn:
             self.fresh.add(conn.fd)
         else:
             self.fresh.discard(conn.fd)
+
+    def first_read(self, conn: Conn) -> bool | None:
+        """A fresh connection's first turn (after its TLS handshake): True if it switched
+        to HTTP/2, None to wait for more octets, False to serve it as HTTP/1."""
+        if conn.tls:
+            self.fresh.discard(conn.fd)
+            took: bool | None = self.alpn_h2(conn)
+        else:
+            took = self.sniff(conn)
+        if took:
+            self.switch(conn, None)
+        return took
+
+    def upgraded(self, conn: Conn, req: Request) -> bool:
+        """`Upgrade: h2c`: True if the connection switched (or closed: the client left
+        while its body was read), False to serve the request as HTTP/1."""
+        try:
+            upgrade = self.upgrade_request(conn, req)
+        except ClientGone:
+            self.close(conn)
+            return True
+        if upgrade is None:
+            return False
+        self.switch(conn, upgrade)
+        return True
 
     def sniff(self, conn: Conn) -> bool | None:
         """First read of a plain connection that may open with the preface: True (HTTP/2:
@@ -133,7 +163,7 @@ class H2Switch:
         return req, settings, bytes(body)
 
     def switch(self, conn: Conn, upgrade: tuple[Request, bytes, bytes] | None) -> None:
-        """Hand `conn` (already out of the worker's HTTP/1 table) to an H2Conn, serve."""
+        """Hand `conn` from the worker's HTTP/1 table to an H2Conn, and serve it."""
         h2 = H2Connection(self.settings, self.handler.rules, self.limits, time.monotonic)
         events: list[H2Event] = []
         if upgrade is not None:
@@ -148,6 +178,7 @@ class H2Switch:
         hc = H2Conn(conn.sock, h2, self.handler, conn.base_environ, conn.remote_addr,
                     self.ep, conn.polled, self.tasks.submit, self._closed)
         with self.lock:
+            self.h1conns.pop(conn.fd, None)
             self.conns[hc.fd] = hc
         hc.start(events)
 
