@@ -36,6 +36,7 @@ log = logging.getLogger("reclusterd.error")
 FILE_BLOCK = 65536          # octets read per step of a wsgi.file_wrapper response
 _ERROR_HEAD = [(b"content-type", b"text/plain; charset=utf-8")]
 _INF = float("inf")
+PUMP_EVERY = 0.05           # s between two looks at the socket by a waiting stream
 
 
 class H2Link(Protocol):
@@ -45,13 +46,13 @@ class H2Link(Protocol):
     handler: WSGIHandler
     base_environ: Environ
     remote_addr: str
-    io_timeout: float
     closed: bool
 
     def send(self, st: H2Stream, head: tuple[int, Headers] | None, data: bytes,
              end: bool) -> None: ...
     def send_continue(self, st: H2Stream) -> None: ...
     def consumed(self, st: H2Stream, size: int) -> None: ...
+    def pump(self) -> bool: ...
     def done(self, st: H2Stream) -> None: ...
 
 
@@ -89,26 +90,31 @@ class H2Stream:
         self.cond.notify()
 
     # -- the app's side ----------------------------------------------------------------
-    def wait_send(self, timeout: float) -> None:
+    def wait_send(self) -> None:
         """Under the lock: wait for credit or room (H2Connection resets a stream that
         gets no credit, the connection's expire ends one that writes nothing)."""
-        self._wait(timeout)
+        self._wait()
         if self.gone:
             raise StreamGone(f"HTTP/2 stream {self.sid} is gone")
 
-    def _wait(self, timeout: float) -> None:
-        """Waiting on the client is not app time: not "stuck" for --timeout meanwhile."""
-        if self.gone or self.conn.closed:
+    def _wait(self) -> None:
+        """Under the lock: one step of a wait on the client (the caller loops on its
+        condition). Read/write the socket ourselves first (H2Conn.pump), else sleep until
+        notified, PUMP_EVERY s at most. Waiting on the client is not app time: not
+        "stuck" for --timeout meanwhile (its deadlines are H2Connection's)."""
+        conn = self.conn
+        if self.gone or conn.closed:
             self.gone = True
             return
         self.meter.in_flight[self.token] = _INF
         self.waiting = True
         try:
-            self.cond.wait(timeout)
+            if not conn.pump():
+                self.cond.wait(PUMP_EVERY)
         finally:
             self.waiting = False
             self.meter.progress(self.token)
-        if self.conn.closed:
+        if conn.closed:
             self.gone = True
 
     def take_body(self) -> bytes:
@@ -117,7 +123,7 @@ class H2Stream:
         conn = self.conn
         with conn.lock:
             while not self.body and not self.ended and not self.gone:
-                self._wait(conn.io_timeout)
+                self._wait()
             if self.body:
                 data = bytes(self.body)
                 self.body.clear()

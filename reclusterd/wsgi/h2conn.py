@@ -82,6 +82,7 @@ class H2Conn:
         self.owned = False              # a poller is in `ready`: it arms at its end
         self.closed = False
         self.last_write = time.monotonic()
+        self.received = 0               # octets read so far
         self.io_timeout = h2.rules.io_timeout
 
     # -- the poller's side -------------------------------------------------------------
@@ -125,6 +126,7 @@ class H2Conn:
                 break
             except OSError:
                 data = b""
+            self.received += len(data)
             new += self._handle(self.h2.receive(data))
             if not data or self.h2.closed:
                 break
@@ -226,6 +228,21 @@ class H2Conn:
                 if st.waiting:
                     st.cond.notify()
 
+    def pump(self) -> bool:
+        """Under the lock, from a stream that waits (for body, credit or room): read and
+        write what the socket allows now, as a poller would; True if anything moved. So
+        a stream never depends on a free pool thread to read its connection (with
+        --threads 1 there is none while the app runs); new streams go to the pool."""
+        if self.closed:
+            return False
+        before = (len(self.out), self.received)
+        new = self._read()
+        self._pull()
+        self._flush()
+        for st in new:
+            self.submit(st.run)
+        return (len(self.out), self.received) != before
+
     def _push(self) -> bool:
         """Under the lock, from an app's thread: send what H2Connection queued, arm for
         the rest; True if the connection ended meanwhile."""
@@ -248,16 +265,20 @@ class H2Conn:
                         self.h2.send_headers(st.sid, *head)
                     while True:
                         room = HIGH_WATER - len(self.out)
+                        no_credit = False
                         if room > 0:
                             piece = view[:room]
                             last = end and len(piece) == len(view)
-                            view = view[self.h2.send_data(st.sid, bytes(piece), last):]
+                            taken = self.h2.send_data(st.sid, bytes(piece), last)
+                            view = view[taken:]
                             if not view:
                                 break
+                            no_credit = taken < len(piece)
                         ending = self._push()
                         if ending:
                             raise StreamGone("connection closed")
-                        st.wait_send(self.io_timeout)
+                        if no_credit or len(self.out) >= HIGH_WATER:
+                            st.wait_send()
                 finally:
                     ending = self._push() or ending
         except StreamGone as e:
