@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reclusterd.http import EndOfMessage, FramingError, InvalidResponse, Request
@@ -36,6 +36,8 @@ log = logging.getLogger("reclusterd.error")
 FILE_BLOCK = 65536          # octets read per step of a wsgi.file_wrapper response
 _ERROR_HEAD = [(b"content-type", b"text/plain; charset=utf-8")]
 _INF = float("inf")
+_EMPTY = memoryview(b"")
+_END: Any = object()
 PUMP_EVERY = 0.05           # s between two looks at the socket by a waiting stream
 
 
@@ -48,11 +50,13 @@ class H2Link(Protocol):
     remote_addr: str
     closed: bool
 
-    def send(self, st: H2Stream, head: tuple[int, Headers] | None, data: bytes,
-             end: bool) -> None: ...
+    def send(self, st: H2Stream, head: tuple[int, Headers] | None, data: bytes | memoryview,
+             end: bool, park: bool = False) -> tuple[memoryview | None, int]: ...
     def send_continue(self, st: H2Stream) -> None: ...
     def consumed(self, st: H2Stream, size: int) -> None: ...
     def pump(self) -> bool: ...
+    def submit(self, task: Callable[[], None]) -> None: ...
+    def park(self, st: H2Stream, kicks: int) -> bool: ...
     def done(self, st: H2Stream) -> None: ...
 
 
@@ -61,7 +65,7 @@ class H2Stream:
     fields are guarded by the connection's lock (`cond` is over it)."""
 
     __slots__ = ("conn", "sid", "req", "cond", "body", "ended", "gone", "trailers",
-                 "waiting", "meter", "token")
+                 "waiting", "parked", "kicks", "meter", "token", "ex")
 
     def __init__(self, conn: H2Link, sid: int, req: Request) -> None:
         self.conn = conn
@@ -72,9 +76,12 @@ class H2Stream:
         self.ended = False
         self.gone = False
         self.trailers: Headers = []
-        self.waiting = False        # a writer waits for room in the connection's buffer
+        self.waiting = False        # a writer waits for credit or room (blocking)
+        self.parked = False         # the response waits for credit or room (no thread)
+        self.kicks = 0              # wake-ups so far (H2Conn.park: none missed)
         self.meter: Meter = conn.handler.meter
         self.token = 0
+        self.ex: H2Exchange | None = None
 
     # -- the reader's side (under the lock) --------------------------------------------
     def feed(self, ev: object) -> None:
@@ -87,7 +94,17 @@ class H2Stream:
 
     def lost(self) -> None:
         self.gone = True
-        self.cond.notify()
+        self.wake()
+
+    def wake(self) -> None:
+        """Credit, room, or the stream's end: a parked response is resumed on the pool,
+        a waiting thread notified."""
+        self.kicks += 1
+        if self.parked:
+            self.parked = False
+            self.conn.submit(self.resume)
+        else:
+            self.cond.notify()
 
     # -- the app's side ----------------------------------------------------------------
     def wait_send(self) -> None:
@@ -138,6 +155,11 @@ class H2Stream:
         """The stream's WSGI call (a pool thread)."""
         serve(self)
 
+    def resume(self) -> None:
+        """Its parked response goes on (a pool thread)."""
+        assert self.ex is not None
+        resume(self.ex)
+
 
 class H2Input(Input):
     """wsgi.input of a stream: Input's reads over the stream's DATA frames."""
@@ -174,13 +196,15 @@ class H2Input(Input):
 
 
 class H2Exchange(Exchange):
-    """start_response() and write() of one stream (Exchange's, sent as HTTP/2)."""
+    """start_response() and write() of one stream (Exchange's, sent as HTTP/2), and the
+    rest of the response while it waits for the client (`produce`)."""
 
-    __slots__ = ("st",)
+    __slots__ = ("st", "env", "t0", "result", "chunks", "rest", "rest_end")
 
-    def __init__(self, meter: Meter, st: H2Stream) -> None:
+    def __init__(self, meter: Meter, st: H2Stream, env: dict[str, Any]) -> None:
         self.meter = meter
         self.st = st
+        self.env = env
         self.req = st.req
         self.status = None
         self.code = 0
@@ -190,6 +214,11 @@ class H2Exchange(Exchange):
         self.token = 0
         self.length = 0
         self.broken = None
+        self.t0 = 0.0
+        self.result: Any = None
+        self.chunks: Iterator[bytes] | None = None
+        self.rest: memoryview | None = None     # a piece not sent yet
+        self.rest_end = False                   # ...and the last one
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
@@ -197,15 +226,17 @@ class H2Exchange(Exchange):
         if data:
             self.send(data, False)
 
-    def send(self, data: bytes, end: bool) -> None:
-        """A body piece (the head first while unsent); `end`: the response ends here."""
+    def send(self, data: bytes | memoryview, end: bool, park: bool = False
+             ) -> tuple[memoryview | None, int]:
+        """A body piece (the head first while unsent); `end`: the response ends here.
+        With `park`: (what is left when the client is not ready for it, wake count)."""
         head = None
         if not self.sent:
             key, hb = self.parsed_head()
             head = (key[0], hb)
             self.code = key[0]
         try:
-            self.st.conn.send(self.st, head, data, end)
+            left, kicks = self.st.conn.send(self.st, head, data, end, park)
         except InvalidResponse:
             raise               # nothing went out: a 500 still can
         except FramingError as e:
@@ -218,19 +249,45 @@ class H2Exchange(Exchange):
             self.sent = True
             raise
         self.sent = True
-        self.length += len(data)
+        self.length += len(data) - (len(left) if left is not None else 0)
         self.progress()
+        return left, kicks
 
-    def respond(self, result: Iterable[bytes]) -> None:
-        """Send the app's iterable to its end."""
+    def start(self, result: Any) -> None:
+        """The app's iterable: sent by `produce`."""
+        self.result = result
         if type(result) is list and len(result) == 1 and type(result[0]) is bytes:
-            self.send(result[0], True)      # head and body in one go
+            self.rest, self.rest_end = memoryview(result[0]), True    # head and body at once
             return
         if type(result) is FileWrapper:
             result.blksize = max(result.blksize, FILE_BLOCK)
-        for chunk in result:
-            self.write(chunk)
-        self.send(b"", True)
+        self.chunks = iter(result)
+
+    def produce(self) -> bool:
+        """Send the response from where it stopped: True once complete, False when it
+        was parked (the client's window or socket is full: H2Stream.wake resumes it)."""
+        while True:
+            rest = self.rest
+            if rest is None:
+                if self.chunks is None:
+                    return True
+                chunk = next(self.chunks, _END)
+                if chunk is _END:
+                    self.chunks = None
+                    self.rest, self.rest_end = _EMPTY, True
+                elif type(chunk) is not bytes:
+                    raise TypeError(f"response body must be bytes, not {type(chunk).__name__}")
+                elif chunk:
+                    self.rest, self.rest_end = memoryview(chunk), False
+                continue
+            left, kicks = self.send(rest, self.rest_end, park=True)
+            self.rest = left
+            if left is None:
+                if self.rest_end:
+                    self.chunks = None
+                    return True
+            elif self.st.conn.park(self.st, kicks):
+                return False
 
     def error(self, status: int) -> None:
         """A fixed-text error answer while no head went out (HEAD: no body)."""
@@ -246,7 +303,7 @@ class H2Exchange(Exchange):
 
 
 def serve(st: H2Stream) -> None:
-    """Run the app for the stream's request and send its response; count and log it."""
+    """Run the app for the stream's request and send its response (or park it)."""
     conn = st.conn
     handler = conn.handler
     meter = handler.meter
@@ -254,33 +311,56 @@ def serve(st: H2Stream) -> None:
         conn.done(st)
         return
     req = st.req
-    ex = H2Exchange(meter, st)
     env = handler.environs.environ(conn.base_environ, conn.remote_addr, req)
+    ex = st.ex = H2Exchange(meter, st, env)
     env["wsgi.input"] = ex.input = NO_BODY if st.ended and not st.body else H2Input(st, ex)
     if meter.pre_request is not None:
         meter.before(env)
-    t0 = time.monotonic()
-    ex.token = st.token = meter.started(t0)
-    result: Any = None
+    ex.t0 = time.monotonic()
+    ex.token = st.token = meter.started(ex.t0)
     try:
-        result = handler.app(env, ex.start_response)
-        ex.respond(result)
+        ex.start(handler.app(env, ex.start_response))
+        if not ex.produce():
+            return
     except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001 - as HTTP/1
         _failed(ex, e)
-    finally:
-        if result is not None and hasattr(result, "close"):
-            try:
-                result.close()
-            except Exception:  # noqa: BLE001
-                log.exception("close() of the response iterable failed")
-        conn.done(st)
-        code = ex.code or 500
-        dt = time.monotonic() - t0
-        meter.finished(ex.token, code, dt)
-        if meter.post_request is not None:
-            meter.after(env, code)
-        if handler.access.enabled:
-            handler._access(env, ex, code, dt)
+    except BaseException:
+        _finish(ex)
+        raise
+    _finish(ex)
+
+
+def resume(ex: H2Exchange) -> None:
+    """A parked response goes on; finished (counted, logged) once complete or failed."""
+    ex.progress()
+    try:
+        if not ex.produce():
+            return
+    except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001 - as HTTP/1
+        _failed(ex, e)
+    _finish(ex)
+
+
+def _finish(ex: H2Exchange) -> None:
+    """After the response (complete, failed or abandoned): close the iterable, free the
+    stream, count and log it."""
+    result = ex.result
+    if result is not None and hasattr(result, "close"):
+        try:
+            result.close()
+        except Exception:  # noqa: BLE001
+            log.exception("close() of the response iterable failed")
+    st = ex.st
+    st.conn.done(st)
+    handler = st.conn.handler
+    meter = ex.meter
+    code = ex.code or 500
+    dt = time.monotonic() - ex.t0
+    meter.finished(ex.token, code, dt)
+    if meter.post_request is not None:
+        meter.after(ex.env, code)
+    if handler.access.enabled:
+        handler._access(ex.env, ex, code, dt)
 
 
 def _failed(ex: H2Exchange, e: BaseException) -> None:

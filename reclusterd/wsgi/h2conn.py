@@ -156,7 +156,7 @@ class H2Conn:
                 sid = e.stream_id  # type: ignore[union-attr]
                 for st in (streams.values() if not sid else
                            [s for s in (streams.get(sid),) if s is not None]):
-                    st.cond.notify()
+                    st.wake()
             elif tp is Terminated:
                 for st in streams.values():
                     st.lost()
@@ -224,9 +224,10 @@ class H2Conn:
             sent = True
         if sent:
             self.last_write = time.monotonic()
-            for st in self.streams.values():
-                if st.waiting:
-                    st.cond.notify()
+            if len(out) < HIGH_WATER // 2:
+                for st in self.streams.values():
+                    if st.waiting or st.parked:
+                        st.wake()
 
     def pump(self) -> bool:
         """Under the lock, from a stream that waits (for body, credit or room): read and
@@ -251,16 +252,21 @@ class H2Conn:
         return self._settle()
 
     # -- the streams' side (app threads) -------------------------------------------------
-    def send(self, st: H2Stream, head: tuple[int, Headers] | None, data: bytes,
-             end: bool) -> None:
-        """Send a response head (if given) and body piece, waiting (bounded) for send
-        credit and for room in `out`; ClientGone when the stream or connection is gone.
-        FramingError/InvalidResponse are the app's (see H2Connection)."""
+    def send(self, st: H2Stream, head: tuple[int, Headers] | None, data: bytes | memoryview,
+             end: bool, park: bool = False) -> tuple[memoryview | None, int]:
+        """Send a response head (if given) and body piece; ClientGone when the stream or
+        the connection is gone; FramingError/InvalidResponse are the app's (H2Connection).
+
+        Out of send credit or of room in `out`: wait for it (bounded: see the module
+        docstring), or with `park`, return (what is left, the stream's wake count then)
+        for `park()`. (None, _) once all of it was taken."""
         view = memoryview(data)
         ending = False
         try:
             with self.lock:
                 try:
+                    if self.closed or st.gone:
+                        raise StreamGone("stream gone")
                     if head is not None:
                         self.h2.send_headers(st.sid, *head)
                     while True:
@@ -272,12 +278,14 @@ class H2Conn:
                             taken = self.h2.send_data(st.sid, bytes(piece), last)
                             view = view[taken:]
                             if not view:
-                                break
+                                return None, 0
                             no_credit = taken < len(piece)
                         ending = self._push()
-                        if ending:
+                        if ending or self.closed:
                             raise StreamGone("connection closed")
                         if no_credit or len(self.out) >= HIGH_WATER:
+                            if park:
+                                return view, st.kicks
                             st.wait_send()
                 finally:
                     ending = self._push() or ending
@@ -286,6 +294,17 @@ class H2Conn:
         finally:
             if ending:
                 self._close()
+
+    def park(self, st: H2Stream, kicks: int) -> bool:
+        """Leave the stream's response to its wake-up (credit, room, reset: it is then
+        resumed on the pool) unless one came since `send` returned (`kicks` is stale):
+        then False, try again. A slow reader holds a buffer, not a thread."""
+        with self.lock:
+            if st.kicks != kicks or st.gone or self.closed:
+                return False
+            st.parked = True
+            st.meter.in_flight[st.token] = float("inf")     # the client's time, not the app's
+            return True
 
     def send_continue(self, st: H2Stream) -> None:
         self._call(lambda: self.h2.send_continue(st.sid))
