@@ -183,3 +183,34 @@ def test_max_requests_counts_streams() -> None:
         wait_log(srv, "asks to be recycled (max-requests)")
         wait_for(lambda: srv.workers() and srv.workers() != first or None, 15,
                  what="a new worker")
+
+
+def test_slow_readers_hold_buffers_not_threads() -> None:
+    """Six downloads whose client opens no window, on a worker with two threads: each
+    response is parked, the threads serve others; once the client reads, all complete."""
+    with thread_server("--http2-cleartext", "prior-knowledge", "--threads", "2",
+                       "--header-timeout", "60") as srv:
+        srv.wait_ready()
+        client = H2Client(srv.port)
+        sids = [client.get("/big?n=1000000") for _ in range(6)]
+        for sid in sids:        # each started: its head went out (none waits for a thread)
+            client.until(h2.events.ResponseReceived, sid)
+        with httpx.Client(timeout=20) as c:
+            assert c.get(f"http://127.0.0.1:{srv.port}/").text == "hello HTTP/1.1 http"
+        got = dict.fromkeys(sids, 0)
+        ended: set[int] = set()
+        seen = 0
+        while len(ended) < len(sids):       # now read, opening the windows as we go
+            for e in client.events[seen:]:
+                if isinstance(e, h2.events.DataReceived):
+                    got[e.stream_id] += len(e.data)
+                    client.conn.acknowledge_received_data(e.flow_controlled_length,
+                                                          e.stream_id)
+                elif isinstance(e, h2.events.StreamEnded):
+                    ended.add(e.stream_id)
+            seen = len(client.events)
+            client.flush()
+            if len(ended) < len(sids):
+                client.read_frame()
+        client.close()
+        assert set(got.values()) == {1_000_000}
