@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from reclusterd.asgi.state import h2_settings
-from reclusterd.http import Data, EndOfMessage, Limits, Request
+from reclusterd.http import CONTINUE_100, Data, EndOfMessage, Limits, Request
 from reclusterd.http.h2 import H2Connection, H2Event
 from reclusterd.http.h2rules import h2c_settings, preface_state
 from reclusterd.workers.tasks import TaskQueue
@@ -148,6 +148,8 @@ class H2Switch:
             return None
         body = bytearray()
         events = conn.events
+        if req.expect_continue and req.content_length:
+            conn.sendall(CONTINUE_100)
         while True:
             while not events:
                 conn.read_more()
@@ -173,13 +175,14 @@ class H2Switch:
             first = self.held.pop(conn.fd, b"")
             if first:
                 events = h2.receive(first)
-        if self.draining:
-            h2.begin_drain(self.grace)
         hc = H2Conn(conn.sock, h2, self.handler, conn.base_environ, conn.remote_addr,
                     self.ep, conn.polled, self.tasks.submit, self._closed)
         with self.lock:
             self.h1conns.pop(conn.fd, None)
             self.conns[hc.fd] = hc
+        if self.draining:       # after registering: drain() sees it, or we see draining
+            with hc.lock:
+                h2.begin_drain(self.grace)
         hc.start(events)
 
     def _closed(self, hc: H2Conn) -> None:
