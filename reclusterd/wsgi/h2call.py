@@ -24,7 +24,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import ClientGone
 from reclusterd.wsgi.handler import _caused_by
 from reclusterd.wsgi.input import NO_BODY, Input, Responder
-from reclusterd.wsgi.response import Exchange, FileWrapper, log_broken
+from reclusterd.wsgi.response import Exchange, FileWrapper, close_result, log_broken
 
 if TYPE_CHECKING:
     from reclusterd.wsgi.conn import Environ
@@ -344,12 +344,7 @@ def resume(ex: H2Exchange) -> None:
 def _finish(ex: H2Exchange) -> None:
     """After the response (complete, failed or abandoned): close the iterable, free the
     stream, count and log it."""
-    result = ex.result
-    if result is not None and hasattr(result, "close"):
-        try:
-            result.close()
-        except Exception:  # noqa: BLE001
-            log.exception("close() of the response iterable failed")
+    close_result(ex.result)
     st = ex.st
     st.conn.done(st)
     handler = st.conn.handler

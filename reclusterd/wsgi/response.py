@@ -68,6 +68,16 @@ def _status_key(status: str) -> tuple[int, str | None]:
 _STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
 
 
+def close_result(result: Any) -> None:
+    """PEP 3333: call the app's iterable's close(), if any, once the response is over
+    (complete, failed or abandoned); its failure is logged, never raised."""
+    if result is not None and hasattr(result, "close"):
+        try:
+            result.close()
+        except Exception:  # noqa: BLE001
+            log.exception("close() of the response iterable failed")
+
+
 def log_broken(req: Request, detail: str) -> None:
     """The one log line for an app that broke its response framing (the connection closes)."""
     log.error("closing the connection: the app broke its response framing (%s %s): %s",

@@ -14,9 +14,10 @@ import h2.events
 import httpx
 import pytest
 import trustme
-from hyperframe.frame import DataFrame
+from hyperframe.frame import DataFrame, RstStreamFrame
 
 from tests.e2e.test_h2_asgi import H2Client
+from tests.support.h2_peer import END_HEADERS, END_STREAM, HEADERS, frame
 from tests.support.process import Server, reclusterd, wait_for, wait_log
 
 APP = "tests.apps.h2_flask:app"
@@ -153,21 +154,27 @@ def test_rst_stream_fails_the_apps_write(raw: tuple[Server, H2Client]) -> None:
     client.until(h2.events.StreamEnded, other)
 
 
-def test_drain_sends_goaway_and_open_streams_finish(raw: tuple[Server, H2Client]) -> None:
+def test_drain_goaway_open_stream_finishes_later_one_refused(
+        raw: tuple[Server, H2Client]) -> None:
     srv, client = raw
     sid = client.get("/slow")
     wait_log(srv, "slow started")
     srv.signal(signal.SIGTERM)
     goaway = client.until(h2.events.ConnectionTerminated)
     assert goaway.last_stream_id == sid  # type: ignore[attr-defined]
-    body = b""
-    while True:     # the stream ends after the GOAWAY
-        frame = client.read_frame()
-        if isinstance(frame, DataFrame) and frame.stream_id == sid:
-            body += frame.data
-            if "END_STREAM" in frame.flags:
-                break
-    assert body == b"2"
+    client.goaway = True        # what follows is read as raw frames
+    late = sid + 2              # opened after the GOAWAY: refused, to retry elsewhere
+    block = client.conn.encoder.encode([(":method", "GET"), (":path", "/"),
+                                        (":scheme", "http"), (":authority", "x")])
+    client.sock.sendall(frame(HEADERS, END_HEADERS | END_STREAM, late, block))
+    body, refused = b"", None
+    while not body.endswith(b"2") or refused is None:
+        got = client.read_frame()
+        if isinstance(got, DataFrame) and got.stream_id == sid:
+            body += got.data
+        elif isinstance(got, RstStreamFrame) and got.stream_id == late:
+            refused = got.error_code
+    assert (body, refused) == (b"2", 7)        # REFUSED_STREAM
     assert wait_for(lambda: srv.proc.poll() is not None or None, 20) is True
     assert srv.proc.returncode == 0
 
