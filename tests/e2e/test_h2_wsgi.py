@@ -13,10 +13,9 @@ from collections.abc import Iterator
 import h2.events
 import httpx
 import pytest
-import trustme
 from hyperframe.frame import DataFrame, RstStreamFrame
 
-from tests.e2e.test_h2_asgi import H2Client
+from tests.e2e.test_h2_asgi import H2Client, tls  # noqa: F401 - tls: its trustme fixture
 from tests.support.h2_peer import END_HEADERS, END_STREAM, HEADERS, frame
 from tests.support.process import Server, reclusterd, wait_for, wait_log
 
@@ -24,21 +23,11 @@ APP = "tests.apps.h2_flask:app"
 CURL = shutil.which("curl")
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(server pem with key, CA pem) from trustme."""
-    ca = trustme.CA()
-    d = tmp_path_factory.mktemp("h2w")
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(d / "s.pem"))
-    ca.cert_pem.write_to_path(str(d / "ca.pem"))
-    yield str(d / "s.pem"), str(d / "ca.pem")
-
-
 def thread_server(*opts: str) -> Server:
     return reclusterd(APP, "-w", "1", "-k", "thread", *opts)
 
 
-def test_httpx_gets_the_same_answers_over_h2_and_h1(tls: tuple[str, str]) -> None:
+def test_httpx_gets_the_same_answers_over_h2_and_h1(tls: tuple[str, str]) -> None:  # noqa: F811
     pem, ca = tls
     upload = bytes(range(256)) * 1200       # > the 64 KiB stream window: streamed
     with thread_server("--certfile", pem, "--keyfile", pem, "--access-logfile", "-") as srv:
@@ -69,7 +58,7 @@ def test_httpx_gets_the_same_answers_over_h2_and_h1(tls: tuple[str, str]) -> Non
 
 
 @pytest.mark.skipif(not CURL, reason="curl missing")
-def test_curl_http2_negotiates_h2(tls: tuple[str, str]) -> None:
+def test_curl_http2_negotiates_h2(tls: tuple[str, str]) -> None:  # noqa: F811
     pem, ca = tls
     with thread_server("--certfile", pem, "--keyfile", pem) as srv:
         srv.wait_ready()
