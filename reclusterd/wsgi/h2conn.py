@@ -278,7 +278,9 @@ class H2Conn:
                             taken = self.h2.send_data(st.sid, bytes(piece), last)
                             view = view[taken:]
                             if not view:
-                                return None, 0
+                                if end:         # its slot is free before the client
+                                    self._free(st)  # sees END_STREAM (else a new
+                                return None, 0      # stream could be REFUSED_STREAM)
                             no_credit = taken < len(piece)
                         ending = self._push()
                         if ending or self.closed:
@@ -318,10 +320,11 @@ class H2Conn:
 
     def done(self, st: H2Stream) -> None:
         """The stream's WSGI call is over: free its slot (RST if unfinished)."""
-        def finish() -> None:
-            self.streams.pop(st.sid, None)
+        self._call(lambda: self._free(st))
+
+    def _free(self, st: H2Stream) -> None:
+        if self.streams.pop(st.sid, None) is not None:
             self.h2.stream_done(st.sid)
-        self._call(finish)
 
     def _call(self, step: Callable[[], Any]) -> None:
         with self.lock:
