@@ -210,3 +210,16 @@ def test_slow_readers_hold_buffers_not_threads() -> None:
                 client.read_frame()
         client.close()
         assert set(got.values()) == {1_000_000}
+
+
+def test_timeout_sees_a_stuck_stream() -> None:
+    """--timeout counts streams: a WSGI call stuck on one stream gets the worker replaced."""
+    with thread_server("--http2-cleartext", "prior-knowledge", "--timeout", "2") as srv:
+        srv.wait_ready()
+        first = srv.workers()
+        client = H2Client(srv.port)
+        client.get("/together")         # waits 10 s for 19 calls that never come
+        wait_log(srv, "aborted (SIGABRT)")
+        wait_for(lambda: srv.workers() and srv.workers() != first or None, 15,
+                 what="a new worker")
+        client.close()
