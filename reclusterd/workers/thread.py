@@ -104,9 +104,10 @@ class ThreadWorker(Worker):
                         self.h2 is None or self.h2.idle):
                     break           # nothing open, and no thread between epoll and accept
                 if now >= drain_deadline:
-                    if self.conns:
+                    left = len(self.conns) + (len(self.h2.conns) if self.h2 else 0)
+                    if left:
                         log.warning("worker %d: graceful timeout, %d connection(s) cut",
-                                    self.pid, len(self.conns))
+                                    self.pid, left)
                     break
             try:
                 waker.poll(min(TICK, self.hb_interval) * 1000)
