@@ -249,8 +249,7 @@ SETTINGS: tuple[Setting, ...] = (
        "--forwarded-allow-ips only (a TLS-terminating proxy speaking HTTP/2 upstream): "
        "prior-knowledge (the connection opens with the HTTP/2 preface), upgrade "
        "(`Upgrade: h2c`: not served yet, such requests are answered over HTTP/1), both, or "
-       "off. Needs h2 in --http-protocols; asyncio and thread workers (the thread worker "
-       "serves `Upgrade: h2c` too).",
+       "off. Needs h2 in --http-protocols; asyncio worker only for now.",
        "--http2-cleartext", choices=("off", "prior-knowledge", "upgrade", "both"),
        reloadable=False, metavar="MODE"),
     _s("http2_max_concurrent_streams", "int", 100, "HTTP/2 streams a client may have open "

@@ -19,7 +19,7 @@ from tests.e2e.test_h2_asgi import H2Client, tls  # noqa: F401 - tls: its trustm
 from tests.support.h2_peer import END_HEADERS, END_STREAM, HEADERS, frame
 from tests.support.process import Server, reclusterd, wait_for, wait_log
 
-APP = "tests.apps.h2_flask:app"
+APP = "tests.apps.h2_wsgi_flask:app"
 CURL = shutil.which("curl")
 
 
