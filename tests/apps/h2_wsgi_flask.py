@@ -84,7 +84,7 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
         return []
     if path == "/slow":         # started before a drain, answered after it
         print("slow started", file=sys.stderr, flush=True)
-        time.sleep(1.0)
+        time.sleep(2.0)
         start_response("200 OK", [])
         return [b"2"]
     return flask_app(environ, start_response)

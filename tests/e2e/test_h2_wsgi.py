@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import h2.events
 import httpx
 import pytest
-from hyperframe.frame import DataFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, RstStreamFrame
 
 from tests.e2e.test_h2_asgi import H2Client, tls  # noqa: F401 - tls: its trustme fixture
-from tests.support.h2_peer import END_HEADERS, END_STREAM, HEADERS, frame
+from tests.support.h2_peer import ACK, END_HEADERS, END_STREAM, HEADERS, PING, frame
 from tests.support.process import Server, reclusterd, wait_for, wait_log
 
 APP = "tests.apps.h2_wsgi_flask:app"
@@ -149,10 +149,16 @@ def test_drain_goaway_open_stream_finishes_later_one_refused(
     sid = client.get("/slow")
     wait_log(srv, "slow started")
     srv.signal(signal.SIGTERM)
-    goaway = client.until(h2.events.ConnectionTerminated)
-    assert goaway.last_stream_id == sid  # type: ignore[attr-defined]
-    client.goaway = True        # what follows is read as raw frames
-    late = sid + 2              # opened after the GOAWAY: refused, to retry elsewhere
+    client.goaway = True        # from here on, raw frames (h2 stops at a GOAWAY)
+    final = None                # the GOAWAY naming the last stream (RFC 9113 §6.8: a
+    while final is None:        # "shutting down" one, 2**31-1 and a PING, may come first)
+        got = client.read_frame()
+        if isinstance(got, GoAwayFrame) and got.last_stream_id != 2**31 - 1:
+            final = got.last_stream_id
+        elif isinstance(got, PingFrame) and "ACK" not in got.flags:
+            client.sock.sendall(frame(PING, ACK, 0, got.opaque_data))
+    assert final == sid
+    late = sid + 2              # opened after it: refused, to retry elsewhere
     block = client.conn.encoder.encode([(":method", "GET"), (":path", "/"),
                                         (":scheme", "http"), (":authority", "x")])
     client.sock.sendall(frame(HEADERS, END_HEADERS | END_STREAM, late, block))
