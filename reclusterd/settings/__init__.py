@@ -243,8 +243,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("date_header", "bool", True, "Add a Date header to responses that have none (an "
        "app's own Date header always wins).", "--date-header"),
     _s("http_protocols", "list", ("h1", "h2"), "HTTP versions offered: h1, h2. h2 is "
-       "negotiated by ALPN on TLS binds (asyncio worker; the thread and sync workers speak "
-       "HTTP/1 only for now); plain binds speak HTTP/1 unless --http2-cleartext.",
+       "negotiated by ALPN on TLS binds (asyncio and thread workers; the sync worker speaks "
+       "HTTP/1 only); plain binds speak HTTP/1 unless --http2-cleartext.",
        "--http-protocols", validator=check_http_protocols, reloadable=False,
        metavar="LIST"),
     _s("http2_cleartext", "str", "off", "h2c on plain binds, for peers in "

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
@@ -27,6 +27,7 @@ from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
 from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize
 from reclusterd.workers.refused import Refused
+from reclusterd.workers.threadh2 import H2Switch
 from reclusterd.workers.threadpool import ThreadPool
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
@@ -50,6 +51,7 @@ class ThreadWorker(Worker):
     """WSGI over a thread pool sharing one epoll set (see the module docstring)."""
 
     app_kinds = ("wsgi",)
+    speaks_h2: ClassVar[bool] = True        # wsgi.h2conn, via workers.threadh2
 
     def __init__(self, cfg: Config, listeners: Sequence[Listener], channel: WorkerChannel,
                  app: Any, kind: str) -> None:
@@ -67,6 +69,9 @@ class ThreadWorker(Worker):
         self.pause = AcceptPause()
         self.paused: set[int] = set()   # listeners not re-armed after a resource error
         self.refused = Refused(self.ep, self.lock)     # 503 at --worker-connections
+        self.h2 = (H2Switch(cfg, self.handler, self.ep, self.lock, self.conns, self._close,
+                            self.ssl is not None, self.wake)
+                   if "h2" in cfg.http_protocols else None)
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -95,12 +100,14 @@ class ThreadWorker(Worker):
                 if not drain_deadline:
                     drain_deadline = now + float(self.cfg.graceful_timeout)
                     self._stop_accepting()
-                elif not self.conns and self.pool.all_idle():
+                elif not self.conns and self.pool.all_idle() and (
+                        self.h2 is None or self.h2.idle):
                     break           # nothing open, and no thread between epoll and accept
                 if now >= drain_deadline:
-                    if self.conns:
+                    left = len(self.conns) + (len(self.h2.conns) if self.h2 else 0)
+                    if left:
                         log.warning("worker %d: graceful timeout, %d connection(s) cut",
-                                    self.pid, len(self.conns))
+                                    self.pid, left)
                     break
             try:
                 waker.poll(min(TICK, self.hb_interval) * 1000)
@@ -133,6 +140,8 @@ class ThreadWorker(Worker):
         with self.lock:
             for conn in self.conns.values():
                 conn.h1.begin_drain(grace)
+        if self.h2 is not None:
+            self.h2.drain()     # GOAWAY; open streams finish within --graceful-timeout
 
     def _resume_accepting(self) -> None:
         """The accept pause after a resource error is over: re-arm those listeners."""
@@ -180,6 +189,8 @@ class ThreadWorker(Worker):
             self.handler.finish(conn.reply)
             conn.reply = None
             conn.close()
+        if self.h2 is not None:
+            self.h2.expire(now)
 
     def _drop(self, conn: Conn) -> None:
         """Under self.lock: forget and close an idle connection."""
@@ -226,7 +237,7 @@ class ThreadWorker(Worker):
             try:
                 if lsock is not None:
                     conn = self._accept(fd, *lsock)
-                elif conn is None:
+                elif conn is None and (self.h2 is None or not self.h2.serve(fd)):
                     self.refused.discard(fd)
                 if conn is not None:
                     self._drive(conn)
@@ -290,7 +301,8 @@ class ThreadWorker(Worker):
         return first
 
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
-        if over_capacity(len(self.conns), self.max_conns):
+        if over_capacity(len(self.conns) + (len(self.h2.conns) if self.h2 else 0),
+                         self.max_conns):
             self.refused.refuse(sock)
             return None
         conn = self.handler.accept(sock, addr, env, self.ssl)
@@ -299,6 +311,8 @@ class ThreadWorker(Worker):
         conn.busy = True
         with self.lock:
             self.conns[conn.fd] = conn
+        if self.h2 is not None:
+            self.h2.accepted(conn)
         return conn             # registered in epoll only if it has to wait (_rearm)
 
     def _drive(self, conn: Conn) -> None:
@@ -309,6 +323,13 @@ class ThreadWorker(Worker):
                 if want < 0:
                     self._close(conn)
                 else:
+                    self._rearm(conn)
+                return
+        h2 = self.h2
+        if h2 is not None and conn.fd in h2.fresh:     # ALPN h2, or the h2c preface?
+            took = h2.first_read(conn)
+            if took is not False:
+                if took is None:
                     self._rearm(conn)
                 return
         handler = self.handler
@@ -340,6 +361,8 @@ class ThreadWorker(Worker):
             ev = events.popleft()
             tp = type(ev)
             if tp is Request:
+                if h2 is not None and h2.upgrade and h2.upgraded(conn, ev):
+                    return      # Upgrade: h2c (switched, or the client left)
                 conn.h1.start_request()
                 reply = handler.begin(conn, ev)
                 if not reply.complete:

@@ -29,7 +29,7 @@ from reclusterd.meter import Meter
 from reclusterd.wsgi.conn import BodyStalled, ClientGone, Conn, Environ, tls_wrap
 from reclusterd.wsgi.environ import EnvironBuilder
 from reclusterd.wsgi.input import NO_BODY, Input, NoBody
-from reclusterd.wsgi.response import Exchange, FileWrapper, Reply, log_broken
+from reclusterd.wsgi.response import Exchange, FileWrapper, Reply, close_result, log_broken
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -197,12 +197,7 @@ class WSGIHandler:
         the request body, count and log it; True if the connection may be reused."""
         ex = reply.ex
         conn = ex.conn
-        result = reply.result
-        if result is not None and hasattr(result, "close"):
-            try:
-                result.close()
-            except Exception:  # noqa: BLE001
-                log.exception("close() of the response iterable failed")
+        close_result(reply.result)
         keep = reply.keep and reply.complete
         inp = ex.input
         if keep and not inp.done:

@@ -68,6 +68,16 @@ def _status_key(status: str) -> tuple[int, str | None]:
 _STATUS_CACHE: dict[str, tuple[int, str | None]] = {}
 
 
+def close_result(result: Any) -> None:
+    """PEP 3333: call the app's iterable's close(), if any, once the response is over
+    (complete, failed or abandoned); its failure is logged, never raised."""
+    if result is not None and hasattr(result, "close"):
+        try:
+            result.close()
+        except Exception:  # noqa: BLE001
+            log.exception("close() of the response iterable failed")
+
+
 def log_broken(req: Request, detail: str) -> None:
     """The one log line for an app that broke its response framing (the connection closes)."""
     log.error("closing the connection: the app broke its response framing (%s %s): %s",
@@ -113,8 +123,9 @@ class Exchange:
         self.resp = None
         return self.write
 
-    def begin(self) -> Response:
-        """Build the response head from start_response()'s arguments (InvalidResponse if bad)."""
+    def parsed_head(self) -> tuple[tuple[int, str | None], list[tuple[bytes, bytes]]]:
+        """start_response()'s arguments as ((code, reason or None), byte headers);
+        InvalidResponse if bad. HTTP/1 (begin) and HTTP/2 (wsgi.h2call) heads start here."""
         status = self.status
         if status is None:
             raise AssertionError("the app gave a body before calling start_response()")
@@ -127,6 +138,11 @@ class Exchange:
             hb = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         except (UnicodeError, AttributeError, TypeError, ValueError) as e:
             raise InvalidResponse(f"invalid response header in {self.headers!r}: {e}") from e
+        return key, hb
+
+    def begin(self) -> Response:
+        """Build the response head from start_response()'s arguments (InvalidResponse if bad)."""
+        key, hb = self.parsed_head()
         # The parser stops after an Upgrade request (WSGI cannot switch protocols), so the
         # connection ends here and the response must say so. Read now, not when the request
         # came: a drain that starts while the app runs still makes the response say close.

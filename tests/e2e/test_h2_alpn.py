@@ -36,6 +36,8 @@ def negotiated(port: int, offer: list[str]) -> str | None:
     ("sync", "examples.hello:app", "h1,h2", "http/1.1"),
     ("asyncio", "tests.apps.asgi_echo:app", "h1,h2", "h2"),
     ("asyncio", "tests.apps.asgi_echo:app", "h1", "http/1.1"),
+    ("thread", "examples.hello:app", "h1,h2", "h2"),
+    ("thread", "examples.hello:app", "h1", "http/1.1"),
 ])
 def test_alpn_by_worker_class(cert: tuple[Path, trustme.CA], worker: str, app: str,
                               protocols: str, expected: str) -> None:
