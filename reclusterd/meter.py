@@ -76,6 +76,15 @@ def read_rss_kb() -> int:
 _statm: tuple[int, int] = (0, -1)     # (pid, fd of /proc/pid/statm)
 
 
+INF = float("inf")
+
+
+def heartbeat_interval(timeout: float) -> float:
+    """Seconds between two heartbeats for --timeout `timeout` (0 = off): four a timeout,
+    so one late beat is not a missed one, and at least one a second."""
+    return min(1.0, timeout / 4) if timeout > 0 else 1.0
+
+
 def _ignore(*_: object) -> None:
     return None
 
@@ -98,6 +107,7 @@ class Meter:
                  pre_request: Hook | None = None, post_request: Hook | None = None,
                  owner: object = None) -> None:
         self.timeout = timeout
+        self.beat = heartbeat_interval(timeout)     # s: longest a waiting thread stays silent
         self.max_requests = max_requests
         self.max_rss_kb = max_rss_kb
         self.pre_request = pre_request
@@ -133,6 +143,16 @@ class Meter:
         if token in self.in_flight:
             self.in_flight[token] = now
         self.on_progress(now)
+
+    def waiting(self, token: int) -> None:
+        """The request waits for its client (body bytes, room to write, 100-continue):
+        client time, not app time, so it is not "stuck" while it lasts (the client
+        deadlines bound it); the next progress() restarts its --timeout clock. A blocking
+        wait calls this at least every `beat` s: on sync the waiting thread is the one
+        that sends the heartbeats."""
+        if token in self.in_flight:
+            self.in_flight[token] = INF
+        self.on_progress(time.monotonic())
 
     def finished(self, token: int, status: int, duration: float = 0.0) -> None:
         """Count a finished request (`duration` in s); may ask for a recycle."""
