@@ -46,6 +46,56 @@ def _private_dir(path: str) -> None:
         raise CtlError(f"{directory} is writable by others (anyone could replace the socket)")
 
 
+def _dead(pid: int) -> bool:
+    """True if no process has this pid (one of another user's is alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def _refused(path: str) -> bool:
+    """True if connecting to the socket at `path` is refused (nobody listens on it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)    # a live listener with a full backlog: EAGAIN, kept
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def sweep_stale(directory: str, own_pid: int) -> int:
+    """Remove the PID-named control sockets (`PID.ctl`, control.ctl_path's default) that
+    masters killed without their cleanup (SIGKILL, OOM) left in `directory`: only
+    sockets whose PID is gone and whose connect is refused, so a live master's (even in
+    another PID namespace) stays. Returns how many were removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        if suffix != control.CTL_SUFFIX or not stem.isdigit() or int(stem) == own_pid:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                continue
+            if _dead(int(stem)) and _refused(path):
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            continue        # gone meanwhile, or not ours to remove
+    return removed
+
+
 class ControlServer:
     """Listens on `path`; `close()` removes the file only if it is still ours."""
 
