@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from reclusterd import control
+from reclusterd.arbiter.process import pid_alive
 
 if TYPE_CHECKING:
     from reclusterd.arbiter.policy import Policy
@@ -44,17 +45,6 @@ def _private_dir(path: str) -> None:
     mode = os.stat(directory).st_mode
     if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
         raise CtlError(f"{directory} is writable by others (anyone could replace the socket)")
-
-
-def _dead(pid: int) -> bool:
-    """True if no process has this pid (one of another user's is alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        pass
-    return False
 
 
 def _refused(path: str) -> bool:
@@ -88,7 +78,7 @@ def sweep_stale(directory: str, own_pid: int) -> int:
         try:
             if not stat.S_ISSOCK(os.lstat(path).st_mode):
                 continue
-            if _dead(int(stem)) and _refused(path):
+            if not pid_alive(int(stem)) and _refused(path):
                 os.unlink(path)
                 removed += 1
         except OSError:

@@ -63,15 +63,20 @@ def pidfile_owner(path: str, pid: int) -> int | None:
             other = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return None
-    if other <= 0 or other == pid:
+    if other <= 0 or other == pid or not pid_alive(other):
         return None
-    try:
-        os.kill(other, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return other
     return other
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process has this pid (another user's counts: kill says EPERM)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def write_pidfile(path: str, pid: int) -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support.http_client import read_responses, server_closes
-from tests.support.process import reclusterd, wait_for, wait_log
+from tests.support.process import Server, reclusterd, wait_for, wait_log
 
 APP = "tests.e2e.test_wsgi_apps:app"
 
@@ -66,21 +66,24 @@ def _stall_body(port: int) -> tuple[int, bool]:
         return status, server_closes(c)
 
 
+def _stalled_body_keeps_the_worker(srv: Server) -> int:
+    """The body stops for the body-stall limit (4 s, twice --timeout): the request ends
+    by that rule (408, close) and the worker is the same; its pid."""
+    srv.wait_ready()
+    wait_log(srv, ") ready in")
+    (before,) = srv.workers()
+    assert _stall_body(srv.port) == (408, True)
+    assert srv.workers() == {before}
+    assert "silent for" not in srv.stderr()
+    return before
+
+
 @pytest.mark.parametrize("http", ["httptools", "h11"])
 @pytest.mark.parametrize("klass", ["sync", "thread"])
 def test_a_stalled_body_is_client_time_but_a_stuck_app_is_still_killed(
         klass: str, http: str) -> None:
     with reclusterd(APP, "-k", klass, "--http", http, "--workers", "1", *STALL) as srv:
-        srv.wait_ready()
-        wait_log(srv, ") ready in")
-        (before,) = srv.workers()
-        # The body stops for the body-stall limit (4 s, twice --timeout): the request
-        # ends by that rule (408, close), the worker is the same.
-        status, closed = _stall_body(srv.port)
-        assert status == 408
-        assert closed
-        assert srv.workers() == {before}
-        assert "silent for" not in srv.stderr()
+        before = _stalled_body_keeps_the_worker(srv)
         # An app that really is stuck is still killed at --timeout.
         with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as c:
             c.sendall(b"GET /sleep?30 HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -129,11 +132,4 @@ def test_a_stalled_body_does_not_stop_the_asyncio_worker() -> None:
     """asyncio: the loop keeps beating while a request waits for its body."""
     with reclusterd("tests.apps.asgi_echo:app", "-k", "asyncio", "--workers", "1",
                     *STALL) as srv:
-        srv.wait_ready()
-        wait_log(srv, ") ready in")
-        (before,) = srv.workers()
-        status, closed = _stall_body(srv.port)
-        assert status == 408
-        assert closed
-        assert srv.workers() == {before}
-        assert "silent for" not in srv.stderr()
+        _stalled_body_keeps_the_worker(srv)
