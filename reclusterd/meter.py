@@ -24,6 +24,13 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 Hook = Callable[..., object]
+INF = float("inf")
+
+
+def heartbeat_interval(timeout: float) -> float:
+    """Seconds between two heartbeats for --timeout `timeout` (0 = off): four a timeout,
+    so one late beat is not a missed one, and at least one a second."""
+    return min(1.0, timeout / 4) if timeout > 0 else 1.0
 
 
 # Status classes of the response counters ("2xx"...), in heartbeat key order s1xx..s5xx.
@@ -76,15 +83,6 @@ def read_rss_kb() -> int:
 _statm: tuple[int, int] = (0, -1)     # (pid, fd of /proc/pid/statm)
 
 
-INF = float("inf")
-
-
-def heartbeat_interval(timeout: float) -> float:
-    """Seconds between two heartbeats for --timeout `timeout` (0 = off): four a timeout,
-    so one late beat is not a missed one, and at least one a second."""
-    return min(1.0, timeout / 4) if timeout > 0 else 1.0
-
-
 def _ignore(*_: object) -> None:
     return None
 
@@ -107,7 +105,6 @@ class Meter:
                  pre_request: Hook | None = None, post_request: Hook | None = None,
                  owner: object = None) -> None:
         self.timeout = timeout
-        self.beat = heartbeat_interval(timeout)     # s: longest a waiting thread stays silent
         self.max_requests = max_requests
         self.max_rss_kb = max_rss_kb
         self.pre_request = pre_request
@@ -123,6 +120,7 @@ class Meter:
         self.on_progress: Callable[[float], None] = _ignore
         self.log_drops: Callable[[], int] = _zero   # log lines the process dropped so far
         self._tokens = itertools.count(1)
+        self.beat = heartbeat_interval(timeout)     # s: longest a waiting thread stays silent
 
     # -- hot path ---------------------------------------------------------------
     def started(self, now: float | None = None) -> int:
