@@ -51,6 +51,8 @@ def wsgi(environ, start_response):
         time.sleep(float(query or 1))
     if path == "/leak":
         LEAK.append(b"x" * (5 << 20))
+    if path == "/upload":
+        environ["wsgi.input"].read()
     body = b"x" * (4 << 20) if path == "/big" else b"ok %d" % os.getpid()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
@@ -71,6 +73,9 @@ async def asgi(scope, receive, send):
         time.sleep(float(query or 1))          # a blocking call inside async def
     if path == "/leak":
         LEAK.append(b"x" * (5 << 20))
+    if path == "/upload":
+        while (await receive()).get("more_body"):
+            pass
     if path == "/stream":
         try:
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -336,6 +341,35 @@ def paused_master(ctx: Ctx, klass: str) -> Row:
     return row
 
 
+def stalled_body(ctx: Ctx, klass: str) -> Row:
+    """QA-14 (a): under load, an upload stalls 4 s (> --timeout 2, < the 6 s body-stall
+    limit) while the app waits in its body read, then resumes: served, no worker killed."""
+    row = Row("stalled body", klass)
+    with ctx.server(klass, "--workers", "2", "--timeout", "2",
+                    "--header-timeout", "6") as srv:
+        srv.wait_ready()
+        before = srv.wait_workers(2)
+        load = Load(ctx, srv.port, 6)
+        status = 0
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as c:
+            c.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                      b"Connection: close\r\n\r\n" + b"x" * 10)
+            time.sleep(4)
+            t0 = time.monotonic()
+            c.sendall(b"x" * 990)
+            data = b""
+            while b"\r\n" not in data and (chunk := c.recv(4096)):
+                data += chunk
+            if m := re.match(rb"HTTP/1\.[01] (\d{3})", data):
+                status = int(m.group(1))
+            row.recovery = time.monotonic() - t0
+        row.requests, row.errors = load.finish()
+        killed = len(before - srv.workers())
+        row.note = f"upload answered {status or 'nothing'}; {killed} worker(s) killed"
+        row.errors += killed + (status != 200)
+    return row
+
+
 def log_stall(ctx: Ctx, klass: str) -> Row:
     """Item 6: access log and error log to a pipe nobody reads (a stopped `| cat`)."""
     row = Row("stalled log reader", klass)
@@ -521,6 +555,7 @@ SCENARIOS: dict[str, tuple[Callable[[Ctx, str], Row], tuple[str, ...]]] = {
     "emfile": (emfile, ("thread", "asyncio")),
     "orphan": (orphan, CLASSES),
     "paused-master": (paused_master, ("thread",)),
+    "stalled-body": (stalled_body, ("sync", "thread")),   # asyncio: tests/e2e
     "log-stall": (log_stall, CLASSES),
     "pipelining": (pipelining, ("asyncio",)),
     "slow-readers": (slow_readers, ("thread", "asyncio")),

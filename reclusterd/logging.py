@@ -13,6 +13,7 @@ master and again in each worker after fork.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -50,7 +51,7 @@ class _SinkHandler(logging.Handler):
     def __init__(self, path: str | None, std_fd: int) -> None:
         super().__init__()
         self.path = path            # None: the process's stdout/stderr (`std_fd`)
-        self.fd = std_fd if path is None else _open_append(path)
+        self.fd, self.unread = (std_fd, False) if path is None else open_log(path)
         self.sink = logsink.sink_for(self.fd)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -76,8 +77,39 @@ class _SinkHandler(logging.Handler):
         super().close()
 
 
+def open_log(path: str) -> tuple[int, bool]:
+    """Open a log path for appending (created 0644 if missing) without ever blocking:
+    (fd, unread), `unread` True for a FIFO no process reads yet.
+
+    open(O_WRONLY) of such a FIFO waits for a reader, which would hang the master (or a
+    worker); with O_NONBLOCK it fails with ENXIO instead, and the FIFO is then opened
+    read-write, which Linux never blocks. Its lines wait in the pipe, then in the
+    process's log buffer (logsink), and then are dropped and counted like any stalled
+    reader's, until a reader opens it. The fd itself blocks: only the writer thread
+    writes to it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                     | os.O_NONBLOCK, 0o644)
+        unread = False
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            raise
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+        unread = True
+    os.set_blocking(fd, True)
+    return fd, unread
+
+
 def _open_append(path: str) -> int:
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return open_log(path)[0]
+
+
+def warn_unread_fifo(setting: str, path: str) -> None:
+    """The one warning line for a log FIFO that nobody reads (see open_log)."""
+    logging.getLogger(ERROR_LOGGER).warning(
+        "%s: %s is a FIFO with no reader: its lines are dropped and counted "
+        "(reclusterd_log_lines_dropped_total) once the buffers are full, until a reader "
+        "opens it", setting, path)
 
 
 def _reopen_in_place(path: str, fd: int) -> None:
@@ -124,6 +156,9 @@ def _builtin(cfg: Config) -> None:
                 handler.setFormatter(logging.Formatter("%(message)s"))
                 access.addHandler(handler)
                 _handlers.append((access, handler))
+    for (_, h), setting in zip(_handlers, ("error-logfile", "access-logfile"), strict=False):
+        if isinstance(h, _SinkHandler) and h.unread and h.path is not None:
+            warn_unread_fifo(setting, h.path)     # now that the error log is in place
 
 
 def setup_logging(cfg: Config) -> None:

@@ -24,6 +24,13 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 Hook = Callable[..., object]
+INF = float("inf")
+
+
+def heartbeat_interval(timeout: float) -> float:
+    """Seconds between two heartbeats for --timeout `timeout` (0 = off): four a timeout,
+    so one late beat is not a missed one, and at least one a second."""
+    return min(1.0, timeout / 4) if timeout > 0 else 1.0
 
 
 # Status classes of the response counters ("2xx"...), in heartbeat key order s1xx..s5xx.
@@ -113,6 +120,7 @@ class Meter:
         self.on_progress: Callable[[float], None] = _ignore
         self.log_drops: Callable[[], int] = _zero   # log lines the process dropped so far
         self._tokens = itertools.count(1)
+        self.beat = heartbeat_interval(timeout)     # s: longest a waiting thread stays silent
 
     # -- hot path ---------------------------------------------------------------
     def started(self, now: float | None = None) -> int:
@@ -133,6 +141,16 @@ class Meter:
         if token in self.in_flight:
             self.in_flight[token] = now
         self.on_progress(now)
+
+    def waiting(self, token: int) -> None:
+        """The request waits for its client (body bytes, room to write, 100-continue):
+        client time, not app time, so it is not "stuck" while it lasts (the client
+        deadlines bound it); the next progress() restarts its --timeout clock. A blocking
+        wait calls this at least every `beat` s: on sync the waiting thread is the one
+        that sends the heartbeats."""
+        if token in self.in_flight:
+            self.in_flight[token] = INF
+        self.on_progress(time.monotonic())
 
     def finished(self, token: int, status: int, duration: float = 0.0) -> None:
         """Count a finished request (`duration` in s); may ask for a recycle."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from reclusterd import control
+from reclusterd.arbiter.process import pid_alive
 
 if TYPE_CHECKING:
     from reclusterd.arbiter.policy import Policy
@@ -44,6 +45,45 @@ def _private_dir(path: str) -> None:
     mode = os.stat(directory).st_mode
     if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
         raise CtlError(f"{directory} is writable by others (anyone could replace the socket)")
+
+
+def _refused(path: str) -> bool:
+    """True if connecting to the socket at `path` is refused (nobody listens on it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)    # a live listener with a full backlog: EAGAIN, kept
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def sweep_stale(directory: str, own_pid: int) -> int:
+    """Remove the PID-named control sockets (`PID.ctl`, control.ctl_path's default) that
+    masters killed without their cleanup (SIGKILL, OOM) left in `directory`: only
+    sockets whose PID is gone and whose connect is refused, so a live master's (even in
+    another PID namespace) stays. Returns how many were removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        if suffix != control.CTL_SUFFIX or not stem.isdigit() or int(stem) == own_pid:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                continue
+            if not pid_alive(int(stem)) and _refused(path):
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            continue        # gone meanwhile, or not ours to remove
+    return removed
 
 
 class ControlServer:

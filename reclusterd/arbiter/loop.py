@@ -25,6 +25,7 @@ from reclusterd.apploader import AppLoadError
 from reclusterd.arbiter import ctlserver, startup
 from reclusterd.arbiter.ctlserver import ControlServer
 from reclusterd.arbiter.hookcalls import ServerHooks, ServerView, WorkerView, load_hooks
+from reclusterd.arbiter.pause import paused_for
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
     become_worker,
@@ -49,7 +50,6 @@ log = logging.getLogger("reclusterd.error")
 
 MAX_SLEEP = 5.0            # never sleep longer than this (a safety net, not polling)
 STATUS_RETRY = 1.0         # a re-exec'd master retries --status-bind this often
-PAUSE_GAP = 1.0            # a loop turn this much longer than its sleep: the master was paused
 
 
 class Arbiter:
@@ -187,12 +187,11 @@ class Arbiter:
         self._nworkers_hook()   # before the spawns it causes, as in Gunicorn
         self._reap()
         now = time.monotonic()
-        # CLOCK_MONOTONIC runs on while this process is stopped (SIGSTOP, a frozen
-        # container) or starved: a turn much longer than the sleep asked for means time
-        # the master did not see. Read every channel (a select that timed out while we
-        # were stopped reports no events) and restart the workers' timeouts from now.
-        gap = now - before - asked
-        if gap >= PAUSE_GAP:
+        # A turn much longer than the sleep asked for: time the master did not see
+        # (arbiter/pause). Read every channel (a select that timed out while we were
+        # stopped reports no events) and restart the workers' timeouts from now.
+        gap = paused_for(before, asked, now)
+        if gap:
             self._read_all_control()
             self.policy.resumed(gap, now)
         elif (deadline := self.policy.next_deadline(now)) is not None and deadline <= now:

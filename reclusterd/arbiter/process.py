@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from reclusterd import __version__
 from reclusterd.arbiter.table import plural
+from reclusterd.logging import open_log, warn_unread_fifo
 
 if TYPE_CHECKING:
     from reclusterd import control
@@ -62,15 +63,20 @@ def pidfile_owner(path: str, pid: int) -> int | None:
             other = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return None
-    if other <= 0 or other == pid:
+    if other <= 0 or other == pid or not pid_alive(other):
         return None
-    try:
-        os.kill(other, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return other
     return other
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process has this pid (another user's counts: kill says EPERM)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def write_pidfile(path: str, pid: int) -> None:
@@ -104,17 +110,20 @@ def log_file_problem(cfg: Config) -> str | None:
 
     Checked by the master (after dropping privileges, as the workers will run) at start
     and before a HUP reload, so a typo is a clear error, not a traceback or a crashing
-    worker; opening creates the file, as the loggers would.
+    worker; opening creates the file, as the loggers would. A FIFO nobody reads yet is
+    no error (and does not block: logging.open_log): one warning line says so.
     """
     for setting, path in (("error-logfile", cfg.error_logfile),
                           ("access-logfile", cfg.access_logfile)):
         if not path or path == "-":
             continue
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd, unread = open_log(path)
         except OSError as e:
             return f"{setting}: cannot open {path}: {e.strerror or e}"
         os.close(fd)
+        if unread:      # (one the master has open itself has a reader: no warning)
+            warn_unread_fifo(setting, path)
     return None
 
 

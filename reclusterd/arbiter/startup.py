@@ -8,12 +8,13 @@ manage; the order of the steps is still decided there.
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from reclusterd import control, sockets, tls
-from reclusterd.arbiter.ctlserver import ControlServer, CtlError, Handler
+from reclusterd.arbiter.ctlserver import ControlServer, CtlError, Handler, sweep_stale
 from reclusterd.arbiter.process import log_file_problem, own_logs, pidfile_owner, write_pidfile
 from reclusterd.arbiter.status import Snapshot, StatusServer
 
@@ -87,6 +88,12 @@ def control_server(cfg: Config, pid: int, environ: Mapping[str, str],
         return None
     if path is None:
         return None
+    if not cfg.control_socket and not cfg.pid:    # the PID-named default: sweep its dir
+        directory = os.path.dirname(path)
+        removed = sweep_stale(directory, pid)
+        if removed:
+            log.info("control socket: removed %d stale socket(s) of masters that are gone "
+                     "from %s", removed, directory)
     try:
         server = ControlServer(path, selector, handler)
     except CtlError as e:

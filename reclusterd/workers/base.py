@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from reclusterd import hooks, tls
 from reclusterd.http.response import configure_headers
 from reclusterd.logging import lines_dropped
-from reclusterd.meter import Meter
+from reclusterd.meter import Meter, heartbeat_interval
 from reclusterd.workers.boot import (
     EXIT_BOOT_ERROR,
     EXIT_OK,
@@ -87,7 +87,7 @@ class Worker:
         self.draining = False
         timeout = float(cfg.timeout or 0)
         self.timeout = timeout
-        self.hb_interval = min(1.0, timeout / 4) if timeout > 0 else 1.0
+        self.hb_interval = heartbeat_interval(timeout)
         self._next_hb = 0.0
         max_requests = 0
         if cfg.max_requests > 0:

@@ -13,9 +13,9 @@ import os
 import select
 import socket
 import ssl
+import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from reclusterd.http.connection import H1Connection
 from reclusterd.http.proxyproto import ProxyError, ProxyReader, refusal
@@ -39,6 +39,18 @@ class BodyStalled(ClientGone):
     (http.connection.body_stalled)."""
 
 
+class ClientClock(Protocol):
+    """The request's --timeout clock as the connection sees it (wsgi.response.Exchange):
+    client I/O is progress, and waiting for the client is not app time (Meter)."""
+
+    @property
+    def beat(self) -> float: ...
+
+    def progress(self) -> None: ...
+
+    def waiting(self) -> None: ...
+
+
 def wait_fd(fd: int, events: int, timeout: float) -> bool:
     """Block until fd is ready for `events` or `timeout` s pass (False; inf = no limit)."""
     p = select.poll()
@@ -50,7 +62,7 @@ class Conn:
     """A client connection: non-blocking socket, parser, parsed-but-unhandled events."""
 
     __slots__ = ("sock", "fd", "h1", "events", "base_environ", "remote_addr", "timeout",
-                 "busy", "closed", "tls", "polled", "on_progress", "defer", "out", "reply",
+                 "busy", "closed", "tls", "polled", "clock", "defer", "out", "reply",
                  "park_until", "proxy", "tls_after")
 
     def __init__(self, sock: socket.socket, h1: H1Connection, base_environ: Environ,
@@ -65,7 +77,7 @@ class Conn:
         self.busy = False
         self.closed = False
         self.polled = False             # registered in the worker's epoll set yet
-        self.on_progress: Callable[[], None] | None = None   # slow writes report progress
+        self.clock: ClientClock | None = None     # the request being served, if any
         self.tls = 1 if isinstance(sock, ssl.SSLSocket) else 0
         # Parked writes (thread worker): while `defer` is set, sendall() keeps what the
         # socket cannot take now in `out` instead of waiting; the worker parks the
@@ -179,8 +191,30 @@ class Conn:
                 return
             if n == 0:
                 raise ClientGone("client closed the connection")
-            if not wait_fd(self.fd, _POLLIN, limit):
+            if not self.wait(_POLLIN, limit):
                 raise BodyStalled("timed out reading the request body")
+
+    def wait(self, events: int, limit: float) -> bool:
+        """The one blocking wait for the client during a request (body bytes, room to
+        write, the body after 100 Continue): True once the socket is ready, False after
+        `limit` s (the client deadline; inf = none). It is client time, not app time: the
+        request's --timeout clock is paused meanwhile (Meter.waiting, renewed each `beat`
+        so the heartbeats go on from this thread, sync's only one) and restarts when the
+        wait ends, however it ends."""
+        clock = self.clock
+        if clock is None:
+            return wait_fd(self.fd, events, limit)
+        deadline = time.monotonic() + limit
+        try:
+            while True:
+                clock.waiting()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if wait_fd(self.fd, events, min(remaining, clock.beat)):
+                    return True
+        finally:
+            clock.progress()
 
     def sendall(self, data: bytes) -> None:
         """Write everything (waiting for room up to the idle timeout each time); while
@@ -213,17 +247,15 @@ class Conn:
             except OSError as e:
                 raise ClientGone(str(e)) from e
             view = view[n:]
-            if self.on_progress is not None:
-                self.on_progress()
+            if self.clock is not None:
+                self.clock.progress()
         self.out = None
         return True
 
     def _send_rest(self, view: memoryview) -> None:
         while view:
-            if not wait_fd(self.fd, _POLLOUT, self.timeout):
+            if not self.wait(_POLLOUT, self.timeout):
                 raise ClientGone("timed out writing to the client")
-            if self.on_progress is not None:
-                self.on_progress()
             try:
                 n = self.sock.send(view)
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
@@ -244,7 +276,7 @@ class Conn:
                 if self.defer:
                     self.out = _NOTHING     # wait for room (flush() then says yes)
                     break
-                if not wait_fd(self.fd, _POLLOUT, self.timeout):
+                if not self.wait(_POLLOUT, self.timeout):
                     raise ClientGone("timed out writing to the client") from None
                 continue
             except OSError as e:
@@ -252,8 +284,8 @@ class Conn:
             if n == 0:
                 break
             sent += n
-            if self.on_progress is not None:
-                self.on_progress()
+            if self.clock is not None:
+                self.clock.progress()
         return sent
 
     def close(self, linger: bool = False) -> None:

@@ -135,7 +135,7 @@ class WSGIHandler:
             meter.before(env)
         t0 = time.monotonic()
         ex.token = meter.started(t0)
-        conn.on_progress = ex.progress
+        conn.clock = ex
         reply = Reply(ex, env, t0)
         try:
             reply.result = self.app(env, ex.start_response)
@@ -205,7 +205,7 @@ class WSGIHandler:
                 keep = inp.drain()
             except ClientGone:
                 keep = False
-        conn.on_progress = None
+        conn.clock = None
         code = ex.code or 500
         dt = time.monotonic() - reply.t0
         meter = self.meter

@@ -198,9 +198,18 @@ class Exchange:
             out = resp.head + out
         return out
 
+    @property
+    def beat(self) -> float:
+        """s: how often a blocking wait for the client renews waiting() (the heartbeat)."""
+        return self.meter.beat
+
     def progress(self) -> None:
         """Client I/O happened: the request is not stuck (see Meter.progress)."""
         self.meter.progress(self.token)
+
+    def waiting(self) -> None:
+        """Waiting for the client: not app time (see Meter.waiting)."""
+        self.meter.waiting(self.token)
 
 
 
@@ -225,4 +234,4 @@ class Reply:
     def wait_client(self) -> None:
         """Parked on a full socket: waiting for the client is not app time, so the
         request is not "stuck" for --timeout meanwhile (the write deadline applies)."""
-        self.ex.meter.in_flight[self.ex.token] = float("inf")
+        self.ex.waiting()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -83,3 +84,48 @@ def test_no_server_is_one_line(tmp_path: Path) -> None:
     r = ctl("--socket", str(path), "status")
     assert r.returncode == 1
     assert r.stderr.strip() == f"reclusterd ctl: error: no reclusterd control socket at {path}"
+
+
+def _socket_file(path: Path, listen: bool) -> socket.socket | None:
+    """A unix socket file at `path`: kept listening (returned) or closed at once (a
+    stale file: connecting to it is refused)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    if listen:
+        s.listen(1)
+        return s
+    s.close()
+    return None
+
+
+def test_stale_sockets_of_dead_masters_are_swept_and_only_those(tmp_path: Path) -> None:
+    """Issue 14 QA: PID-named sockets left by masters killed without cleanup (SIGKILL,
+    OOM) were never removed from the runtime dir."""
+    write_app(tmp_path)
+    runtime = tmp_path / "run"
+    (runtime / "reclusterd").mkdir(parents=True, mode=0o700)
+    ctl_dir = runtime / "reclusterd"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)             # a pid whose process has exited
+    stale = ctl_dir / f"{dead}.ctl"
+    _socket_file(stale, listen=False)
+    live_pid = ctl_dir / f"{os.getpid()}.ctl"     # a live pid, even if nobody listens
+    _socket_file(live_pid, listen=False)
+    listening = _socket_file(ctl_dir / f"{dead + 1}.ctl", listen=True)   # answers: kept
+    other = ctl_dir / "other.ctl"                  # not our naming pattern
+    _socket_file(other, listen=False)
+    plain = ctl_dir / f"{dead + 2}.ctl"            # not a socket
+    plain.write_text("")
+    try:
+        with arbiter_server(tmp_path, "--workers", "1",
+                            env={"XDG_RUNTIME_DIR": str(runtime)}) as srv:
+            wait_log(srv, "generation 1 ready:")
+            assert "removed 1 stale socket(s)" in srv.stderr()
+            assert not stale.exists()
+            left = {p.name for p in ctl_dir.iterdir()}
+            assert left == {live_pid.name, f"{dead + 1}.ctl", other.name, plain.name,
+                            f"{srv.pid}.ctl"}
+    finally:
+        assert listening is not None
+        listening.close()

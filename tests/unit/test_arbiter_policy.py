@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from reclusterd import config
+from reclusterd.arbiter.pause import PAUSE_GAP, paused_for
 from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.stop import ABORT_KILL_AFTER
 from reclusterd.arbiter.table import State, Worker
@@ -415,6 +416,16 @@ def test_after_a_master_pause_ready_workers_get_a_fresh_timeout() -> None:
     assert not h.fx.sent(signal.SIGABRT)
     h.turn(3)                            # a whole --timeout silent while running: stuck
     assert sorted(h.fx.sent(signal.SIGABRT)) == sorted(w.pid for w in workers)
+
+
+def test_a_pause_is_measured_from_the_loops_last_tick() -> None:
+    """kill -STOP for 8 s during a turn that asked to sleep 2.5 s (a heartbeat would have
+    ended it after 0.3 s): the pause is the time since the turn began, not that minus
+    the sleep asked for (which logged 5.4 s for an 8 s stop)."""
+    assert paused_for(100.0, 2.5, 108.3) == pytest.approx(8.3)
+    assert paused_for(100.0, 2.5, 103.6) == pytest.approx(3.6)   # > the sleep by PAUSE_GAP
+    assert paused_for(100.0, 2.5, 102.6) == 0.0                  # slept as asked
+    assert paused_for(100.0, 0.0, 100.0 + PAUSE_GAP - 0.01) == 0.0
 
 
 def test_after_a_master_pause_booting_workers_keep_their_boot_time() -> None:

@@ -138,3 +138,26 @@ def test_error_log_format_file_and_reopen(tmp_path: Path) -> None:
     rlog.setup_logging(config.make(error_logfile="-", log_level="info"))
     assert logger.level == logging.INFO
     assert len(logger.handlers) == 1
+
+
+def test_open_log_never_blocks_on_a_fifo_without_a_reader(tmp_path: Path) -> None:
+    """Issue 14 QA: open(O_WRONLY) of a FIFO nobody reads waits for a reader."""
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    fd, unread = rlog.open_log(fifo)        # returns at once
+    try:
+        assert unread and os.get_blocking(fd)   # the writer thread's writes may block
+    finally:
+        os.close(fd)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fd, unread = rlog.open_log(fifo)
+        assert not unread
+        os.write(fd, b"line\n")
+        assert os.read(reader, 100) == b"line\n"
+        os.close(fd)
+    finally:
+        os.close(reader)
+    fd, unread = rlog.open_log(str(tmp_path / "plain.log"))
+    assert not unread
+    os.close(fd)

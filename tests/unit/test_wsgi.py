@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import sys
 from collections.abc import Iterator
@@ -178,6 +179,46 @@ def test_meter_accounting_and_max_requests() -> None:
     assert meter.stuck(meter.in_flight[t] + 1000)
     meter.progress(t)
     assert not meter.stuck(meter.in_flight[t] + 1)
+
+
+def test_waiting_for_the_client_is_not_app_time() -> None:
+    """Meter.waiting: a request waiting on its client is never stuck, beats meanwhile,
+    and its --timeout clock restarts at the next progress (issue 14 QA (a))."""
+    beats: list[float] = []
+    meter = Meter(timeout=2)
+    meter.on_progress = beats.append
+    assert meter.beat == 0.5
+    t = meter.started()
+    meter.waiting(t)
+    assert beats and not meter.stuck(beats[-1] + 1000)
+    meter.progress(t)
+    assert meter.stuck(meter.in_flight[t] + 3)
+
+
+def test_a_blocking_wait_pauses_the_clock_and_restarts_it(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """Conn.wait, the one blocking wait for the client: paused (renewed every beat) while
+    it lasts, restarted when it ends, also on the deadline."""
+    handler, meter = make(lambda e, s: [])
+    meter.timeout, meter.beat = 0.05, 0.02
+    server, client = pair
+    conn = handler.new_conn(server, ("10.0.0.1", 1), {"wsgi.url_scheme": "http"})
+    seen: list[bool] = []
+    meter.on_progress = lambda now: seen.append(meter.stuck(now + 0.06))
+
+    class Clock:
+        beat = 0.02
+        token = meter.started()
+
+        def progress(self) -> None:
+            meter.progress(self.token)
+
+        def waiting(self) -> None:
+            meter.waiting(self.token)
+
+    conn.clock = Clock()
+    assert not conn.wait(select.POLLIN, 0.1)
+    assert len(seen) >= 4 and not any(seen[:-1]) and seen[-1]
 
 
 def test_handler_counts_and_calls_hooks(pair: tuple[socket.socket, socket.socket]) -> None:
