@@ -35,7 +35,6 @@ __all__ = ["H2Link", "H2Stream"]
 log = logging.getLogger("reclusterd.error")
 FILE_BLOCK = 65536          # octets read per step of a wsgi.file_wrapper response
 _ERROR_HEAD = [(b"content-type", b"text/plain; charset=utf-8")]
-_INF = float("inf")
 _EMPTY = memoryview(b"")
 _END: Any = object()
 PUMP_EVERY = 0.05           # s between two looks at the socket by a waiting stream
@@ -123,7 +122,7 @@ class H2Stream:
         if self.gone or conn.closed:
             self.gone = True
             return
-        self.meter.in_flight[self.token] = _INF
+        self.meter.waiting(self.token)
         self.waiting = True
         try:
             if not conn.pump():

@@ -305,7 +305,7 @@ class H2Conn:
             if st.kicks != kicks or st.gone or self.closed:
                 return False
             st.parked = True
-            st.meter.in_flight[st.token] = float("inf")     # the client's time, not the app's
+            st.meter.waiting(st.token)          # the client's time, not the app's
             return True
 
     def send_continue(self, st: H2Stream) -> None:
