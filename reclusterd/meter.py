@@ -83,17 +83,19 @@ class MemoryLimit:
     """--max-worker-memory as a gate: may this worker still start an app call?
 
     A read costs about 1 µs (read_rss_kb), a hello-world request some 30 µs: well below
-    the limit RSS is read at most every READ_EVERY s; near it (over NEAR of the limit, or
-    closer to it than twice the biggest growth seen between two reads: an app that
-    leaks 40 MB a request under a 100 MB limit) on every check, so the request that
-    crosses it is seen as it ends. Once over, it stays over (the worker is on its way
-    out: pages the allocator gave back would be taken again by the next request).
-    `on_over(rss_kb)` runs once, on the thread that saw it.
+    the limit RSS is read at most every READ_EVERY s; near it on every check, so the
+    request that crosses it is seen as it ends. Near: over NEAR of the limit, or, from
+    half of it, closer than twice the biggest growth seen between two reads (an app
+    leaking 30 MB a request under a 100 MB limit). Once over, it stays over (the worker
+    is on its way out: pages the allocator gave back would be taken again).
+    `on_over(rss_kb)` runs once, on the thread that saw it; `reader` gives RSS in kB.
     """
 
-    __slots__ = ("limit_kb", "near_kb", "rss_kb", "next_read", "over", "on_over")
+    __slots__ = ("limit_kb", "near_kb", "rss_kb", "next_read", "over", "on_over", "reader")
 
-    def __init__(self, limit_kb: int, on_over: Callable[[int], None]) -> None:
+    def __init__(self, limit_kb: int, on_over: Callable[[int], None],
+                 reader: Callable[[], int] = read_rss_kb) -> None:
+        self.reader = reader
         self.limit_kb = limit_kb
         self.near_kb = int(limit_kb * NEAR)
         self.rss_kb = 0
@@ -117,15 +119,15 @@ class MemoryLimit:
 
     def read(self, now: float) -> bool:
         """Read RSS now (the heartbeat: an idle worker that grew is caught too)."""
-        rss = read_rss_kb()
+        rss = self.reader()
         if not rss:                 # no /proc: nothing to enforce
             self.next_read = now + READ_EVERY
-            return True
+            return not self.over
         step, self.rss_kb = rss - self.rss_kb, rss
-        if rss > self.limit_kb:
-            if not self.over:
-                self.over = True
-                self.on_over(rss)
+        if rss > self.limit_kb and not self.over:
+            self.over = True
+            self.on_over(rss)
+        if self.over:
             return False
         if 0 < step < rss:          # not the first read (that step is the whole RSS)
             self.near_kb = max(self.limit_kb // 2, min(self.near_kb, self.limit_kb - 2 * step))
