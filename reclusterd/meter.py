@@ -77,14 +77,16 @@ _statm: tuple[int, int] = (0, -1)     # (pid, fd of /proc/pid/statm)
 
 NEAR = 0.8              # share of --max-worker-memory above which every check reads RSS
 READ_EVERY = 0.005      # s between two RSS reads while below that
+NEAR_EVERY = 0.0002     # s between two reads near it (a request that grows RSS takes longer)
 
 
 class MemoryLimit:
     """--max-worker-memory as a gate: may this worker still start an app call?
 
     A read costs about 1 µs (read_rss_kb), a hello-world request some 30 µs: well below
-    the limit RSS is read at most every READ_EVERY s; near it on every check, so the
-    request that crosses it is seen as it ends. Near: over NEAR of the limit, or, from
+    the limit RSS is read at most every READ_EVERY s; near it on every check at least
+    NEAR_EVERY s after the last read (allocating a MB takes longer), so the request
+    that crosses it is seen as it ends. Near: over NEAR of the limit, or, from
     half of it, closer than twice the biggest growth seen between two reads (an app
     leaking 30 MB a request under a 100 MB limit). Once over, it stays over (the worker
     is on its way out: pages the allocator gave back would be taken again).
@@ -131,7 +133,7 @@ class MemoryLimit:
             return False
         if 0 < step < rss:          # not the first read (that step is the whole RSS)
             self.near_kb = max(self.limit_kb // 2, min(self.near_kb, self.limit_kb - 2 * step))
-        self.next_read = now if rss >= self.near_kb else now + READ_EVERY
+        self.next_read = now + (NEAR_EVERY if rss >= self.near_kb else READ_EVERY)
         return True
 
 

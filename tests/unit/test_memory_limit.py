@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reclusterd import config
-from reclusterd.meter import NEAR, READ_EVERY, MemoryLimit, Meter, read_rss_kb
+from reclusterd.meter import NEAR, NEAR_EVERY, READ_EVERY, MemoryLimit, Meter, read_rss_kb
 from reclusterd.wsgi.handler import WSGIHandler
 
 LIMIT = 100_000     # kB
@@ -43,9 +43,10 @@ def test_well_below_the_limit_rss_is_read_at_most_every_read_every() -> None:
 
 def test_near_the_limit_every_check_reads() -> None:
     g, rss, _ = gate(int(LIMIT * NEAR) + 1)
-    for _ in range(3):
-        assert g.admits(10.0)
+    for i in range(3):
+        assert g.admits(10.0 + i * NEAR_EVERY)
     assert rss.reads == 3
+    assert g.admits(10.0 + 2.5 * NEAR_EVERY) and rss.reads == 3   # just read
 
 
 def test_a_big_step_between_two_reads_brings_near_down() -> None:
@@ -56,7 +57,7 @@ def test_a_big_step_between_two_reads_brings_near_down() -> None:
     rss.kb += int(LIMIT * 0.3)
     g.admits(11.0)                  # 55 %: from now on, each check reads
     reads = rss.reads
-    g.admits(11.0)
+    g.admits(11.0 + NEAR_EVERY)
     assert rss.reads == reads + 1
 
 
@@ -64,7 +65,7 @@ def test_over_the_limit_once_and_for_good() -> None:
     g, rss, over = gate(LIMIT - 1)
     assert g.admits(10.0)
     rss.kb = LIMIT + 1
-    assert not g.admits(10.0)
+    assert not g.admits(10.0 + NEAR_EVERY)
     assert over == [LIMIT + 1] and g.over
     rss.kb = LIMIT // 2             # pages given back: still no new request
     assert not g.admits(20.0) and not g.read(20.0)
