@@ -1,17 +1,9 @@
-"""--max-worker-memory's gate (meter.MemoryLimit): when RSS is read, when a worker is over,
-and what the WSGI handler answers then (issue 14 item 10)."""
+"""--max-worker-memory's gate (meter.MemoryLimit): when RSS is read, when a worker is over
+(issue 14 item 10). What the WSGI handler answers then: tests/unit/test_wsgi.py."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from reclusterd import config
 from reclusterd.meter import NEAR, NEAR_EVERY, READ_EVERY, MemoryLimit, Meter, read_rss_kb
-from reclusterd.wsgi.handler import WSGIHandler
 
 LIMIT = 100_000     # kB
 
@@ -95,37 +87,3 @@ def test_the_meter_sheds_before_it_asks_for_a_replacement() -> None:
 
 def test_without_the_setting_there_is_no_gate() -> None:
     assert Meter().memory is None
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
-
-
-def test_over_the_limit_a_request_gets_503_and_close_not_the_app(
-        pair: tuple[socket.socket, socket.socket]) -> None:
-    called: list[str] = []
-
-    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
-        called.append(environ["PATH_INFO"])
-        start("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
-    cfg = config.load(["x:app", "--max-worker-memory", "100"], {})
-    meter = Meter(max_rss_kb=LIMIT)
-    assert meter.memory is not None
-    meter.memory.reader = FakeRSS(LIMIT + 1)
-    handler = WSGIHandler(cfg, app, meter, multithread=True, secure=False)
-    server, client = pair
-    conn = handler.new_conn(server, ("10.0.0.1", 1), {"wsgi.url_scheme": "http"})
-    client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
-    while not conn.events:
-        conn.read_more(2)
-    assert not handler.serve(conn, conn.events.popleft())
-    client.settimeout(2)
-    out = client.recv(65536)
-    assert out.startswith(b"HTTP/1.1 503 ") and b"connection: close" in out.lower()
-    assert not called and meter.status_counts[5] == 1 and not meter.in_flight
