@@ -11,8 +11,12 @@ connection, as a proxy told to retry 503s does, and counts them.
 
 from __future__ import annotations
 
+import socket
 import threading
 
+import h2.config
+import h2.connection
+import h2.events
 import psutil
 import pytest
 
@@ -87,3 +91,34 @@ def test_a_worker_that_grew_past_twice_the_limit_is_replaced_while_idle() -> Non
                  what="the grown worker to be replaced")
         assert "over twice --max-worker-memory" in srv.stderr() or \
             "asks to be recycled (memory)" in srv.stderr()
+
+
+def h2_statuses(port: int, paths: list[str]) -> dict[int, int]:
+    """Open one h2c stream per path in one write; {stream id: status} once all ended."""
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    for i, path in enumerate(paths):
+        c.send_headers(1 + 2 * i, [(":method", "GET"), (":scheme", "http"),
+                                   (":path", path), (":authority", "x")], end_stream=True)
+    got: dict[int, int] = {}
+    ended: set[int] = set()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(c.data_to_send())
+        while len(ended) < len(paths) and (data := s.recv(65536)):
+            for ev in c.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    got[ev.stream_id] = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    ended.add(ev.stream_id)
+            s.sendall(c.data_to_send())
+    return got
+
+
+def test_an_h2_stream_opened_beside_the_one_that_crossed_the_limit_gets_503() -> None:
+    """The gate holds per stream too: the second stream's app call never starts."""
+    with reclusterd("tests.apps.leak:asgi_app", "-k", "asyncio", "--workers", "1",
+                    "--max-worker-memory", "100", "--http2-cleartext", "prior-knowledge",
+                    cwd=ROOT) as srv:
+        srv.wait_ready()
+        assert h2_statuses(srv.port, ["/?120", "/?1"]) == {1: 200, 3: 503}
+        wait_log(srv, "503 to GET /?1: worker")
