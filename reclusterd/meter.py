@@ -82,6 +82,67 @@ def read_rss_kb() -> int:
 
 _statm: tuple[int, int] = (0, -1)     # (pid, fd of /proc/pid/statm)
 
+NEAR = 0.8              # share of --max-worker-memory above which every check reads RSS
+READ_EVERY = 0.005      # s between two RSS reads while below that
+NEAR_EVERY = 0.0002     # s between two reads near it (a request that grows RSS takes longer)
+
+
+class MemoryLimit:
+    """--max-worker-memory as a gate: may this worker still start an app call?
+
+    A read costs about 1 µs (read_rss_kb), a hello-world request some 30 µs: well below
+    the limit RSS is read at most every READ_EVERY s; near it on every check at least
+    NEAR_EVERY s after the last read (allocating a MB takes longer), so the request
+    that crosses it is seen as it ends. Near: over NEAR of the limit, or, from
+    half of it, closer than twice the biggest growth seen between two reads (an app
+    leaking 30 MB a request under a 100 MB limit). Once over, it stays over (the worker
+    is on its way out: pages the allocator gave back would be taken again).
+    `on_over(rss_kb)` runs once, on the thread that saw it; `reader` gives RSS in kB.
+    """
+
+    __slots__ = ("limit_kb", "near_kb", "rss_kb", "next_read", "over", "on_over", "reader")
+
+    def __init__(self, limit_kb: int, on_over: Callable[[int], None],
+                 reader: Callable[[], int] = read_rss_kb) -> None:
+        self.reader = reader
+        self.limit_kb = limit_kb
+        self.near_kb = int(limit_kb * NEAR)
+        self.rss_kb = 0
+        self.next_read = 0.0        # monotonic s
+        self.over = False
+        self.on_over = on_over
+
+    @staticmethod
+    def refused(method: bytes, target: bytes) -> None:
+        """The log line of a request answered 503 because the worker is over the limit."""
+        log.info("503 to %s %s: worker %d is over --max-worker-memory (the app was not "
+                 "called)", method.decode("latin-1"), target.decode("latin-1"), os.getpid())
+
+    def admits(self, now: float) -> bool:
+        """True while under the limit (`now`: monotonic s); reads RSS if one is due."""
+        if self.over:
+            return False
+        if now < self.next_read:
+            return True
+        return self.read(now)
+
+    def read(self, now: float) -> bool:
+        """Read RSS now (the heartbeat: an idle worker that grew is caught too)."""
+        rss = self.reader()
+        if not rss:                 # no /proc: nothing to enforce
+            self.next_read = now + READ_EVERY
+            return not self.over
+        step, self.rss_kb = rss - self.rss_kb, rss
+        if rss > self.limit_kb and not self.over:
+            self.over = True
+            self.on_over(rss)
+        if self.over:
+            return False
+        if 0 < step < rss:          # not the first read (that step is the whole RSS)
+            self.near_kb = max(self.limit_kb // 2, min(self.near_kb, self.limit_kb - 2 * step))
+        self.next_read = now + (NEAR_EVERY if rss >= self.near_kb else READ_EVERY)
+        return True
+
 
 def _ignore(*_: object) -> None:
     return None
@@ -96,7 +157,7 @@ class Meter:
 
     Counters are plain ints updated under the GIL (a lost increment under a race
     only skews stats). `timeout` is --timeout in s (0 = off); `max_requests` is
-    already jittered; `max_rss_kb` 0 = off. Hooks are called as
+    already jittered; `max_rss_kb` 0 = off (else `memory` is its gate). Hooks are called as
     `hook(owner, environ_or_scope[, status])` (Gunicorn's signature: `owner` is the
     worker); a failing hook is logged, never fatal.
     """
@@ -107,6 +168,7 @@ class Meter:
         self.timeout = timeout
         self.max_requests = max_requests
         self.max_rss_kb = max_rss_kb
+        self.memory = MemoryLimit(max_rss_kb, self._over_memory) if max_rss_kb else None
         self.pre_request = pre_request
         self.post_request = post_request
         self.owner = owner
@@ -117,6 +179,7 @@ class Meter:
         self.rss_kb = 0
         self.recycle_requested = False
         self.on_recycle: Callable[[str], None] = _ignore
+        self.on_memory: Callable[[], None] = _ignore    # over --max-worker-memory: shed
         self.on_progress: Callable[[float], None] = _ignore
         self.log_drops: Callable[[], int] = _zero   # log lines the process dropped so far
         self._tokens = itertools.count(1)
@@ -127,11 +190,11 @@ class Meter:
         """Mark a request in flight (at `now`, monotonic s: the caller's request start);
         the token goes to progress() and finished()."""
         token = next(self._tokens)
-        self.in_flight[token] = time.monotonic() if now is None else now
-        if self.max_rss_kb:
-            # Also before the app runs: the other requests in flight may have grown us
-            # past the limit already, and this one is the last this worker should take.
-            self.check_memory()
+        self.in_flight[token] = now = time.monotonic() if now is None else now
+        if self.memory is not None:
+            # Before the app runs: the requests in flight may have grown us past the
+            # limit; the driver then answers 503 instead of calling the app (memory.over).
+            self.memory.admits(now)
         return token
 
     def progress(self, token: int) -> None:
@@ -160,8 +223,8 @@ class Meter:
         self.status_counts[min(status // 100, 5)] += 1
         if self.max_requests and self.requests >= self.max_requests:
             self.ask_recycle("max-requests")
-        if self.max_rss_kb:
-            self.check_memory()
+        if self.memory is not None:
+            self.memory.admits(time.monotonic())
 
     def before(self, info: object) -> None:
         """pre_request(owner, environ_or_scope)."""
@@ -188,14 +251,21 @@ class Meter:
                      os.getpid(), reason, self.requests, self.rss_kb)
             self.on_recycle(reason)
 
-    def check_memory(self) -> None:
-        """--max-worker-memory: after every request and on every heartbeat (an idle
-        worker that grew on its last request is caught too); over it, ask once."""
-        if self.read_rss_kb() > self.max_rss_kb and not self.recycle_requested:
-            self.ask_recycle("memory")
+    def _over_memory(self, rss_kb: int) -> None:
+        """MemoryLimit.on_over: the worker stops taking requests (first: every moment the
+        listeners stay open another connection may come in, to be refused), then asks
+        for its replacement."""
+        self.rss_kb = rss_kb
+        self.on_memory()
+        self.ask_recycle("memory")
 
     def read_rss_kb(self) -> int:
-        rss = read_rss_kb()
+        """RSS now, in kB (and the memory gate's reading: the heartbeat's check)."""
+        if self.memory is not None:
+            self.memory.read(time.monotonic())
+            rss = self.memory.rss_kb
+        else:
+            rss = read_rss_kb()
         if rss:
             self.rss_kb = rss
         return self.rss_kb
@@ -210,10 +280,7 @@ class Meter:
     def stats(self) -> dict[str, int | float]:
         """The heartbeat's counters (the arbiter sums them across workers)."""
         c = self.status_counts
-        if self.max_rss_kb:
-            self.check_memory()
-        else:
-            self.read_rss_kb()
+        self.read_rss_kb()
         return {"requests": self.requests, "in_flight": len(self.in_flight),
                 "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
                 "rss_kb": self.rss_kb, "log_dropped": self.log_drops(),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
-from reclusterd.asgi.request import record, report_failure
+from reclusterd.asgi.request import over_memory, record, report_failure
 from reclusterd.asgi.types import ClientDisconnected, Connection, Message
 from reclusterd.http import (
     CONTINUE_100,
@@ -90,8 +91,12 @@ class Cycle:
     # -- the app's side -----------------------------------------------------------------
     async def run(self) -> None:
         """Run the app for this request; turn its failures into 500 or a closed connection."""
+        s = self.conn.s
+        if over_memory(s.meter, self.request):
+            self.abort(503)     # the app was not called: 503, Connection: close
+            return
         try:
-            await self.conn.s.app(self.scope, self.receive, self.send)
+            await s.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
             self.abort(500)     # nothing is written to a gone client; counts the request
         except BaseException as exc:
@@ -239,6 +244,11 @@ class Cycle:
         headers = message.get("headers", ())
         req = self.request
         conn = self.conn
+        memory = conn.s.meter.memory
+        if memory is not None:
+            # This call may have crossed --max-worker-memory: see it before the head is
+            # built, so the response already says Connection: close (s.draining).
+            memory.admits(time.monotonic())
         # Decided when the head is built, so the head says what will happen (http.connection),
         # from what the APP consumed (not what the transport happened to buffer), so every
         # worker class gives the same answer: the body was delivered whole, there was none,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from reclusterd.asgi.request import record, report_failure
+from reclusterd.asgi.request import over_memory, record, report_failure
 from reclusterd.asgi.types import ClientDisconnected, Message, Server
 from reclusterd.http import FramingError, InvalidResponse, Request
 from reclusterd.http.h2 import H2Connection, StreamGone
@@ -94,6 +94,10 @@ class H2Cycle:
     # -- the app's side --------------------------------------------------------------
     async def run(self) -> None:
         """Run the app; its failure is a 500 if nothing was sent, else RST_STREAM."""
+        if over_memory(self.conn.s.meter, self.request):
+            self.abort(503)     # the app was not called; GOAWAY follows (the drain)
+            self.conn.stream_closed(self)
+            return
         try:
             await self.conn.s.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -112,17 +116,18 @@ class H2Cycle:
                 self.abort()
             self.conn.stream_closed(self)
 
-    def abort(self) -> None:
-        """500 when no head went out yet and the stream lives, else reset the stream."""
+    def abort(self, status: int = 500) -> None:
+        """500 (or `status`) when no head went out yet and the stream lives, else reset
+        the stream."""
         self.complete = True
         h2 = self.conn.h2
         try:
             if self.disconnected or self.head is None and self.status:
                 raise StreamGone("head already sent")
-            body = error_body(500)
-            h2.send_headers(self.sid, 500, [*_ERROR_HEAD, (b"content-length",
-                                                           b"%d" % len(body))])
-            self.status = 500
+            body = error_body(status)
+            h2.send_headers(self.sid, status, [*_ERROR_HEAD, (b"content-length",
+                                                              b"%d" % len(body))])
+            self.status = status
             if h2.send_data(self.sid, body, end=True) < len(body):
                 raise StreamGone("no credit for the error body")
         except (StreamGone, FramingError, InvalidResponse):

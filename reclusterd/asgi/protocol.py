@@ -21,7 +21,7 @@ from typing import Any
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
 from reclusterd.asgi.h2protocol import H2Protocol
 from reclusterd.asgi.proxyread import ProxyRead
-from reclusterd.asgi.request import forwarded, http_scope, launch
+from reclusterd.asgi.request import forwarded, http_scope, launch, over_memory
 from reclusterd.asgi.state import ServerState
 from reclusterd.asgi.types import ASGI_VERSION, Scope
 from reclusterd.asgi.websocket import WebSocketSession
@@ -332,6 +332,8 @@ class HttpProtocol(asyncio.Protocol):
         if s.ws and offers_websocket(req):
             self.h1.start_request()
             problem = handshake_problem(req)
+            if problem is None and over_memory(s.meter, req):
+                problem = (503, "Service Unavailable")   # no app call on this worker now
             if problem is None and req.upgrade != b"websocket":
                 # Only a request the parser switched (rules._upgrade) may get a 101: else
                 # HTTP framing would go on over what the client now sends as frames.

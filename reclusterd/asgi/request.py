@@ -16,9 +16,10 @@ from reclusterd.asgi.types import ASGI_VERSION, Scope, Server
 from reclusterd.http import Request, decode_path
 from reclusterd.http.rootpath import asgi_path
 from reclusterd.logging import AccessInfo
+from reclusterd.meter import Meter
 
-__all__ = ["Launchable", "Peer", "forwarded", "http_scope", "launch", "record",
-           "report_failure"]
+__all__ = ["Launchable", "Peer", "forwarded", "http_scope", "launch", "over_memory",
+           "record", "report_failure"]
 
 log = logging.getLogger("reclusterd.error")
 _METHODS: dict[bytes, str] = {}
@@ -99,6 +100,17 @@ def launch(s: Server, cycle: Launchable, ctx: contextvars.Context) -> None:
         meter.before(cycle.scope)
     cycle.task = task = s.loop.create_task(cycle.run(), context=ctx.copy())
     s.track(task)
+
+
+def over_memory(meter: Meter, req: Request) -> bool:
+    """Is the worker over --max-worker-memory, so this request must not reach the app?
+    Asked as the app's task starts, not at launch: the tasks launched in one loop turn
+    run one after the other, and each must see what the ones before it allocated."""
+    memory = meter.memory
+    if memory is None or memory.admits(time.monotonic()):
+        return False
+    memory.refused(req.method, req.target)
+    return True
 
 
 def record(s: Server, cycle: Launchable, req: Request, status: int, length: int,

@@ -95,6 +95,7 @@ class AsyncioWorker(Worker):
         self.stop_event: asyncio.Event | None = None
         self.state: ServerState | None = None
         self._tick: asyncio.TimerHandle | None = None
+        self.acceptors: list[Acceptor] = []
 
     def run(self) -> None:
         loop = self.new_loop()
@@ -119,6 +120,14 @@ class AsyncioWorker(Worker):
             self.state.draining = True      # responses from now on say Connection: close
         if self.loop is not None and self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
+
+    def over_memory(self) -> None:
+        """Over --max-worker-memory (seen in the loop): stop accepting now, not when the
+        serve coroutine next runs: the client of a response saying close reconnects at
+        once, and must reach another worker, not a 503 here."""
+        self.begin_drain()
+        for acceptor in self.acceptors:
+            acceptor.close()
 
     async def serve(self) -> int:
         """Lifespan startup, listen, report ready, serve until TERM, drain; the exit code."""
@@ -150,8 +159,9 @@ class AsyncioWorker(Worker):
         if state.proxy_peers is not None:   # PROXY header first, TLS after it (protocol)
             state.tls_after, ctx = ctx, None
         errors = AcceptPause()   # one per worker: shared by its listeners
-        acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
-                     for lst in self.listeners]
+        acceptors = self.acceptors = [
+            Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
+            for lst in self.listeners]
         for acceptor in acceptors:
             acceptor.start()
         self.channel.ready()

@@ -96,6 +96,7 @@ class Worker:
             timeout, max_requests, int(cfg.max_worker_memory) * 1024,
             self.hooks.get("pre_request"), self.hooks.get("post_request"), owner=self)
         self.meter.on_recycle = self.ask_recycle
+        self.meter.on_memory = self.over_memory
         # --server-header / --date-header: the response head builder's added headers
         configure_headers(bool(cfg.server_header), bool(cfg.date_header))
         self.meter.on_progress = self.maybe_heartbeat
@@ -190,15 +191,20 @@ class Worker:
             pass
 
     def ask_recycle(self, reason: str) -> None:
-        """The meter wants a replacement. Over --max-worker-memory the worker also stops
-        taking new requests now (it drains as on TERM: in-flight requests finish, the
-        listeners go) while the arbiter boots its replacement: every further request
-        would grow it further (issue 14: a 5 MB-a-request leak reached 7-9x the limit)."""
+        """The meter wants a replacement (the arbiter boots it, then retires us)."""
         self.channel.recycle(reason)
-        if reason == "memory":
-            # On the serving thread/loop that saw it, now: a self-sent TERM would wait for
-            # the main thread to get the GIL while the pool keeps accepting.
-            self.begin_drain()
+
+    def over_memory(self) -> None:
+        """Memory hook (Meter.on_memory): RSS passed --max-worker-memory, seen on the
+        serving thread/loop (a pool thread, maybe), before the replacement is asked for:
+        every further request would grow it further (issue 14: a 5 MB-a-request leak
+        reached 7-9x the limit). Drain as on TERM, now: in-flight requests finish,
+        responses say Connection: close, the listeners go; the drivers answer 503 to
+        requests that have not reached the app (Meter.memory.over). A class whose drain
+        closes the listeners later (on another thread) closes them here too. Not a
+        self-sent TERM: that would wait for the main thread to get the GIL while the pool
+        keeps serving."""
+        self.begin_drain()
 
     # -- the master is gone ------------------------------------------------------
     def _watch_master(self) -> None:

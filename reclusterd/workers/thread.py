@@ -76,6 +76,19 @@ class ThreadWorker(Worker):
     def on_drain(self) -> None:
         self.handler.draining = True
 
+    def over_memory(self) -> None:
+        """Over --max-worker-memory (on the thread that saw it): the drain's listener close
+        and connection deadlines now, not at the main loop's next turn (the client of the
+        response under way reconnects at once: to another worker), and idle keep-alive
+        connections closed (their next request goes elsewhere instead of getting 503)."""
+        self.begin_drain()
+        self._stop_accepting()
+        with self.lock:
+            for conn in list(self.conns.values()):
+                if (not conn.busy and conn.reply is None and conn.h1.served
+                        and not conn.h1.partial and not wait_fd(conn.fd, select.POLLIN, 0)):
+                    self._drop(conn)
+
     # -- main thread: lifecycle, heartbeats, deadlines ----------------------
     def run(self) -> None:
         self.install_signals()
@@ -266,6 +279,8 @@ class ThreadWorker(Worker):
         from queueing behind busy ones; accepting no more than the idle threads can take
         leaves the rest in the kernel's queue for the other workers (and a killed worker
         loses no connection it had accepted but not started)."""
+        if self.draining:
+            return None     # e.g. over --max-worker-memory: the listeners are closing
         first: Conn | None = None
         pool = self.pool
         busy = pool.pollers - pool.idle_pollers      # this thread included

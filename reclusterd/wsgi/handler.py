@@ -137,11 +137,21 @@ class WSGIHandler:
         ex.token = meter.started(t0)
         conn.clock = ex
         reply = Reply(ex, env, t0)
+        memory = meter.memory
+        if memory is not None and memory.over:
+            memory.refused(req.method, req.target)
+            self._error(ex, 503)    # Connection: close; the client may retry elsewhere
+            reply.complete = reply.produced = True
+            return reply
         try:
             reply.result = self.app(env, ex.start_response)
         except BaseException as e:  # noqa: BLE001 - sorted out by _broke
             self._broke(reply, e)
             return reply
+        if memory is not None:
+            # This call may have crossed --max-worker-memory: see it before the head is
+            # built, so its response already says Connection: close.
+            memory.admits(time.monotonic())
         self.resume(reply)
         return reply
 

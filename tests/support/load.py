@@ -17,13 +17,16 @@ class LoadGen:
     requests (RFC 9112 9.3.1); those are counted in `retried`, not in `failures`.
     """
 
-    def __init__(self, port: int, path: str = "/", keepalive: int = 2, fresh: int = 2) -> None:
+    def __init__(self, port: int, path: str = "/", keepalive: int = 2, fresh: int = 2,
+                 unavailable_ok: bool = False) -> None:
         self.port = port
         self.path = path
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
         self.retried = 0
+        self.unavailable = 0
+        self.unavailable_ok = unavailable_ok
         self.failures: list[str] = []
         self.bodies: set[str] = set()
         self.threads = [threading.Thread(target=self._run, args=(True,), daemon=True)
@@ -48,9 +51,11 @@ class LoadGen:
         start = self.ok
         wait_for(lambda: self.ok - start >= n, timeout, what=f"{n} more requests")
 
-    def _record(self, status: int, body: bytes, mode: str) -> None:
+    def _record(self, status: int, body: bytes, mode: str, closes: bool = False) -> None:
         with self.lock:
-            if status == 200:
+            if status == 503 and closes and self.unavailable_ok:
+                self.unavailable += 1
+            elif status == 200:
                 self.ok += 1
                 self.bodies.add(body.decode(errors="replace").split()[0] if body else "")
             else:
@@ -70,7 +75,7 @@ class LoadGen:
                 c.request("GET", self.path, headers=headers)
                 resp = c.getresponse()
                 body = resp.read()
-                self._record(resp.status, body, mode)
+                self._record(resp.status, body, mode, resp.will_close)
                 if not keepalive or resp.will_close:
                     c.close()
                     conn = None

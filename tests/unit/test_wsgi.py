@@ -255,3 +255,29 @@ def test_access_log_prints_response_header_and_environ_atoms(
         "--access-logformat", "%({x-trace}o)s %({PATH_INFO}e)s %({REMOTE_ADDR}e)s")
     assert wait_for(lambda: log.read_text().strip() if log.exists() else None,
                     timeout=5) == "t1 /p 10.0.0.1"
+
+
+def test_over_the_limit_a_request_gets_503_and_close_not_the_app(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    called: list[str] = []
+
+    def app(environ: dict[str, Any], start: Any) -> list[bytes]:
+        called.append(environ["PATH_INFO"])
+        start("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    cfg = config.load(["x:app", "--max-worker-memory", "100"], {})
+    meter = Meter(max_rss_kb=100 << 10)
+    assert meter.memory is not None
+    meter.memory.reader = lambda: 101 << 10        # RSS in kB: over the limit
+    handler = WSGIHandler(cfg, app, meter, multithread=True, secure=False)
+    server, client = pair
+    conn = handler.new_conn(server, ("10.0.0.1", 1), {"wsgi.url_scheme": "http"})
+    client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+    while not conn.events:
+        conn.read_more(2)
+    assert not handler.serve(conn, conn.events.popleft())
+    client.settimeout(2)
+    out = client.recv(65536)
+    assert out.startswith(b"HTTP/1.1 503 ") and b"connection: close" in out.lower()
+    assert not called and meter.status_counts[5] == 1 and not meter.in_flight
