@@ -317,6 +317,12 @@ def serve(st: H2Stream) -> None:
         meter.before(env)
     ex.t0 = time.monotonic()
     ex.token = st.token = meter.started(ex.t0)
+    memory = meter.memory
+    if memory is not None and memory.over:      # as HTTP/1: the app is not called
+        memory.refused(req.method, req.target)
+        ex.error(503)
+        _finish(ex)
+        return
     try:
         ex.start(handler.app(env, ex.start_response))
         if not ex.produce():
