@@ -120,7 +120,11 @@ class Peer:
 
     def read(self) -> list[Frame]:
         """The frames the server wrote since the last read."""
-        self.buffer.add_data(self.conn.data_to_send())
+        return self.take(self.conn.data_to_send())
+
+    def take(self, data: bytes) -> list[Frame]:
+        """Record the frames `data` (octets from the server) completes."""
+        self.buffer.add_data(data)
         new = list(self.buffer)
         for f in new:
             if isinstance(f, HeadersFrame):
