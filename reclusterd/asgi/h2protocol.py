@@ -77,6 +77,7 @@ class H2Protocol(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
         self.switch = switch
+        self.flush_due = False      # a write_out is scheduled (flush)
 
     # -- asyncio callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -189,13 +190,22 @@ class H2Protocol(asyncio.Protocol):
             self.close()
 
     def flush(self) -> None:
+        """Write what the connection has to send at the end of this loop iteration: the
+        frames of every stream answered in one iteration go out in one write (one
+        syscall, not one per frame batch)."""
+        if not self.flush_due and not self.closed:
+            self.flush_due = True
+            self.s.loop.call_soon(self.write_out)
+
+    def write_out(self) -> None:
+        self.flush_due = False
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
 
     def close(self) -> None:
         if not self.closed:
-            self.flush()
+            self.write_out()
             self.closed = True
             self.transport.close()
 
