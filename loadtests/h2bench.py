@@ -235,7 +235,7 @@ def run_h2load(case: Case, port: int, duration: int, log: Path) -> tuple[Result,
            "-m", str(case.streams), "-t", "1", "--log-file", str(log), _url(port, case.transport == "tls",
                                                    PATHS[case.scenario])]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 15)
     except subprocess.TimeoutExpired:
         return Result(failed="h2load timed out"), 0
     fin, reqs = _FINISHED.search(out.stdout), _REQS.search(out.stdout)

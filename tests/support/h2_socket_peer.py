@@ -13,8 +13,6 @@ import socket
 import time
 from collections.abc import Callable
 
-import hpack
-from h2.frame_buffer import FrameBuffer
 from hyperframe.frame import Frame, PingFrame
 
 from tests.support.h2_peer import ACK, PING, PREFACE, SETTINGS, Peer, frame, settings
@@ -28,14 +26,7 @@ class SocketPeer(Peer):
     def __init__(self, port: int, handshake: bool = True, timeout: float = 10.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.timeout = timeout
-        self.enc = hpack.Encoder()
-        self.dec = hpack.Decoder()
-        self.dec.max_header_list_size = 2**24
-        self.buffer = FrameBuffer(server=False)
-        self.buffer.max_frame_size = 2**24 - 1
-        self.frames: list[Frame] = []
-        self.responses: dict[int, list[tuple[bytes, bytes]]] = {}
-        self.bodies: dict[int, bytes] = {}
+        self.client_state()
         self.eof = False
         self.pings = 0
         if handshake:
