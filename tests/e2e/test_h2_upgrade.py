@@ -117,12 +117,35 @@ def test_upgrade_ignored_is_served_as_http1(opts: tuple[str, ...]) -> None:
         assert _served_as_http1(srv.port).startswith(b"HTTP/1.1 200 OK ")
 
 
-def test_oversized_or_chunked_upgrade_body_stays_http1(upgrade_server: Server) -> None:
-    """A body larger than one stream window is not read ahead: served as HTTP/1."""
+@pytest.mark.parametrize("framing", ["oversized", "chunked"])
+def test_oversized_or_chunked_upgrade_body_stays_http1(upgrade_server: Server,
+                                                       framing: str) -> None:
+    """A body larger than one stream window, or of unknown length, is not read ahead:
+    the request is served as HTTP/1.1 and the Upgrade ignored."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     settings = conn.initiate_upgrade_connection()
-    body = b"z" * 70000
+    request = _upgrade_request(settings, b"z" * 70000)
+    if framing == "chunked":
+        request = _upgrade_request(settings, b"").replace(
+            b"Content-Length: 0\r\n", b"Transfer-Encoding: chunked\r\n") + b"3\r\nabc\r\n0\r\n\r\n"
     with socket.create_connection(("127.0.0.1", upgrade_server.port), timeout=15) as sock:
-        sock.sendall(_upgrade_request(settings, body))
-        head, rest = _read_head(sock)
+        sock.sendall(request)
+        head, _ = _read_head(sock)
         assert head.startswith(b"HTTP/1.1 200 ")
+
+
+def test_upgrade_waiting_for_100_continue(upgrade_server: Server) -> None:
+    """The body is read before the switch: a client that waits for 100 Continue gets it."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = conn.initiate_upgrade_connection()
+    head = _upgrade_request(settings, b"later").replace(
+        b"\r\n\r\nlater", b"\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", upgrade_server.port), timeout=15) as sock:
+        sock.sendall(head)
+        interim, rest = _read_head(sock)
+        assert interim == b"HTTP/1.1 100 Continue" and rest == b""
+        sock.sendall(b"later")
+        switched, rest = _read_head(sock)
+        assert switched.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(conn.data_to_send())
+        assert _h2_answers(sock, conn, rest, {1}) == {1: (200, b"later")}
