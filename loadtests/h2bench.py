@@ -231,9 +231,9 @@ _REQS = re.compile(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded
 
 def run_h2load(case: Case, port: int, duration: int, log: Path) -> tuple[Result, int]:
     """(result without CPU, requests succeeded) of one h2load run."""
+    url = _url(port, case.transport == "tls", PATHS[case.scenario])
     cmd = ["h2load", "-D", str(duration), "--warm-up-time", WARM_UP, "-c", str(CLIENTS),
-           "-m", str(case.streams), "-t", "1", "--log-file", str(log), _url(port, case.transport == "tls",
-                                                   PATHS[case.scenario])]
+           "-m", str(case.streams), "-t", "1", "--log-file", str(log), url]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 15)
     except subprocess.TimeoutExpired:
@@ -300,13 +300,14 @@ def _median(values: list[float]) -> float:
 
 def cell(results: list[Result]) -> str:
     """`req/s (p99 ms) [CPU µs/req]`, medians over the rounds."""
-    ok = [r for r in results if r.rps and not r.failed]
+    ok = [r for r in results if r.rps]
+    fails = "; ".join(sorted({r.failed or "0 req/s" for r in results
+                              if r.failed or not r.rps}))
     if not ok:
-        fails = sorted({r.failed or "0 req/s" for r in results})
-        return "; ".join(fails) if results else "-"
+        return fails or "-"
     rps, p99, cpu = (_median([getattr(r, k) for r in ok]) for k in ("rps", "p99_ms",
                                                                      "cpu_us"))
-    return f"{rps:,.0f} ({p99:.1f} ms) [{cpu:,.0f} µs]"
+    return f"{rps:,.0f} ({p99:.1f} ms) [{cpu:,.0f} µs]" + (f" ⚠ {fails}" if fails else "")
 
 
 def section(table: Table, cases: list[Case], specs: list[H2Spec], command: str,
@@ -317,7 +318,9 @@ def section(table: Table, cases: list[Case], specs: list[H2Spec], command: str,
              "`-m` streams per connection) on the same cores as the servers; 2 workers "
              "each; TLS is ALPN h2 with a trustme certificate, h2c is prior knowledge. "
              f"Cells: req/s (p99 latency) [server CPU µs per request], medians of "
-             f"{args.rounds} interleaved rounds.", "", report.machine_facts(), ""]
+             f"{args.rounds} interleaved rounds; ⚠ notes the failures h2load counted in a "
+             "round (in its timing mode also streams cut by the end of the run).", "",
+             report.machine_facts(), ""]
     for interface in ("asgi", "wsgi"):
         shown = [s for s in specs if s.interface == interface]
         if not shown:
