@@ -234,6 +234,7 @@ _REQS = re.compile(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded
 
 def run_h2load(case: Case, port: int, duration: int, log: Path) -> tuple[Result, int]:
     """(result without CPU, requests succeeded) of one h2load run."""
+    log.unlink(missing_ok=True)     # h2load appends to its --log-file
     url = _url(port, case.transport == "tls", PATHS[case.scenario])
     cmd = ["h2load", "-D", str(duration), "--warm-up-time", WARM_UP, "-c", str(CLIENTS),
            "-m", str(case.streams), "-t", "1", "--log-file", str(log), url]
