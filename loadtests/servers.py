@@ -159,8 +159,10 @@ class Running:
             return
 
 
-def start(spec: Spec, python: str = sys.executable, boot_timeout: float = 30.0) -> Running:
-    """Start `spec`, wait until it answers GET /hello with 200, and measure boot facts."""
+def start(spec: Spec, python: str = sys.executable, boot_timeout: float = 30.0,
+          ready: Callable[[int], bool] | None = None) -> Running:
+    """Start `spec`, wait until it answers GET /hello with 200 (or `ready(port)` says it
+    serves: an HTTP/2-only or TLS server), and measure boot facts."""
     port = free_port()
     logdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec.name}-"))
     env = dict(os.environ)
@@ -179,7 +181,7 @@ def start(spec: Spec, python: str = sys.executable, boot_timeout: float = 30.0) 
         if proc.poll() is not None:
             run.error = f"exited with {proc.returncode} before answering"
             return run
-        if probe(port, timeout=0.5):
+        if ready(port) if ready is not None else probe(port, timeout=0.5):
             run.startup_s = time.monotonic() - t0
             break
         if time.monotonic() > deadline:

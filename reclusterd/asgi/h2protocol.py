@@ -2,7 +2,9 @@
 sans-IO `http.h2.H2Connection`, one ASGI task per stream (asgi.h2cycle).
 
 HttpProtocol hands a connection over (transport.set_protocol) after the TLS handshake
-chose ALPN h2, or when a trusted peer opens with the h2c preface. Deadlines (idle,
+chose ALPN h2, when a trusted peer opens with the h2c preface, or after a trusted peer's
+HTTP/1.1 `Upgrade: h2c` request was read whole (`h2c_switch`; then the 101 and that
+request's answer on stream 1, RFC 9113 §3.1 / RFC 7540 §3.2). Deadlines (idle,
 stalled streams, the drain's grace) are H2Connection's values, acted on by the worker's
 periodic sweep (check_timeouts), as for HTTP/1.
 """
@@ -13,6 +15,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from dataclasses import dataclass, field
 
 from reclusterd.asgi.h2cycle import H2Cycle
 from reclusterd.asgi.request import http_scope, launch
@@ -26,11 +29,32 @@ from reclusterd.http.h2 import (
     StreamReset,
     Terminated,
 )
+from reclusterd.http.h2rules import h2c_settings
 
-__all__ = ["H2Protocol"]
+__all__ = ["H2Protocol", "H2cSwitch", "h2c_switch"]
 
 log = logging.getLogger("reclusterd.error")
 _EXTENSIONS: dict[str, dict[str, object]] = {"http.response.trailers": {}}
+
+
+@dataclass(slots=True)
+class H2cSwitch:
+    """An HTTP/1.1 request switching to h2c: its HTTP2-Settings value and its body, read
+    whole (HTTP/1 framing) before the 101 is sent."""
+
+    request: Request
+    settings: bytes
+    body: bytearray = field(default_factory=bytearray)
+
+
+def h2c_switch(state: ServerState, req: Request, trusted: bool) -> H2cSwitch | None:
+    """The switch an HTTP/1.1 request asks for, or None: it is served as HTTP/1 (h2c
+    upgrade off, an untrusted peer, no valid HTTP2-Settings, a body of unknown length or
+    over one HTTP/2 stream window, which is all a stream would hold)."""
+    if not (state.h2c_upgrade and trusted and state.h2 is not None):
+        return None
+    value = h2c_settings(req, state.h2.initial_window_size)
+    return None if value is None else H2cSwitch(req, value)
 
 
 class H2Protocol(asyncio.Protocol):
@@ -38,7 +62,8 @@ class H2Protocol(asyncio.Protocol):
 
     def __init__(self, state: ServerState, peer: tuple[str, int] | None,
                  peer_ip: str | None, server: tuple[str, int | None] | None,
-                 trusted: bool, ctx: contextvars.Context) -> None:
+                 trusted: bool, ctx: contextvars.Context,
+                 switch: H2cSwitch | None = None) -> None:
         self.s = state
         self.peer = peer
         self.peer_ip = peer_ip
@@ -51,16 +76,23 @@ class H2Protocol(asyncio.Protocol):
         self.closed = False
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
+        self.switch = switch
+        self.flush_due = False      # a write_out is scheduled (flush)
 
     # -- asyncio callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         s = self.s
         s.connections.add(self)
-        self.h2.start()
+        events: list[H2Event] = []
+        switch, self.switch = self.switch, None
+        if switch is None:
+            self.h2.start()
+        else:
+            events = self.h2.upgrade(switch.request, switch.settings, bytes(switch.body))
         if s.draining:
             self.h2.begin_drain(s.drain_grace)
-        self.flush()
+        self.handle(events)
 
     def data_received(self, data: bytes) -> None:
         if not self.closed:
@@ -158,13 +190,22 @@ class H2Protocol(asyncio.Protocol):
             self.close()
 
     def flush(self) -> None:
+        """Write what the connection has to send at the end of this loop iteration: the
+        frames of every stream answered in one iteration go out in one write (one
+        syscall, not one per frame batch)."""
+        if not self.flush_due and not self.closed:
+            self.flush_due = True
+            self.s.loop.call_soon(self.write_out)
+
+    def write_out(self) -> None:
+        self.flush_due = False
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
 
     def close(self) -> None:
         if not self.closed:
-            self.flush()
+            self.write_out()
             self.closed = True
             self.transport.close()
 

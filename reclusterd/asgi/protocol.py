@@ -19,7 +19,7 @@ from collections import deque
 from typing import Any
 
 from reclusterd.asgi.cycle import HIGH_WATER, Cycle
-from reclusterd.asgi.h2protocol import H2Protocol
+from reclusterd.asgi.h2protocol import H2cSwitch, H2Protocol, h2c_switch
 from reclusterd.asgi.proxyread import ProxyRead
 from reclusterd.asgi.request import forwarded, http_scope, launch, over_memory
 from reclusterd.asgi.state import ServerState
@@ -44,6 +44,7 @@ from reclusterd.http.connection import (
 )
 from reclusterd.http.h2rules import preface_state
 from reclusterd.http.proxyproto import ProxyError, ProxyInfo, refusal
+from reclusterd.http.response import CONTINUE_100
 from reclusterd.http.wshandshake import handshake_problem, handshake_refusal, offers_websocket
 
 __all__ = ["HttpProtocol"]
@@ -58,7 +59,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("s", "transport", "h1", "cycle", "queue", "base", "server", "peer_ip", "peer",
                  "trusted", "read_paused", "write_paused", "next_waits",
-                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy", "busy", "sniff")
+                 "drain_waiters", "closed", "eof", "ws", "ctx", "proxy", "busy", "sniff", "h2c")
 
     def __init__(self, state: ServerState) -> None:
         self.s = state
@@ -75,6 +76,7 @@ class HttpProtocol(asyncio.Protocol):
         self.proxy: ProxyRead | None = None      # --proxy-protocol: its header reader
         self.busy: asyncio.TimerHandle | None = None   # over --worker-connections: 503 due
         self.sniff: bytes | None = None   # h2c prior knowledge: the first bytes, held
+        self.h2c: H2cSwitch | None = None   # Upgrade: h2c: the request whose body is read
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,10 +126,11 @@ class HttpProtocol(asyncio.Protocol):
         elif self.s.h2c_prior and self.trusted:
             self.sniff = b""
 
-    def to_h2(self, first: bytes) -> None:
-        """Hand the connection to the HTTP/2 driver, with the bytes read so far."""
+    def to_h2(self, first: bytes, switch: H2cSwitch | None = None) -> None:
+        """Hand the connection to the HTTP/2 driver, with the bytes read so far (or the
+        `Upgrade: h2c` request it answers on stream 1)."""
         proto = H2Protocol(self.s, self.peer, self.peer_ip, self.server, self.trusted,
-                           self.ctx)
+                           self.ctx, switch)
         self.closed = True
         transport = self.transport
         transport.set_protocol(proto)
@@ -318,7 +321,9 @@ class HttpProtocol(asyncio.Protocol):
         if t is Request:
             self.start(ev)  # type: ignore[arg-type]
         elif cycle is None:
-            if t is ProtocolError:
+            if self.h2c is not None:
+                self.h2c_event(ev)
+            elif t is ProtocolError:
                 self.fail(ev)  # type: ignore[arg-type]
         elif t is Data:
             cycle.on_data(ev.data)  # type: ignore[union-attr]
@@ -345,9 +350,30 @@ class HttpProtocol(asyncio.Protocol):
             self.ws = WebSocketSession(self, req)
             self.ws.start()
             return
+        if s.h2c_upgrade:
+            self.h2c = h2c_switch(s, req, self.trusted)
+            if self.h2c is not None:     # its body is read (h2c_event), then the 101
+                if req.expect_continue and req.content_length:
+                    self.transport.write(CONTINUE_100)
+                return
         scope = http_scope(s, self, req)
         self.h1.start_request()
         self.cycle = Cycle(self, req, scope)
+
+    def h2c_event(self, ev: Event) -> None:
+        """The body of an `Upgrade: h2c` request (bounded by h2c_switch), then the
+        switch; a framing error inside it is answered as HTTP/1. Until the body is
+        whole, the connection's HTTP/1 deadlines apply (check_timeouts)."""
+        switch = self.h2c
+        assert switch is not None
+        if type(ev) is Data:
+            switch.body += ev.data
+        elif type(ev) is EndOfMessage:
+            self.h2c = None
+            self.to_h2(b"", switch)
+        elif type(ev) is ProtocolError:
+            self.h2c = None
+            self.fail(ev)
 
     def launch(self, cycle: Cycle) -> None:
         launch(self.s, cycle, self.ctx)

@@ -63,10 +63,13 @@ class ServerState:
         # the Upgrade this driver takes up; any other is ignored, the request served as HTTP
         self.upgrades = frozenset((b"websocket",)) if ws else frozenset()
         # HTTP/2 (asgi.h2protocol): its settings when --http-protocols offers h2, and
-        # whether trusted peers may open a plain connection with the h2c preface
+        # whether trusted peers may open a plain connection with the h2c preface,
         self.h2 = h2_settings(cfg) if "h2" in cfg.http_protocols else None
         self.h2c_prior = (self.h2 is not None and not secure and resolver is not None
                           and cfg.http2_cleartext in ("prior-knowledge", "both"))
+        # ... and whether they may switch an HTTP/1.1 request with `Upgrade: h2c`
+        self.h2c_upgrade = (self.h2 is not None and not secure and resolver is not None
+                            and cfg.http2_cleartext in ("upgrade", "both"))
         self.state: dict[str, Any] | None = None    # lifespan state (None: no lifespan)
         self.root_path = mount_prefix(cfg.root_path, os.environ)
         # --proxy-protocol: the peers allowed to send the header (None: off), and the TLS

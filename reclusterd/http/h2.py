@@ -48,6 +48,8 @@ __all__ = ["H2Connection", "H2Event", "H2Settings", "SendCredit", "StreamEvent",
            "StreamGone", "StreamReset", "Terminated"]
 
 log = logging.getLogger("reclusterd.error")
+DRAIN_PING = b"drain\0\0\0"   # the PING sent after the first GOAWAY of a drain
+DRAIN_RTT = 1.0     # s to wait for its ACK before the final GOAWAY anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class H2Connection:
         self.draining = False
         self.drain_until = FOREVER
         self.last_stream = 0        # GOAWAY's last stream id once draining (2**31-1 before)
+        self.final_goaway_at = FOREVER  # draining: when the final GOAWAY is due (no ACK)
         self.served = 0             # responses completed
         self.idle_since = now
 
@@ -226,6 +229,9 @@ class H2Connection:
             elif isinstance(e, ev.RemoteSettingsChanged):
                 if SettingCodes.INITIAL_WINDOW_SIZE in e.changed_settings:
                     out.append(SendCredit(0))
+            elif isinstance(e, ev.PingAckReceived):
+                if e.ping_data == DRAIN_PING and self.final_goaway_at < FOREVER:
+                    self._final_goaway()
             elif isinstance(e, ev.ConnectionTerminated):
                 out.extend(self._terminate(int(e.error_code or 0),
                                            "client sent GOAWAY", goaway=False))
@@ -235,6 +241,7 @@ class H2Connection:
         sid = e.stream_id
         if self.draining and sid > self.last_stream:
             self._h2_reset(sid, ErrorCodes.REFUSED_STREAM)   # after our GOAWAY
+            log.debug("HTTP/2 stream %d refused: opened after the final GOAWAY", sid)
             return
         if len(self.streams) >= self.settings.max_concurrent_streams:
             self._h2_reset(sid, ErrorCodes.REFUSED_STREAM)   # RFC 9113 §5.1.2
@@ -474,27 +481,54 @@ class H2Connection:
 
     # -- draining and deadlines --------------------------------------------------------
     def begin_drain(self, grace: float) -> None:
-        """TERM/HUP/recycle: GOAWAY NO_ERROR naming the last stream the client opened;
-        streams up to it finish (for `grace` s at most), later ones are refused."""
+        """TERM/HUP/recycle: streams up to the last one the client opens before it sees
+        our GOAWAY finish (for `grace` s at most), later ones are refused.
+
+        RFC 9113 §6.8's graceful shutdown: a first GOAWAY NO_ERROR with 2**31-1 and a
+        PING; the final GOAWAY names the last stream once the PING's ACK shows that the
+        streams the client sent before it saw the first have arrived (or after
+        DRAIN_RTT s). A single GOAWAY would refuse those streams, and clients that do
+        not retry REFUSED_STREAM (h2load) would lose them."""
         if self.draining or self.closed:
             return
         self.draining = True
-        self.drain_until = self.clock() + max(grace, 0.0)
+        now = self.clock()
+        self.drain_until = now + max(grace, 0.0)
+        if not self.started:
+            self._final_goaway()
+            return
+        self.last_stream = 2**31 - 1
+        self._goaway(self.last_stream)
+        self._h2.ping(DRAIN_PING)
+        self.final_goaway_at = min(now + DRAIN_RTT, self.drain_until)
+
+    def _final_goaway(self) -> None:
+        self.final_goaway_at = FOREVER
         self.last_stream = self._h2.highest_inbound_stream_id
         if self.started:
-            frame = GoAwayFrame(0)
-            frame.last_stream_id = self.last_stream
-            frame.error_code = 0
-            self._out += self._h2.data_to_send()
-            self._out += frame.serialize()
+            self._goaway(self.last_stream)
+
+    def _goaway(self, last_stream: int) -> None:
+        """GOAWAY NO_ERROR, written by us: h2's own would stop it reading the streams
+        that go on."""
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last_stream
+        frame.error_code = 0
+        self._out += self._h2.data_to_send()
+        self._out += frame.serialize()
 
     @property
     def finished(self) -> bool:
-        """Nothing more will happen here: closed, or draining with no stream left."""
-        return self.closed or (self.draining and not self.streams)
+        """Nothing more will happen here: closed, or drained (the final GOAWAY sent) with
+        no stream left."""
+        return self.closed or (self.draining and not self.streams
+                               and self.final_goaway_at == FOREVER)
 
     def next_deadline(self) -> float:
         """When `expire()` has something to do if nothing arrives before."""
+        return min(self._deadline(), self.final_goaway_at)
+
+    def _deadline(self) -> float:
         if self.closed:
             return FOREVER
         if not self.preface_seen or self._scan.block_since is not None:
@@ -519,6 +553,10 @@ class H2Connection:
         now = self.clock()
         if self.closed or now < self.next_deadline():
             return []
+        if now >= self.final_goaway_at:
+            self._final_goaway()        # the drain PING's ACK did not come in time
+            if now < self._deadline():
+                return []
         if not self.preface_seen or self._scan.block_since is not None or not self.streams:
             return self._terminate(0, "HTTP/2 connection idle or too slow")
         if now >= self.drain_until:

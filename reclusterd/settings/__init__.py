@@ -250,7 +250,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http2_cleartext", "str", "off", "h2c on plain binds, for peers in "
        "--forwarded-allow-ips only (a TLS-terminating proxy speaking HTTP/2 upstream): "
        "prior-knowledge (the connection opens with the HTTP/2 preface), upgrade "
-       "(`Upgrade: h2c`: not served yet, such requests are answered over HTTP/1), both, or "
+       "(an HTTP/1.1 request with `Upgrade: h2c` is answered 101 and on stream 1), both, or "
        "off. Needs h2 in --http-protocols; asyncio worker only for now.",
        "--http2-cleartext", choices=("off", "prior-knowledge", "upgrade", "both"),
        reloadable=False, metavar="MODE"),

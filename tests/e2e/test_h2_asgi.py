@@ -180,15 +180,17 @@ def test_drain_sends_goaway_and_open_streams_finish(raw: tuple[Server, H2Client]
     wait_log(srv, "slow started")
     srv.signal(signal.SIGTERM)
     goaway = client.until(h2.events.ConnectionTerminated)
-    assert goaway.last_stream_id == sid  # type: ignore[attr-defined]
-    body = b""
-    while True:     # the stream ends after the GOAWAY
+    # RFC 9113 §6.8: first "shutting down" (2**31-1), then the final GOAWAY names sid
+    assert goaway.last_stream_id == 2**31 - 1  # type: ignore[attr-defined]
+    body, ended, final = b"", False, None
+    while not ended or final is None:     # the stream ends after the first GOAWAY
         frame = client.read_frame()
-        if isinstance(frame, DataFrame) and frame.stream_id == sid:
+        if isinstance(frame, GoAwayFrame):
+            final = frame.last_stream_id
+        elif isinstance(frame, DataFrame) and frame.stream_id == sid:
             body += frame.data
-            if "END_STREAM" in frame.flags:
-                break
-    assert body == b"2"
+            ended = "END_STREAM" in frame.flags
+    assert body == b"2" and final == sid
     assert wait_for(lambda: srv.proc.poll() is not None or None, 20) is True
     assert srv.proc.returncode == 0
 

@@ -65,18 +65,22 @@ class Peer:
         self.now = 0.0
         self.conn = H2Connection(self.settings, self.rules, self.limits, lambda: self.now)
         self.conn.start()
+        self.events: list[H2Event] = []
+        self.requests: dict[int, Request] = {}
+        self.client_state()
+        if self.handshake:
+            self.send(PREFACE + settings() + frame(SETTINGS, ACK, 0))
+
+    def client_state(self) -> None:
+        """The client's side: HPACK coders, the frame reader, what was received."""
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.dec.max_header_list_size = 2**24
         self.buffer = FrameBuffer(server=False)
         self.buffer.max_frame_size = 2**24 - 1
         self.frames: list[Frame] = []
-        self.events: list[H2Event] = []
         self.responses: dict[int, list[tuple[bytes, bytes]]] = {}
         self.bodies: dict[int, bytes] = {}
-        self.requests: dict[int, Request] = {}
-        if self.handshake:
-            self.send(PREFACE + settings() + frame(SETTINGS, ACK, 0))
 
     def block(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         return bytes(self.enc.encode(headers))
@@ -120,7 +124,11 @@ class Peer:
 
     def read(self) -> list[Frame]:
         """The frames the server wrote since the last read."""
-        self.buffer.add_data(self.conn.data_to_send())
+        return self.take(self.conn.data_to_send())
+
+    def take(self, data: bytes) -> list[Frame]:
+        """Record the frames `data` (octets from the server) completes."""
+        self.buffer.add_data(data)
         new = list(self.buffer)
         for f in new:
             if isinstance(f, HeadersFrame):

@@ -8,7 +8,14 @@ import struct
 import hpack
 
 from reclusterd.http.events import Limits
-from reclusterd.http.h2 import H2Settings, SendCredit, StreamEvent, StreamReset
+from reclusterd.http.h2 import (
+    DRAIN_PING,
+    DRAIN_RTT,
+    H2Settings,
+    SendCredit,
+    StreamEvent,
+    StreamReset,
+)
 from reclusterd.http.h2guard import FLOOD_LIMITS, MAX_BLOCK_FRAMES, SMALL_FRAMES
 from tests.support.h2_peer import (
     ACK,
@@ -252,22 +259,40 @@ def test_slow_preface_and_open_header_block_close() -> None:
 
 
 def test_drain_goaway_names_the_last_stream_and_refuses_later_ones() -> None:
+    """RFC 9113 §6.8: GOAWAY 2**31-1 and a PING first; a stream the client sent before
+    it saw that GOAWAY is still served; the final GOAWAY (after the PING's ACK) names
+    the last stream, and later ones are refused."""
     peer = Peer(app=False)
     peer.send(peer.headers(1) + peer.headers(3))
     peer.conn.begin_drain(30.0)
     peer.read()
-    goaways = [f for f in peer.frames if f.type == 0x7]
-    assert [(g.last_stream_id, g.error_code) for g in goaways] == [(3, 0)]
-    peer.send(peer.headers(5))
-    assert peer.resets(5) == [REFUSED]
+    assert [(g.last_stream_id, g.error_code) for g in peer.of_type(0x7)] == [(2**31 - 1, 0)]
+    assert [f.opaque_data for f in peer.of_type(PING)] == [DRAIN_PING]
+    peer.send(peer.headers(5) + frame(PING, ACK, 0, DRAIN_PING))     # 5 was in flight
+    assert [g.last_stream_id for g in peer.of_type(0x7)] == [2**31 - 1, 5]
+    assert not peer.resets(5) and 5 in peer.conn.streams
+    peer.send(peer.headers(7))
+    assert peer.resets(7) == [REFUSED]
     assert not peer.conn.finished
-    for sid in (1, 3):
+    for sid in (1, 3, 5):
         peer.conn.send_headers(sid, 204, [])
         peer.conn.end_stream(sid)
         peer.conn.stream_done(sid)
     peer.read()
-    assert peer.status(1) == 204 and peer.status(3) == 204
+    assert peer.status(1) == 204 and peer.status(5) == 204
     assert peer.conn.finished and not peer.conn.closed
+
+
+def test_drain_without_the_ping_ack_sends_the_final_goaway_after_a_round_trip() -> None:
+    peer = Peer()
+    peer.conn.begin_drain(30.0)
+    assert not peer.conn.finished          # streams may still be on their way
+    assert peer.conn.next_deadline() == peer.now + DRAIN_RTT
+    peer.now += DRAIN_RTT
+    peer.conn.expire()          # (an idle connection's drain deadline is due too)
+    peer.read()
+    assert [g.last_stream_id for g in peer.of_type(0x7)][:2] == [2**31 - 1, 0]
+    assert peer.conn.finished
 
 
 def test_body_limit_resets_a_stream_without_content_length() -> None:
