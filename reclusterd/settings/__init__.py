@@ -251,7 +251,7 @@ SETTINGS: tuple[Setting, ...] = (
        "--forwarded-allow-ips only (a TLS-terminating proxy speaking HTTP/2 upstream): "
        "prior-knowledge (the connection opens with the HTTP/2 preface), upgrade "
        "(an HTTP/1.1 request with `Upgrade: h2c` is answered 101 and on stream 1), both, or "
-       "off. Needs h2 in --http-protocols; asyncio worker only for now.",
+       "off. Needs h2 in --http-protocols; asyncio and thread workers (sync: HTTP/1 only).",
        "--http2-cleartext", choices=("off", "prior-knowledge", "upgrade", "both"),
        reloadable=False, metavar="MODE"),
     _s("http2_max_concurrent_streams", "int", 100, "HTTP/2 streams a client may have open "
