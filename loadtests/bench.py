@@ -5,7 +5,7 @@ From the repository root, after installing the `bench` extra (the peers, locust,
 into the project's virtualenv:
 
     python3 -m venv .venv && .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python loadtests/bench.py           # full run (~9 min), writes loadtests/RESULTS.md
+    .venv/bin/python loadtests/bench.py           # full run (~25 min on 2 cores): RESULTS.md
     .venv/bin/python loadtests/bench.py --quick   # reclusterd + one peer, hello, 1 round of 1 s
     .venv/bin/python loadtests/bench.py --servers reclusterd-asgi,uvicorn --scenarios hello,json
     .venv/bin/python loadtests/bench.py --dry-run # check the arguments, print the plan, run nothing
@@ -48,8 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"smoke run: {', '.join(QUICK_SERVERS)}; hello keep-alive c64; "
                          "1 round of 1 s")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    ap.add_argument("--duration", type=int, default=1,
-                    help="whole seconds per wrk run (default 1; wrk takes no fractions)")
+    ap.add_argument("--duration", type=int, default=2,
+                    help="whole seconds per wrk run (default 2; wrk takes no fractions)")
     ap.add_argument("--scenarios", default=",".join(wrkrun.DEFAULT_SCENARIOS),
                     help=f"comma list of {', '.join(wrkrun.SCENARIOS)}")
     ap.add_argument("--modes", default="ka,close", help="ka (keep-alive), close")
@@ -186,9 +186,12 @@ def start_all(pairs: list[tuple[servers.Spec, str]], env: dict[str, str], say: b
 
 def run_group(args: argparse.Namespace, cases: list[wrkrun.Case], live: list[servers.Running],
               table: dict[tuple[wrkrun.Case, str], list[wrkrun.Result]],
-              foreign: list[float]) -> None:
+              foreign: list[float], rnd: int) -> None:
     """One round of one app group: warm each instance up, then every case on every
-    instance serving it (case by case, so the servers of a case run back to back)."""
+    instance serving it (case by case, so the servers of a case run back to back). The
+    server order rotates by one each round: no server always runs right after the same
+    neighbour (or always first after a warm-up)."""
+    live = live[rnd % len(live):] + live[:rnd % len(live)] if live else live
     for run in live:  # warm-up: imports, first-request paths, caches, pools
         scen = next(c.scenario for c in cases if wrkrun.group(c.scenario) == run.group)
         wrkrun.run_wrk(wrkrun.Case(scen, "ka", 16), run.port, 1)
@@ -221,7 +224,8 @@ def run_rounds(args: argparse.Namespace, cases: list[wrkrun.Case],
             started = start_all([p for p in pairs if p[1] == grp], env, say=rnd == 1)
             runs += started
             try:
-                run_group(args, cases, [r for r in started if not r.error], table, foreign)
+                run_group(args, cases, [r for r in started if not r.error], table, foreign,
+                          rnd - 1)
             finally:
                 servers.stop_all(started)
         print(f"round {rnd}/{args.rounds} done in {time.monotonic() - t0:.0f}s", flush=True)
