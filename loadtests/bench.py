@@ -192,9 +192,9 @@ def run_group(args: argparse.Namespace, cases: list[wrkrun.Case], live: list[ser
     server order rotates by one each round: no server always runs right after the same
     neighbour (or always first after a warm-up)."""
     live = live[rnd % len(live):] + live[:rnd % len(live)] if live else live
-    for run in live:  # warm-up: imports, first-request paths, caches, pools
-        scen = next(c.scenario for c in cases if wrkrun.group(c.scenario) == run.group)
-        wrkrun.run_wrk(wrkrun.Case(scen, "ka", 16), run.port, 1)
+    wrkrun.warm_up([(wrkrun.Case(next(c.scenario for c in cases
+                                      if wrkrun.group(c.scenario) == run.group), "ka", 16),
+                     run.port) for run in live])
     for case in cases:
         for run in live:
             if run.group != wrkrun.group(case.scenario) or not serves(run.spec, case):

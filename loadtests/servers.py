@@ -36,9 +36,10 @@ APPS: dict[str, dict[str, str]] = {
     "flask": {"wsgi": "fw_flask:app"},
     "fastapi": {"asgi": "fw_fastapi:app"},
 }
-# scenarios a -tuned row runs (keep-alive only, but sleep both ways): the cases its knob
-# is for; the others would only lengthen the run
-TUNED_SCENARIOS = ("hello", "json", "sleep", "django", "flask", "fastapi")
+# scenarios a -tuned row runs (its `only`, keep-alive, sleep both ways): the cases its
+# knob is for; the others would only lengthen the run
+CPU_BOUND = ("hello", "json", "django", "flask")
+IO_BOUND = ("sleep", "django", "flask")
 
 Argv = Callable[[str, int, str], list[str]]  # (python, port, app target) -> command line
 
@@ -61,9 +62,7 @@ class Spec:
     def serves(self, scenario: str, mode: str = "ka", group: str = "bench") -> bool:
         if self.interface not in APPS[group] or (self.only and scenario not in self.only):
             return False
-        if self.tuned:
-            return scenario in TUNED_SCENARIOS and (mode == "ka" or scenario == "sleep")
-        return True
+        return not self.tuned or mode == "ka" or scenario == "sleep"
 
     def available(self) -> bool:
         """True if the module this server needs is importable here."""
@@ -97,7 +96,6 @@ def _ceiling(py: str, port: int, app: str) -> list[str]:
     return [py, str(HERE / "ceiling.py"), str(port), str(WORKERS)]
 
 
-GRANIAN_WSGI_TUNED = ("--blocking-threads", "32", "--backpressure", "128")
 SPECS: list[Spec] = [
     Spec("reclusterd-wsgi", "wsgi", "reclusterd", _reclusterd(), peer=False,
          what="thread worker, `--threads auto`"),
@@ -115,18 +113,22 @@ SPECS: list[Spec] = [
     Spec("granian-asgi", "asgi", "granian", _granian("asgi"), what="its defaults"),
     Spec("ceiling", "raw", "uvloop", _ceiling, peer=False, reference=True, only=("hello",),
          what="loadtests/ceiling.py: uvloop + httptools, canned answer, no app"),
-    # one tuned row each: the knob the server's docs give for throughput
+    # one tuned row each, on the scenarios its knob is for
     Spec("reclusterd-wsgi-tuned", "wsgi", "reclusterd", _reclusterd("--threads", "64"),
-         peer=False, tuned=True, what="`--threads 64` (a fixed pool)"),
+         peer=False, tuned=True, only=IO_BOUND, what="`--threads 64` (a fixed pool)"),
     Spec("gunicorn-gthread-tuned", "wsgi", "gunicorn",
-         _gunicorn("gthread", "--threads", "32"), tuned=True, what="`-k gthread --threads 32`"),
-    Spec("granian-wsgi-tuned", "wsgi", "granian", _granian("wsgi", *GRANIAN_WSGI_TUNED),
-         tuned=True, what="`" + " ".join(GRANIAN_WSGI_TUNED) + "`"),
+         _gunicorn("gthread", "--threads", "32"), tuned=True, only=(*CPU_BOUND, "sleep"),
+         what="`-k gthread --threads 32`"),
+    Spec("granian-wsgi-tuned", "wsgi", "granian", _granian("wsgi", "--blocking-threads", "1"),
+         tuned=True, only=CPU_BOUND,
+         what="`--blocking-threads 1`: one Python thread per worker (its default 256 "
+              "costs 2-3x the CPU per fast request; useless for `sleep`, so not run there)"),
     Spec("uvicorn-tuned", "asgi", "uvicorn",
          _uvicorn("--http", "httptools", "--loop", "uvloop", "--no-access-log"), tuned=True,
+         only=("hello", "json", "sleep", "fastapi"),
          what="`--http httptools --loop uvloop --no-access-log`"),
     Spec("granian-asgi-tuned", "asgi", "granian", _granian("asgi", "--task-impl", "rust"),
-         tuned=True, what="`--task-impl rust`"),
+         tuned=True, only=("hello", "json", "sleep", "fastapi"), what="`--task-impl rust`"),
 ]
 BY_NAME = {s.name: s for s in SPECS}
 
@@ -190,6 +192,13 @@ class Running:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def terminate(self) -> None:
+        """TERM the whole process group (stop() then waits)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def stop(self, grace: float = 5.0) -> None:
         """TERM the whole process group, then KILL what is left after `grace` seconds."""
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -243,7 +252,10 @@ def start(spec: Spec, group: str = "bench", env_extra: dict[str, str] | None = N
 
 
 def stop_all(runs: list[Running]) -> None:
-    """Stop every server started; never raises."""
+    """Stop every server started (TERM to all first, so they drain at the same time, then
+    wait for each); never raises."""
+    for run in runs:
+        run.terminate()
     for run in runs:
         try:
             run.stop()

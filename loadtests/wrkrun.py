@@ -166,3 +166,16 @@ def run_wrk(case: Case, port: int, duration: float) -> Result:
     except subprocess.TimeoutExpired:
         return Result(failed="wrk timed out")
     return parse(out.stdout + out.stderr)
+
+
+def warm_up(targets: list[tuple[Case, int]], duration: int = 1) -> None:
+    """Run wrk against every (case, port) at once: warm-up only (imports, first-request
+    paths, pools), nothing is measured, so the instances may share the cores."""
+    procs = [subprocess.Popen(wrk_argv(case, port, duration), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for case, port in targets]
+    for p in procs:
+        try:
+            p.wait(duration + 15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
