@@ -361,8 +361,9 @@ METHOD = (
     "run (Granian hello 23.7k/18.0k and 25.2k/20.0k cold/warm; sleep c256 11.4k/11.4k), "
     "so one 1 s warm-up per instance (all of a group at once) is kept.\n"
     "- **wrk threads, workers**: `wrk -t1` against `-t2` gave no consistent difference "
-    "for Granian, Uvicorn or reclusterd; Granian with 1 worker was not faster than with "
-    "2 (10-30k vs 27-33k). wrk keeps `-t2`; every server keeps 2 workers.\n"
+    "for Granian, Uvicorn or reclusterd under the box's noise; Granian with 1 worker was "
+    "not faster than with 2 (10-30k vs 27-33k, though its rounds had more other work: "
+    "inconclusive). wrk keeps `-t2`; every server keeps 2 workers.\n"
     "- **CPU placement and priority**: nothing is pinned or reniced: wrk and the server "
     "share both cores, as a 2-core host would; the \"other work\" figure above says how "
     "much else ran.")
