@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -85,3 +86,43 @@ def test_bench_quick_prints_table(tmp_path: Path) -> None:
     listening = {c.laddr.port for c in psutil.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN}
     assert not listening & ports, out
+
+
+# ---- pure logic of the report (no processes): the loadtests modules by path
+
+
+@pytest.fixture(scope="module")
+def lt() -> dict[str, ModuleType]:
+    """The bench's modules (goals, wrkrun, procstats), imported from loadtests/."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "loadtests"))
+    try:
+        return {name: importlib.import_module(name)
+                for name in ("goals", "wrkrun", "procstats")}
+    finally:
+        sys.path.remove(str(ROOT / "loadtests"))
+
+
+def test_goal_ratio_per_round_against_that_rounds_best_peer(lt: dict[str, ModuleType]) -> None:
+    goals, wrkrun = lt["goals"], lt["wrkrun"]
+    case, R = wrkrun.Case("hello", "ka", 64), wrkrun.Result
+    raw = {(case, "me"): [R(rps=100, p99_ms=2.0), R(rps=100, p99_ms=2.0), R(failed="died")],
+           (case, "a"): [R(rps=50, p99_ms=4.0), R(rps=200, p99_ms=1.0), R(rps=1, p99_ms=1)],
+           (case, "b"): [R(rps=80, p99_ms=8.0), R(rps=10, p99_ms=9.0), R(rps=1, p99_ms=1)]}
+    assert goals.per_round(raw, case, "me", ["a", "b"], p99=False) == [1.25, 0.5]
+    assert goals.per_round(raw, case, "me", ["a", "b"], p99=True) == [0.5, 2.0]
+    check = goals.Check("g", "w", [1.25, 0.5], "≥ 1", goals._ge(1.0))
+    assert check.row()[-1] == "not met (1 of 2 rounds)"
+    assert goals.Check("g", "w", [1.25, 1.0], "≥ 1", goals._ge(1.0)).row()[-1] == "**met**"
+
+
+def test_worker_share_and_default_plan(lt: dict[str, ModuleType]) -> None:
+    procstats, wrkrun = lt["procstats"], lt["wrkrun"]
+    assert procstats.shares({1: 1.0, 2: 1.0, 3: 5.0}, {1: 2.0, 2: 4.0, 4: 9.0}) == [0.25, 0.75]
+    assert procstats.shares({1: 1.0}, {1: 1.0}) == []
+    labels = {c.label for c in wrkrun.build_cases(["hello", "big", "django"], ["ka", "close"],
+                                                   None)}
+    assert {"hello ka c64", "hello close c64", "hello ka c256", "big ka c64",
+            "django ka c64"} <= labels
+    assert "django close c64" not in labels and "big close c64" not in labels
