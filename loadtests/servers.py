@@ -41,7 +41,9 @@ APPS: dict[str, dict[str, str]] = {
 CPU_BOUND = ("hello", "json", "django", "flask")
 IO_BOUND = ("sleep", "django", "flask")
 
-Argv = Callable[[str, int, str], list[str]]  # (python, port, app target) -> command line
+# (python, port) -> command line serving the bench app (APPS["bench"]); for another app
+# group, start() swaps that argument for the group's app
+Argv = Callable[[str, int], list[str]]
 
 
 @dataclass(frozen=True)
@@ -69,55 +71,59 @@ class Spec:
         return importlib.util.find_spec(self.needs) is not None
 
 
-def _reclusterd(*extra: str) -> Argv:
-    return lambda py, port, app: [py, "-m", "reclusterd", app, "-w", str(WORKERS), *extra,
-                                  "-b", f"{HOST}:{port}", "--log-level", "warning"]
+def _reclusterd(interface: str, *extra: str) -> Argv:
+    app = APPS["bench"][interface]
+    return lambda py, port: [py, "-m", "reclusterd", app, "-w", str(WORKERS), *extra,
+                             "-b", f"{HOST}:{port}", "--log-level", "warning"]
 
 
-def _gunicorn(kind: str, *extra: str) -> Argv:
-    return lambda py, port, app: [py, "-m", "gunicorn", "-w", str(WORKERS), "-k", kind,
-                                  *extra, "-b", f"{HOST}:{port}", "--log-level", "warning",
-                                  app]
+def _gunicorn(interface: str, kind: str, *extra: str) -> Argv:
+    app = APPS["bench"][interface]
+    return lambda py, port: [py, "-m", "gunicorn", "-w", str(WORKERS), "-k", kind, *extra,
+                             "-b", f"{HOST}:{port}", "--log-level", "warning", app]
 
 
 def _uvicorn(*extra: str) -> Argv:
-    return lambda py, port, app: [py, "-m", "uvicorn", app, "--host", HOST, "--port",
-                                  str(port), "--workers", str(WORKERS), *extra,
-                                  "--log-level", "warning"]
+    app = APPS["bench"]["asgi"]
+    return lambda py, port: [py, "-m", "uvicorn", app, "--host", HOST, "--port", str(port),
+                             "--workers", str(WORKERS), *extra, "--log-level", "warning"]
 
 
 def _granian(interface: str, *extra: str) -> Argv:
-    return lambda py, port, app: [py, "-m", "granian", "--interface", interface, "--host",
-                                  HOST, "--port", str(port), "--workers", str(WORKERS),
-                                  *extra, "--log-level", "warning", app]
+    app = APPS["bench"][interface]
+    return lambda py, port: [py, "-m", "granian", "--interface", interface, "--host", HOST,
+                             "--port", str(port), "--workers", str(WORKERS), *extra,
+                             "--log-level", "warning", app]
 
 
-def _ceiling(py: str, port: int, app: str) -> list[str]:
+def _ceiling(py: str, port: int) -> list[str]:
     return [py, str(HERE / "ceiling.py"), str(port), str(WORKERS)]
 
 
 SPECS: list[Spec] = [
-    Spec("reclusterd-wsgi", "wsgi", "reclusterd", _reclusterd(), peer=False,
+    Spec("reclusterd-wsgi", "wsgi", "reclusterd", _reclusterd("wsgi"), peer=False,
          what="thread worker, `--threads auto`"),
-    Spec("gunicorn-sync", "wsgi", "gunicorn", _gunicorn("sync"), what="`-k sync`"),
-    Spec("gunicorn-gthread", "wsgi", "gunicorn", _gunicorn("gthread"),
+    Spec("gunicorn-sync", "wsgi", "gunicorn", _gunicorn("wsgi", "sync"), what="`-k sync`"),
+    Spec("gunicorn-gthread", "wsgi", "gunicorn", _gunicorn("wsgi", "gthread"),
          what="`-k gthread` (its default `--threads 1`)"),
     Spec("granian-wsgi", "wsgi", "granian", _granian("wsgi"),
          what="its defaults: 1 runtime thread, blocking threads = backpressure/2 = 256"),
-    Spec("reclusterd-asgi", "asgi", "reclusterd", _reclusterd(), peer=False,
+    Spec("reclusterd-asgi", "asgi", "reclusterd", _reclusterd("asgi"), peer=False,
          what="asyncio worker (uvloop)"),
     Spec("uvicorn", "asgi", "uvicorn", _uvicorn(),
          what="its defaults (picks uvloop + httptools when installed)"),
     Spec("gunicorn-uvicorn", "asgi", "uvicorn_worker",
-         _gunicorn("uvicorn_worker.UvicornWorker"), what="`-k uvicorn_worker.UvicornWorker`"),
+         _gunicorn("asgi", "uvicorn_worker.UvicornWorker"),
+         what="`-k uvicorn_worker.UvicornWorker`"),
     Spec("granian-asgi", "asgi", "granian", _granian("asgi"), what="its defaults"),
     Spec("ceiling", "raw", "uvloop", _ceiling, peer=False, reference=True, only=("hello",),
          what="loadtests/ceiling.py: uvloop + httptools, canned answer, no app"),
     # one tuned row each, on the scenarios its knob is for
-    Spec("reclusterd-wsgi-tuned", "wsgi", "reclusterd", _reclusterd("--threads", "64"),
+    Spec("reclusterd-wsgi-tuned", "wsgi", "reclusterd", _reclusterd("wsgi", "--threads", "64"),
          peer=False, tuned=True, only=IO_BOUND, what="`--threads 64` (a fixed pool)"),
     Spec("gunicorn-gthread-tuned", "wsgi", "gunicorn",
-         _gunicorn("gthread", "--threads", "32"), tuned=True, only=(*CPU_BOUND, "sleep"),
+         _gunicorn("wsgi", "gthread", "--threads", "32"), tuned=True,
+         only=(*CPU_BOUND, "sleep"),
          what="`-k gthread --threads 32`"),
     Spec("granian-wsgi-tuned", "wsgi", "granian", _granian("wsgi", "--blocking-threads", "1"),
          tuned=True, only=CPU_BOUND,
@@ -215,11 +221,20 @@ class Running:
             return
 
 
+def command(spec: Spec, python: str, port: int, group: str) -> list[str]:
+    """`spec`'s command line serving app group `group` (its bench app swapped for the
+    group's)."""
+    argv = spec.argv(python, port)
+    bench_app, app = APPS["bench"].get(spec.interface), APPS[group][spec.interface]
+    return [app if a == bench_app and bench_app else a for a in argv]
+
+
 def start(spec: Spec, group: str = "bench", env_extra: dict[str, str] | None = None,
-          python: str = sys.executable, boot_timeout: float = 30.0) -> Running:
-    """Start `spec` on app group `group`, wait until it answers GET /hello with 200, and
-    measure boot facts. Output goes to files (a pipe nobody reads would stall a server
-    once its buffer fills)."""
+          python: str = sys.executable, boot_timeout: float = 30.0,
+          ready: Callable[[int], bool] | None = None) -> Running:
+    """Start `spec` on app group `group`, wait until it answers GET /hello with 200 (or
+    `ready(port)` says it serves), and measure boot facts. Output goes to files (a pipe
+    nobody reads would stall a server once its buffer fills)."""
     port = free_port()
     logdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec.name}-{group}-"))
     env = dict(os.environ)
@@ -230,16 +245,16 @@ def start(spec: Spec, group: str = "bench", env_extra: dict[str, str] | None = N
     env.pop("WEB_CONCURRENCY", None)
     t0 = time.monotonic()
     with open(logdir / "stdout.log", "wb") as out, open(logdir / "stderr.log", "wb") as err:
-        proc = subprocess.Popen(spec.argv(python, port, APPS[group][spec.interface]),
-                                cwd=str(HERE), env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, start_new_session=True)
+        proc = subprocess.Popen(command(spec, python, port, group), cwd=str(HERE), env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
     run = Running(spec, proc, port, logdir, group)
     deadline = t0 + boot_timeout
     while True:
         if proc.poll() is not None:
             run.error = f"exited with {proc.returncode} before answering"
             return run
-        if probe(port, timeout=0.5):
+        if ready(port) if ready is not None else probe(port, timeout=0.5):
             run.startup_s = time.monotonic() - t0
             break
         if time.monotonic() > deadline:
@@ -249,6 +264,11 @@ def start(spec: Spec, group: str = "bench", env_extra: dict[str, str] | None = N
     procstats.wait_stable(proc.pid, WORKERS)
     run.idle = procstats.memory(proc.pid)
     return run
+
+
+def cpu_seconds(run: Running) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the server's live processes."""
+    return procstats.cpu_seconds(run.proc.pid)
 
 
 def stop_all(runs: list[Running]) -> None:
