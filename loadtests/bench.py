@@ -34,6 +34,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench modules; reclusterd of thi
 import backing  # noqa: E402
 import procstats  # noqa: E402
 import report  # noqa: E402
+import resultsfile  # noqa: E402
 import servers  # noqa: E402
 import wrkrun  # noqa: E402
 
@@ -271,13 +272,13 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
     facts += f"\n- the whole run took {(time.monotonic() - t_start) / 60:.1f} min"
     shown = [s for s in specs if any(r.spec is s and not r.error for r in runs)]
     print()
-    print(report.console(summary, table, cases, shown, runs))
+    print(resultsfile.console(summary, table, cases, shown, runs))
     if args.results is None and not args.quick:
         args.results = str(HERE / "RESULTS.md")
     if args.results and not args.no_results:
         command = ".venv/bin/python loadtests/bench.py" + "".join(" " + shlex.quote(a)
                                                                    for a in argv)
-        text = report.results_md(summary, table, cases, shown, runs, command, facts,
+        text = resultsfile.results_md(summary, table, cases, shown, runs, command, facts,
                                  args.rounds, args.duration)
         Path(args.results).write_text(text)
         print(f"wrote {args.results}")

@@ -12,9 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import goals
 from servers import ROOT, Running, Spec
-from wrkrun import SCENARIO_TEXT, Case, Result, wrk_version
+from wrkrun import Case, Result, wrk_version
 
 PACKAGES = ["reclusterd", "gunicorn", "uvicorn", "uvicorn-worker", "granian", "httptools",
             "uvloop", "h11", "psutil", "django", "flask", "fastapi", "redis"]
@@ -123,7 +122,7 @@ def _fmt_rps(s: Summary) -> str:
     return f"{s.rps:,.0f}{mark}" if s.rps else f"failed{mark}"
 
 
-def _md(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -147,7 +146,7 @@ def wide_table(table: Table, cases: list[Case], specs: list[Spec], interface: st
         row += [p99_ratio(table, case, s, specs) or "-" for s in mine]
         if any((case, s.name) in table for s in cols):
             rows.append(row)
-    return _md(header, rows)
+    return md_table(header, rows)
 
 
 def cpu_table(table: Table, cases: list[Case], specs: list[Spec], interface: str) -> str:
@@ -173,7 +172,7 @@ def cpu_table(table: Table, cases: list[Case], specs: list[Spec], interface: str
                 row.append("-")
         if any((case, s.name) in table for s in cols):
             rows.append(row)
-    return _md(["case"] + [s.name for s in cols]
+    return md_table(["case"] + [s.name for s in cols]
                + [f"{s.name} efficiency vs leanest peer" for s in mine], rows)
 
 
@@ -194,7 +193,7 @@ def share_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
                  for s in cols]
         if any(c != "-" for c in cells):
             rows.append([case.label, *cells])
-    return _md(["case", *[s.name for s in cols]], rows)
+    return md_table(["case", *[s.name for s in cols]], rows)
 
 
 def _spread(lo: float, hi: float, fmt: str) -> str:
@@ -217,7 +216,7 @@ def long_table(table: Table, cases: list[Case], specs: list[Spec]) -> str:
                          else "0", str(sm.non2xx), str(sm.failed),
                          f"{sm.user_us:.0f}+{sm.sys_us:.0f}", _share(sm),
                          ratio(table, case, s, specs), p99_ratio(table, case, s, specs)])
-    return _md(["case", "server", "req/s (median)", "req/s min-max", "p99 ms (median)",
+    return md_table(["case", "server", "req/s (median)", "req/s min-max", "p99 ms (median)",
                 "p99 min-max", "socket errors", "non-2xx", "failed runs",
                 "CPU µs/req user+sys", "worker share min-max", "req/s vs best peer",
                 "p99 vs best peer p99"], rows)
@@ -240,7 +239,7 @@ def headline(table: Table, specs: list[Spec]) -> str:
         cells.append(" / ".join(r for r in (ratio(table, ka, s, specs),
                                             ratio(table, close, s, specs)) if r) or "")
         rows.append(cells)
-    return _md(["server", "interface", "keep-alive req/s (p99)", "CPU µs/req",
+    return md_table(["server", "interface", "keep-alive req/s (p99)", "CPU µs/req",
                 "close req/s (p99)", "CPU µs/req", "vs best peer (ka / close)"], rows)
 
 
@@ -271,7 +270,7 @@ def memory_table(runs: list[Running]) -> str:
                      _mb([r.loaded.rss for r in ok]), _mb([r.loaded.uss for r in ok]),
                      _mb([r.idle.total_rss for r in ok]),
                      _mb([r.loaded.total_rss for r in ok])])
-    return _md(["server [app]", "startup to first 200 (s)", "workers",
+    return md_table(["server [app]", "startup to first 200 (s)", "workers",
                 "idle RSS/worker MB", "idle USS/worker MB", "after-load RSS/worker MB",
                 "after-load USS/worker MB", "total RSS MB idle", "total RSS MB after load"],
                rows)
@@ -319,120 +318,3 @@ def machine_facts() -> str:
         + f"; {_redis_version()}",
     ]
     return "\n".join(lines)
-
-
-def servers_table(specs: list[Spec]) -> str:
-    return _md(["server", "settings (2 workers, 127.0.0.1, log level warning, no access log)"],
-               [[s.name, s.what] for s in specs])
-
-
-METHOD = (
-    "Fairness (issue 15 \"How\": one run gave Granian's WSGI hello 41.8k req/s where "
-    "Granian started by hand gave 67-69k). Every server runs with its own defaults; only "
-    "the worker count (2), the address and `--log-level warning` are given, so no server "
-    "writes an access log (Granian and Gunicorn have none by default, Uvicorn's is "
-    "suppressed by the level). Each peer also gets one `-tuned` row (table below) on the "
-    "scenarios its knob is for; `best peer` ratios count the tuned rows too. What was "
-    "checked, in interleaved runs on this 2-core box (hello keep-alive c64 unless said):"
-    "\n\n"
-    "- **Granian's WSGI default thread pool: the cause.** Granian 2.x runs WSGI apps on "
-    "`--blocking-threads` = backpressure/2 = 256 Python threads per worker; every request "
-    "hops from its Rust runtime thread to one of them. The same Granian with "
-    "`--blocking-threads 1` used 12-16 µs of CPU per request against 36-52 µs with the "
-    "default, and served 40-58k req/s against 27-33k in the same rounds (`--blocking-"
-    "threads 8`: 21-26 µs; `32` with `--backpressure 128`: 31-37 µs). So a hand-started "
-    "Granian with a small pool is 1.5-2x faster on fast requests than its defaults; the "
-    "bench keeps the defaults as the `granian-wsgi` row and adds `granian-wsgi-tuned` "
-    "(`--blocking-threads 1`) on the CPU-bound scenarios (with one thread `sleep` would be "
-    "capped at 200 req/s, so it does not run there: the default's 256 threads are the "
-    "right setting for it).\n"
-    "- **Output to a pipe nobody reads**: the bench writes each server's output to files; "
-    "`loadtests/profile.py` gave the server's stderr a pipe it read only after the run "
-    "(a server that logs more than 64 KiB would block); now a file.\n"
-    "- **Idle servers alive during another's run**: the old bench kept all 9 servers "
-    "running for the whole run; idle, they used 0.00-0.03 cores each (uvicorn 0.03, "
-    "reclusterd-wsgi and gunicorn-uvicorn 0.02, Granian and Gunicorn sync/gthread about 0). "
-    "Now each round starts every server afresh, one app group at a time (the framework "
-    "instances live only during their scenario), and stops them after the group.\n"
-    "- **Start order / position**: the server order within a case now rotates every "
-    "round, so no server always runs first or right after the same neighbour.\n"
-    "- **Warm-up**: a run right after 35 s idle (Granian's idle blocking threads exit "
-    "after 30 s; reclusterd's pool shrinks) was not slower than one right after another "
-    "run (Granian hello 23.7k/18.0k and 25.2k/20.0k cold/warm; sleep c256 11.4k/11.4k), "
-    "so one 1 s warm-up per instance (all of a group at once) is kept.\n"
-    "- **wrk threads, workers**: `wrk -t1` against `-t2` gave no consistent difference "
-    "for Granian, Uvicorn or reclusterd under the box's noise; Granian with 1 worker was "
-    "not faster than with 2 (10-30k vs 27-33k, though its rounds had more other work: "
-    "inconclusive). wrk keeps `-t2`; every server keeps 2 workers.\n"
-    "- **CPU placement and priority**: nothing is pinned or reniced: wrk and the server "
-    "share both cores, as a 2-core host would; the \"other work\" figure above says how "
-    "much else ran.")
-
-
-def results_md(summary: Table, raw: goals.Raw, cases: list[Case], specs: list[Spec],
-               runs: list[Running], command: str, facts: str, rounds: int,
-               duration: float) -> str:
-    """The whole RESULTS.md text: goals first, then the tables."""
-    used = list(dict.fromkeys(c.scenario for c in cases))
-    parts = [
-        "# Benchmark results", "",
-        f"Written by `{command}`. Each server runs with 2 workers on 127.0.0.1; wrk "
-        f"(`-t2 --latency`, {duration:g} s per run) shares the same cores. Numbers are "
-        f"medians of {rounds} interleaved rounds (every server once per round), with the "
-        "spread (min-max over the rounds) in the full table. Absolute numbers drift "
-        "between machines and runs; compare ratios. req/s needs a quiet machine (see "
-        "\"other work\" below); the server CPU µs per request tables (CPU time of all the "
-        "server's processes / requests answered) hold up better when other work shares "
-        "the cores.", "",
-        facts, "",
-        *goals.section(raw, cases, specs, runs),
-        "## Method", "", METHOD, "", servers_table(specs), "",
-        "Scenarios: " + "; ".join(f"`{s}` {SCENARIO_TEXT[s]}" for s in used)
-        + ". `ka` = keep-alive, `close` = `Connection: close` on every request; "
-        "`cN` = N connections. `!` marks a server with socket errors or non-2xx answers "
-        "(see the full table).", "",
-    ]
-    head = headline(summary, specs)
-    if head:
-        parts += ["## Headline: hello world, 64 connections", "", head, ""]
-    for interface in ("wsgi", "asgi", "raw"):
-        if any(s.interface == interface for s in specs):
-            title = "ceiling (uvloop + httptools, canned answer, no app)" \
-                if interface == "raw" else interface.upper()
-            parts += [f"## {title}: req/s (p99 latency)", "",
-                      wide_table(summary, cases, specs, interface), "",
-                      f"### {title}: server CPU per request, µs (user+system)",
-                      "", cpu_table(summary, cases, specs, interface), ""]
-    parts += ["## Per-worker share of the load", "",
-              "The least and the busiest worker's share of the server's worker CPU time "
-              "during each run (median over the rounds; 50%-50% = even over 2 workers). "
-              "Request counts are not exposed by every server; within one server CPU per "
-              "request is about equal across workers, so the CPU share is the request "
-              "share.", "", share_table(summary, cases, specs), "",
-              "## Startup and memory per worker", "",
-              "Per worker, mean over the workers of an instance; median over the rounds "
-              "(min-max in brackets: every round starts each server afresh). USS = memory "
-              "only that worker maps (what one more worker costs). Idle = after boot; "
-              "after load = at the end of the instance's round.", "", memory_table(runs), "",
-              "## Every run (medians and spread)", "", long_table(summary, cases, specs), ""]
-    return "\n".join(parts)
-
-
-def console(summary: Table, raw: goals.Raw, cases: list[Case], specs: list[Spec],
-            runs: list[Running]) -> str:
-    """What bench.py prints at the end."""
-    parts = []
-    for interface in ("wsgi", "asgi", "raw"):
-        if any(s.interface == interface for s in specs):
-            parts += [f"{interface.upper()}: req/s median (p99 median)",
-                      wide_table(summary, cases, specs, interface), "",
-                      f"{interface.upper()}: server CPU per request, user+system µs (median)",
-                      cpu_table(summary, cases, specs, interface), ""]
-    parts += [long_table(summary, cases, specs), ""]
-    head = headline(summary, specs)
-    if head:
-        parts += ["Headline: hello world, 64 connections", head, ""]
-    parts += ["Per-worker share (keep-alive)", share_table(summary, cases, specs), "",
-              memory_table(runs), ""]
-    parts += goals.section(raw, cases, specs, runs)
-    return "\n".join(parts)
