@@ -39,6 +39,7 @@ import servers  # noqa: E402
 import wrkrun  # noqa: E402
 
 QUICK_SERVERS = ["reclusterd-wsgi", "gunicorn-gthread"]
+NOISY_CORES = 0.25  # other work above this (cores, mean): the results say they are noisy
 INSTALL_HINT = "install the bench extra: .venv/bin/pip install -e '.[bench]'"
 
 
@@ -269,6 +270,12 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
                  "used by neither the server under test nor wrk")
         facts += "\n" + noise
         print(noise[2:], flush=True)
+        if statistics.mean(foreign) > NOISY_CORES:
+            facts = (f"**Not a quiet machine**: other work took {statistics.mean(foreign):.2f} "
+                     "cores on average during the runs. A server with more runnable threads "
+                     "(Granian's Rust runtime) gets a larger share of a contended CPU, so "
+                     "req/s ratios and p99 here say little; compare the CPU µs per request "
+                     "tables, and rerun on a quiet machine.\n\n" + facts)
     facts += f"\n- the whole run took {(time.monotonic() - t_start) / 60:.1f} min"
     shown = [s for s in specs if any(r.spec is s and not r.error for r in runs)]
     print()
