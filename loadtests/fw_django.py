@@ -33,8 +33,9 @@ if not settings.configured:
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
                                "NAME": os.environ.get("BENCH_SQLITE", ":memory:")}},
         TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates",
-                    "OPTIONS": {"loaders": [("django.template.loaders.locmem.Loader",
-                                             {"items.html": TEMPLATE})]}}],
+                    # cached, as Django's default loaders are when DEBUG is off
+                    "OPTIONS": {"loaders": [("django.template.loaders.cached.Loader", [
+                        ("django.template.loaders.locmem.Loader", {"items.html": TEMPLATE})])]}}],
         USE_TZ=True,
         LOGGING_CONFIG=None,
     )
