@@ -5,7 +5,7 @@ From the repository root, after installing the `bench` extra (the peers, locust,
 into the project's virtualenv:
 
     python3 -m venv .venv && .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python loadtests/bench.py           # full run (~9 min), writes loadtests/RESULTS.md
+    .venv/bin/python loadtests/bench.py           # full run (~25 min on 2 cores): RESULTS.md
     .venv/bin/python loadtests/bench.py --quick   # reclusterd + one peer, hello, 1 round of 1 s
     .venv/bin/python loadtests/bench.py --servers reclusterd-asgi,uvicorn --scenarios hello,json
     .venv/bin/python loadtests/bench.py --dry-run # check the arguments, print the plan, run nothing
@@ -18,6 +18,7 @@ group) on exit, errors and Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import signal
@@ -30,12 +31,19 @@ from types import FrameType
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench modules; reclusterd of this checkout
 
+import backing  # noqa: E402
+import procstats  # noqa: E402
 import report  # noqa: E402
+import resultsfile  # noqa: E402
 import servers  # noqa: E402
 import wrkrun  # noqa: E402
 
 QUICK_SERVERS = ["reclusterd-wsgi", "gunicorn-gthread"]
+NOISY_CORES = 0.25  # other work above this (cores, mean): the results say they are noisy
 INSTALL_HINT = "install the bench extra: .venv/bin/pip install -e '.[bench]'"
+
+
+H2_START, H2_END = "<!-- h2:start -->", "<!-- h2:end -->"   # h2bench.py
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,8 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"smoke run: {', '.join(QUICK_SERVERS)}; hello keep-alive c64; "
                          "1 round of 1 s")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    ap.add_argument("--duration", type=int, default=1,
-                    help="whole seconds per wrk run (default 1; wrk takes no fractions)")
+    ap.add_argument("--duration", type=int, default=2,
+                    help="whole seconds per wrk run (default 2; wrk takes no fractions)")
     ap.add_argument("--scenarios", default=",".join(wrkrun.DEFAULT_SCENARIOS),
                     help=f"comma list of {', '.join(wrkrun.SCENARIOS)}")
     ap.add_argument("--modes", default="ka,close", help="ka (keep-alive), close")
@@ -94,6 +102,23 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def runnable(scenarios: list[str]) -> list[str]:
+    """`scenarios` minus framework ones that cannot run here (package or redis-server
+    missing), each skip said so."""
+    out = []
+    for s in scenarios:
+        missing = [m for m in backing.NEEDS.get(s, ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            print(f"skip scenario {s}: python package(s) {', '.join(missing)} not installed "
+                  f"({INSTALL_HINT})", flush=True)
+        elif s in backing.USES_REDIS and backing.redis_server() is None:
+            print(f"skip scenario {s}: redis-server not found on PATH (apt-get install "
+                  "redis-server)", flush=True)
+        else:
+            out.append(s)
+    return out
+
+
 def plan(args: argparse.Namespace) -> tuple[list[wrkrun.Case], list[servers.Spec]]:
     """The wrk cases and the servers to run; bad names exit with the valid choices."""
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -110,70 +135,137 @@ def plan(args: argparse.Namespace) -> tuple[list[wrkrun.Case], list[servers.Spec
     specs = pick_specs(args.servers)
     if args.baseline and not args.dry_run:
         specs += servers.baseline_specs(args.baseline, specs)
-    return wrkrun.build_cases(scenarios, modes, conns), specs
+    return wrkrun.build_cases(runnable(scenarios), modes, conns), specs
+
+
+def serves(spec: servers.Spec, case: wrkrun.Case) -> bool:
+    return spec.serves(case.scenario, case.mode, wrkrun.group(case.scenario))
+
+
+def instances(cases: list[wrkrun.Case], specs: list[servers.Spec]
+              ) -> list[tuple[servers.Spec, str]]:
+    """(server, app group) pairs to start: one instance per group a server has cases in."""
+    groups = list(dict.fromkeys(wrkrun.group(c.scenario) for c in cases))
+    return [(s, g) for g in groups for s in specs
+            if any(serves(s, c) and wrkrun.group(c.scenario) == g for c in cases)]
+
+
+def measure(run: servers.Running, case: wrkrun.Case, duration: float,
+            foreign: list[float]) -> wrkrun.Result:
+    """One wrk run against `run`, with the server's CPU per request, each worker's share
+    of that CPU, and the CPU used meanwhile by other work on the machine (to `foreign`)."""
+    if not run.alive():
+        return wrkrun.Result(failed="server died")
+    pid = run.proc.pid
+    w0, (u0, s0), m0 = procstats.worker_cpu(pid), procstats.cpu_seconds(pid), \
+        procstats.machine_busy()
+    res = wrkrun.run_wrk(case, run.port, duration)
+    m1, (u1, s1), w1 = procstats.machine_busy(), procstats.cpu_seconds(pid), \
+        procstats.worker_cpu(pid)
+    # CPU used by neither the server nor wrk: other work on the box
+    other = (m1[0] - m0[0]) - (m1[1] - m0[1]) - (u1 - u0 + s1 - s0)
+    if other == other:  # not NaN
+        foreign.append(max(0.0, other) / (m1[2] - m0[2]))
+    if res.requests:
+        res.user_us = (u1 - u0) * 1e6 / res.requests
+        res.sys_us = (s1 - s0) * 1e6 / res.requests
+        res.shares = procstats.shares(w0, w1)
+    return res
+
+
+def start_all(pairs: list[tuple[servers.Spec, str]], env: dict[str, str], say: bool
+              ) -> list[servers.Running]:
+    runs = []
+    for spec, grp in pairs:
+        run = servers.start(spec, grp, env)
+        runs.append(run)
+        name = spec.name if grp == "bench" else f"{spec.name} [{grp}]"
+        if run.error:
+            print(f"{name}: FAILED to start: {run.error}\n{run.log_tail()}", flush=True)
+        elif say:
+            print(f"{name}: up on :{run.port} in {run.startup_s:.2f}s, {run.nworkers} "
+                  f"workers, idle RSS {run.idle.rss:.1f} MB / USS {run.idle.uss:.1f} MB "
+                  "per worker", flush=True)
+    return runs
+
+
+def run_group(args: argparse.Namespace, cases: list[wrkrun.Case], live: list[servers.Running],
+              table: dict[tuple[wrkrun.Case, str], list[wrkrun.Result]],
+              foreign: list[float], rnd: int) -> None:
+    """One round of one app group: warm each instance up, then every case on every
+    instance serving it (case by case, so the servers of a case run back to back). The
+    server order rotates by one each round: no server always runs right after the same
+    neighbour (or always first after a warm-up)."""
+    live = live[rnd % len(live):] + live[:rnd % len(live)] if live else live
+    wrkrun.warm_up([(wrkrun.Case(next(c.scenario for c in cases
+                                      if wrkrun.group(c.scenario) == run.group), "ka", 16),
+                     run.port) for run in live])
+    for case in cases:
+        for run in live:
+            if run.group != wrkrun.group(case.scenario) or not serves(run.spec, case):
+                continue
+            res = measure(run, case, args.duration, foreign)
+            table.setdefault((case, run.spec.name), []).append(res)
+            if res.failed:
+                print(f"  {case.label} {run.spec.name}: {res.failed}", flush=True)
+            time.sleep(0.2)  # let the last connections drain before the next run
+    for run in live:  # memory after the load (pools have grown, caches are full)
+        if run.alive():
+            run.loaded = procstats.memory(run.proc.pid)
+
+
+def run_rounds(args: argparse.Namespace, cases: list[wrkrun.Case],
+               pairs: list[tuple[servers.Spec, str]], env: dict[str, str],
+               runs: list[servers.Running], foreign: list[float]
+               ) -> dict[tuple[wrkrun.Case, str], list[wrkrun.Result]]:
+    """Interleaved rounds. Each round starts every server afresh, one app group at a
+    time (only the instances of the group being measured are alive), so boot facts and
+    memory get a spread over rounds too. Started instances are appended to `runs`."""
+    table: dict[tuple[wrkrun.Case, str], list[wrkrun.Result]] = {}
+    groups = list(dict.fromkeys(g for _, g in pairs))
+    for rnd in range(1, args.rounds + 1):
+        t0 = time.monotonic()
+        for grp in groups:
+            started = start_all([p for p in pairs if p[1] == grp], env, say=rnd == 1)
+            runs += started
+            try:
+                run_group(args, cases, [r for r in started if not r.error], table, foreign,
+                          rnd - 1)
+            finally:
+                servers.stop_all(started)
+        print(f"round {rnd}/{args.rounds} done in {time.monotonic() - t0:.0f}s", flush=True)
+    return table
 
 
 def bench(args: argparse.Namespace, argv: list[str]) -> int:
     cases, specs = plan(args)
+    pairs = instances(cases, specs)
+    nruns = sum(1 for c in cases for s in specs if serves(s, c))
+    est = args.rounds * (nruns * (args.duration + 0.45) + len(pairs) * 2.5)
     if args.dry_run:
-        print(f"would run {len(specs)} servers ({', '.join(s.name for s in specs)}) x "
-              f"{len(cases)} cases ({', '.join(c.label for c in cases)}) x {args.rounds} "
-              f"rounds x {args.duration}s")
+        groups = sorted({g for _, g in pairs})
+        print(f"would run {len(specs)} servers ({', '.join(s.name for s in specs)}) on "
+              f"{len(cases)} cases ({', '.join(c.label for c in cases)}): {len(pairs)} "
+              f"server instances (app groups: {', '.join(groups)}), {nruns} wrk runs x "
+              f"{args.rounds} rounds x {args.duration}s, about {est / 60:.0f} min")
         return 0
     if wrkrun.wrk_path() is None:
         print(wrkrun.WRK_INSTALL_HINT, file=sys.stderr)
         return 2
     facts = report.machine_facts()
-    est = args.rounds * len(cases) * len(specs) * (args.duration + 0.4)
-    print(f"{len(specs)} servers x {len(cases)} cases x {args.rounds} rounds x "
-          f"{args.duration:g}s: about {est / 60:.1f} min of load", flush=True)
-
+    print(f"{len(pairs)} server instances, {nruns} wrk runs x {args.rounds} rounds x "
+          f"{args.duration:g}s: about {est / 60:.1f} min", flush=True)
+    t_start = time.monotonic()
     runs: list[servers.Running] = []
     foreign: list[float] = []  # cores busy with other work during each wrk run
-    table: dict[tuple[wrkrun.Case, str], list[wrkrun.Result]] = {}
+    back = None
     try:
-        for spec in specs:
-            run = servers.start(spec)
-            runs.append(run)
-            if run.error:
-                print(f"{spec.name}: FAILED to start: {run.error}\n{run.log_tail()}",
-                      flush=True)
-            else:
-                print(f"{spec.name}: up on :{run.port} in {run.startup_s:.2f}s, "
-                      f"{run.nworkers} workers, idle RSS {run.idle_rss_mb:.1f} MB/worker",
-                      flush=True)
-        live = [r for r in runs if not r.error]
-        for run in live:  # warm-up: imports, first-request paths, caches
-            wrkrun.run_wrk(wrkrun.Case("hello", "ka", 16), run.port, 0.5)
-        for rnd in range(1, args.rounds + 1):
-            t0 = time.monotonic()
-            for case in cases:
-                for run in live:
-                    if not run.spec.serves(case.scenario):
-                        continue
-                    if not run.alive():
-                        res = wrkrun.Result(failed="server died")
-                    else:
-                        u0, s0 = servers.cpu_seconds(run)
-                        m0 = servers.machine_busy()
-                        res = wrkrun.run_wrk(case, run.port, args.duration)
-                        m1 = servers.machine_busy()
-                        u1, s1 = servers.cpu_seconds(run)
-                        # CPU used by neither the server nor wrk: other work on the box
-                        other = (m1[0] - m0[0]) - (m1[1] - m0[1]) - (u1 - u0 + s1 - s0)
-                        if other == other:  # not NaN
-                            foreign.append(max(0.0, other) / (m1[2] - m0[2]))
-                        if res.requests:
-                            res.user_us = (u1 - u0) * 1e6 / res.requests
-                            res.sys_us = (s1 - s0) * 1e6 / res.requests
-                    table.setdefault((case, run.spec.name), []).append(res)
-                    if res.failed:
-                        print(f"  {case.label} {run.spec.name}: {res.failed}", flush=True)
-                    time.sleep(0.2)  # let the last connections drain before the next run
-            print(f"round {rnd}/{args.rounds} done in {time.monotonic() - t0:.0f}s", flush=True)
+        back = backing.start(sorted({g for _, g in pairs if g != "bench"}))
+        table = run_rounds(args, cases, pairs, back.env, runs, foreign)
     finally:
         servers.stop_all(runs)
-
+        if back is not None:
+            back.stop()
     summary = {k: report.summarize(v) for k, v in table.items()}
     if foreign:
         noise = (f"- other work on the machine during the wrk runs: {statistics.mean(foreign):.2f}"
@@ -181,27 +273,29 @@ def bench(args: argparse.Namespace, argv: list[str]) -> int:
                  "used by neither the server under test nor wrk")
         facts += "\n" + noise
         print(noise[2:], flush=True)
+        if statistics.mean(foreign) > NOISY_CORES:
+            facts = (f"**Not a quiet machine**: other work took {statistics.mean(foreign):.2f} "
+                     "cores on average during the runs. A server with more runnable threads "
+                     "(Granian's Rust runtime) gets a larger share of a contended CPU, so "
+                     "req/s ratios and p99 here say little; compare the CPU µs per request "
+                     "tables, and rerun on a quiet machine.\n\n" + facts)
+    facts += f"\n- the whole run took {(time.monotonic() - t_start) / 60:.1f} min"
     shown = [s for s in specs if any(r.spec is s and not r.error for r in runs)]
     print()
-    for interface in ("wsgi", "asgi", "raw"):
-        if any(s.interface == interface for s in shown):
-            print(f"{interface.upper()}: req/s median (p99 median)")
-            print(report.wide_table(summary, cases, shown, interface), "\n")
-            print(f"{interface.upper()}: server CPU per request, user+system µs (median)")
-            print(report.cpu_table(summary, cases, shown, interface), "\n")
-    print(report.long_table(summary, cases, shown), "\n")
-    head = report.headline(summary, shown)
-    if head:
-        print("Headline: hello world, 64 connections\n" + head, "\n")
-    print(report.boot_table(runs), "\n")
+    print(resultsfile.console(summary, table, cases, shown, runs))
     if args.results is None and not args.quick:
         args.results = str(HERE / "RESULTS.md")
     if args.results and not args.no_results:
         command = ".venv/bin/python loadtests/bench.py" + "".join(" " + shlex.quote(a)
                                                                    for a in argv)
-        text = report.results_md(summary, cases, shown, runs, command, facts, args.rounds,
-                                 args.duration)
-        Path(args.results).write_text(text)
+        text = resultsfile.results_md(summary, table, cases, shown, runs, command, facts,
+                                 args.rounds, args.duration)
+        path = Path(args.results)
+        old = path.read_text() if path.exists() else ""
+        start, end = old.find(H2_START), old.find(H2_END)
+        if 0 <= start < end:      # h2bench.py's section: another run's, kept as it is
+            text = text.rstrip("\n") + "\n\n" + old[start:end + len(H2_END)] + "\n"
+        path.write_text(text)
         print(f"wrote {args.results}")
     return 0
 

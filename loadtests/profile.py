@@ -84,7 +84,8 @@ def report(path: Path, top: int, keep: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("interface", choices=["wsgi", "asgi"])
-    ap.add_argument("--scenario", default="hello", choices=list(wrkrun.SCENARIOS))
+    ap.add_argument("--scenario", default="hello",
+                    choices=[s for s in wrkrun.SCENARIOS if s not in wrkrun.FRAMEWORKS])
     ap.add_argument("--mode", default="ka", choices=wrkrun.MODES)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--seconds", type=int, default=6)
@@ -106,14 +107,18 @@ def main(argv: list[str] | None = None) -> int:
            "--", python, "-m", "reclusterd", f"apps:{args.interface}_app", "-w", "2",
            "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args.extra.split()]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
+    # stderr to a file: a pipe nobody drains during the run would block the server's
+    # logging (and then the server) once its 64 KiB buffer fills
+    errlog = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, cwd=str(HERE), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=errlog)
     try:
         deadline = time.monotonic() + 30
         while not servers.probe(port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                print("server did not start:", proc.stderr.read().decode()[-2000:]
-                      if proc.stderr else "", file=sys.stderr)
+                errlog.seek(0)
+                print("server did not start:", errlog.read().decode(errors="replace")[-2000:],
+                      file=sys.stderr)
                 return 1
             time.sleep(0.05)
         case = wrkrun.Case(args.scenario, args.mode, args.conns)

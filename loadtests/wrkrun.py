@@ -18,8 +18,13 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "post": ("/post", ["-s", str(WRK_DIR / "post.lua")]),
     "sleep": ("/sleep", []),
     "pipeline": ("/hello", ["-s", str(WRK_DIR / "pipeline.lua")]),
+    "django": ("/django", []),
+    "flask": ("/flask", []),
+    "fastapi": ("/fastapi", []),
 }
-DEFAULT_SCENARIOS = ["hello", "json", "big", "post", "sleep"]
+# scenarios served by a framework app (its own server instances), not loadtests/apps.py
+FRAMEWORKS = ("django", "flask", "fastapi")
+DEFAULT_SCENARIOS = ["hello", "json", "big", "post", "sleep", *FRAMEWORKS]
 SCENARIO_TEXT = {
     "hello": "12-byte text",
     "json": "json.dumps of a small dict",
@@ -27,6 +32,12 @@ SCENARIO_TEXT = {
     "post": "POST 16 KiB body, answer its length",
     "sleep": "10 ms I/O wait (time.sleep / asyncio.sleep)",
     "pipeline": "16 pipelined GET /hello per write",
+    "django": "Django view: 10 of 100 rows read with the ORM from SQLite, rendered by a "
+              "template (loadtests/fw_django.py)",
+    "flask": "Flask view: GET + INCR on a redis-server started by the bench, `redis` "
+             "client, one pool per process (loadtests/fw_flask.py)",
+    "fastapi": "FastAPI endpoint: the same 2 redis round trips with `redis.asyncio` "
+               "(loadtests/fw_fastapi.py)",
 }
 MODES = ["ka", "close"]
 WRK_INSTALL_HINT = ("wrk not found: install it with `sudo apt-get install wrk` (Debian/Ubuntu), "
@@ -59,16 +70,32 @@ class Result:
     error_kinds: dict[str, int] = field(default_factory=dict)
     user_us: float = 0.0  # server CPU per request (all its processes), user mode
     sys_us: float = 0.0  # ... and kernel mode
+    shares: list[float] = field(default_factory=list)  # each worker's CPU share, sorted
 
 
-def build_cases(scenarios: list[str], modes: list[str], conns: list[int] | None,
-                c256_for: tuple[str, ...] = ("hello", "sleep")) -> list[Case]:
-    """Every scenario x mode at c=64, plus c=256 for `c256_for`; or the full product."""
+def group(scenario: str) -> str:
+    """The app group serving `scenario`: a framework app, or "bench" (loadtests/apps.py)."""
+    return scenario if scenario in FRAMEWORKS else "bench"
+
+
+# the default plan: every scenario keep-alive at c64; Connection: close at c64 where it
+# says something new (big/post close and the framework apps are kernel- or app-bound);
+# c256 where the goals ask for it
+CLOSE_C64 = ("hello", "json", "sleep")
+C256 = {("hello", "ka"), ("hello", "close"), ("json", "ka"), ("sleep", "ka"),
+        ("sleep", "close")}
+
+
+def build_cases(scenarios: list[str], modes: list[str], conns: list[int] | None
+                ) -> list[Case]:
+    """The default plan (keep-alive at c=64, close at c=64 for CLOSE_C64, c=256 where
+    C256 says), or with `conns` the full product."""
     if conns is not None:
         cases = [Case(s, m, c) for c in conns for s in scenarios for m in modes]
     else:
-        cases = [Case(s, m, 64) for s in scenarios for m in modes]
-        cases += [Case(s, m, 256) for s in scenarios if s in c256_for for m in modes]
+        cases = [Case(s, m, 64) for s in scenarios for m in modes
+                 if m == "ka" or s in CLOSE_C64]
+        cases += [Case(s, m, 256) for s in scenarios for m in modes if (s, m) in C256]
     # pipelining needs a connection that stays open
     return [c for c in cases if not (c.scenario == "pipeline" and c.mode == "close")]
 
@@ -139,3 +166,16 @@ def run_wrk(case: Case, port: int, duration: float) -> Result:
     except subprocess.TimeoutExpired:
         return Result(failed="wrk timed out")
     return parse(out.stdout + out.stderr)
+
+
+def warm_up(targets: list[tuple[Case, int]], duration: int = 1) -> None:
+    """Run wrk against every (case, port) at once: warm-up only (imports, first-request
+    paths, pools), nothing is measured, so the instances may share the cores."""
+    procs = [subprocess.Popen(wrk_argv(case, port, duration), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for case, port in targets]
+    for p in procs:
+        try:
+            p.wait(duration + 15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
