@@ -91,7 +91,7 @@ class H2Protocol(asyncio.Protocol):
         else:
             events = self.h2.upgrade(switch.request, switch.settings, bytes(switch.body))
         if s.draining:
-            self.h2.begin_drain(s.drain_grace)
+            self.h2.begin_drain(s.graceful_timeout)
         self.handle(events)
 
     def data_received(self, data: bytes) -> None:
@@ -216,7 +216,7 @@ class H2Protocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Draining: GOAWAY naming the last stream; the open ones finish."""
-        self.h2.begin_drain(self.s.drain_grace)
+        self.h2.begin_drain(self.s.graceful_timeout)
         self.flush()
         if self.h2.finished:
             self.close()

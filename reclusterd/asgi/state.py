@@ -53,6 +53,8 @@ class ServerState:
                              cfg.limit_request_field_size, cfg.limit_request_body)
         self.rules = ConnectionRules(float(cfg.keep_alive), float(cfg.header_timeout))
         self.drain_grace = self.rules.drain_grace(float(cfg.graceful_timeout))
+        # HTTP/2: the open streams of a draining connection get the whole of it
+        self.graceful_timeout = float(cfg.graceful_timeout)
         self.max_connections = int(cfg.worker_connections)
         self.scheme = "https" if secure else "http"
         self.resolver = resolver

@@ -24,6 +24,6 @@ async def app(scope, receive, send):
         return
     if path == "/slow":      # started before a drain, answered after it
         print("slow started", file=sys.stderr, flush=True)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(float(scope["query_string"] or b"1.0"))
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": scope["http_version"].encode()})

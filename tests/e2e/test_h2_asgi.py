@@ -195,6 +195,29 @@ def test_drain_sends_goaway_and_open_streams_finish(raw: tuple[Server, H2Client]
     assert srv.proc.returncode == 0
 
 
+def test_drain_gives_open_streams_the_graceful_timeout_not_keep_alive() -> None:
+    """A stream longer than --keep-alive (which bounds idle connections on drain) still
+    finishes within --graceful-timeout."""
+    with asyncio_server(RAW, "--http2-cleartext", "prior-knowledge", "--keep-alive", "1",
+                        "--graceful-timeout", "20") as srv:
+        srv.wait_ready()
+        client = H2Client(srv.port)
+        try:
+            sid = client.get("/slow?4")
+            wait_log(srv, "slow started")
+            srv.signal(signal.SIGTERM)
+            body, ended = b"", False
+            while not ended:            # frames: h2 stops reading at the first GOAWAY
+                frame = client.read_frame()
+                if isinstance(frame, DataFrame) and frame.stream_id == sid:
+                    body += frame.data
+                    ended = "END_STREAM" in frame.flags
+            assert body == b"2"
+        finally:
+            client.close()
+        assert wait_for(lambda: srv.proc.poll() is not None or None, 20) is True
+
+
 def test_sync_worker_ignores_h2c(tmp_path: Path) -> None:
     with reclusterd("examples.hello:app", "-w", "1", "-k", "sync", "--http2-cleartext",
                     "prior-knowledge") as srv:
