@@ -26,12 +26,16 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.asgi.lifespan import Lifespan, LifespanFailed
+from reclusterd.asgi.protocol import HttpProtocol
+from reclusterd.asgi.state import ServerState
+from reclusterd.http.forwarded import from_config
+from reclusterd.logging import AccessLog
 from reclusterd.workers.acceptpause import AcceptPause
 from reclusterd.workers.aioaccept import Acceptor
 from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
 
 if TYPE_CHECKING:
-    from reclusterd.asgi.state import ServerState
     from reclusterd.config import Config
     from reclusterd.control import WorkerChannel
     from reclusterd.sockets import Listener
@@ -122,12 +126,6 @@ class AsyncioWorker(Worker):
 
     async def serve(self) -> int:
         """Lifespan startup, listen, report ready, serve until TERM, drain; the exit code."""
-        from reclusterd.asgi.lifespan import Lifespan, LifespanFailed
-        from reclusterd.asgi.protocol import HttpProtocol
-        from reclusterd.asgi.state import ServerState
-        from reclusterd.http.forwarded import from_config
-        from reclusterd.logging import AccessLog
-
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         self.stop_event = asyncio.Event()
