@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +35,7 @@ from reclusterd.logging import AccessLog
 from reclusterd.workers.acceptpause import AcceptPause
 from reclusterd.workers.aioaccept import Acceptor
 from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
+from reclusterd.workers.share import join
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -148,8 +150,10 @@ class AsyncioWorker(Worker):
         if state.proxy_peers is not None:   # PROXY header first, TLS after it (protocol)
             state.tls_after, ctx = ctx, None
         errors = AcceptPause()   # one per worker: shared by its listeners
-        acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
-                     for lst in self.listeners]
+        self.share = share = join()
+        conns = state.connections
+        acceptors = [Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors,
+                              share, conns.__len__) for lst in self.listeners]
         for acceptor in acceptors:
             acceptor.start()
         self.channel.ready()
@@ -179,6 +183,9 @@ class AsyncioWorker(Worker):
         def tick() -> None:
             nonlocal next_hb
             state.sweep()
+            if self.share is not None:      # closed connections, between two accepts
+                self.share.publish(len(state.connections))
+                self.share.stamp(time.monotonic())
             now = state.now
             if now >= next_hb:
                 next_hb = now + hb_every

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 from reclusterd import apploader, hooks, sockets, tls, workerclasses
 from reclusterd.signals import reset_in_child
+from reclusterd.workers import share
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -112,11 +113,23 @@ def resolve_worker_class(name: str, kind: str) -> WorkerClass:
     return got
 
 
-def preimport(cfg: Config, kind: str | None = None) -> None:
-    """In the master, before fork: import the server modules a worker of `cfg` imports
-    as it boots (its built-in worker class and what that imports; uvloop's module for
-    --loop auto/uvloop), so every child shares those pages with the master instead of
-    building a private copy of each (issue 15: idle USS per thread worker 10.9 -> 6 MB).
+def prepare_fork(cfg: Config, kind: str | None = None) -> None:
+    """In the master, before each fork: the connection board the workers share
+    (workers/share.py), and the server modules a worker imports as it boots."""
+    share.open_board()
+    _preimport(cfg, kind)
+
+
+def worker_reaped(pid: int) -> None:
+    """In the master: `pid` exited; its slot on the connection board is free."""
+    share.forget(pid)
+
+
+def _preimport(cfg: Config, kind: str | None) -> None:
+    """Import the server modules a worker of `cfg` imports as it boots (its built-in
+    worker class and what that imports; uvloop's module for --loop auto/uvloop), so
+    every child shares those pages with the master instead of building a private copy
+    of each (issue 15: idle USS per thread worker 10.9 -> 6 MB).
 
     Modules only: no loop, thread or socket is created, and never user code (the app is
     imported here only with --preload, plug-in classes not at all). `kind` is the

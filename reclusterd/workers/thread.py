@@ -27,6 +27,7 @@ from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
 from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize
 from reclusterd.workers.refused import Refused
+from reclusterd.workers.share import DEFER, join
 from reclusterd.workers.threadpool import ThreadPool
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
 from reclusterd.wsgi.handler import WSGIHandler
@@ -67,6 +68,7 @@ class ThreadWorker(Worker):
         self.pause = AcceptPause()
         self.paused: set[int] = set()   # listeners not re-armed after a resource error
         self.refused = Refused(self.ep, self.lock)     # 503 at --worker-connections
+        self.share = join()
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -88,6 +90,8 @@ class ThreadWorker(Worker):
         while True:
             now = time.monotonic()
             self.maybe_heartbeat(now)
+            if self.share is not None:
+                self.share.stamp(now)
             self._expire(now)
             if self.paused and not self.pause.paused(now):
                 self._resume_accepting()
@@ -102,8 +106,11 @@ class ThreadWorker(Worker):
                         log.warning("worker %d: graceful timeout, %d connection(s) cut",
                                     self.pid, len(self.conns))
                     break
+            wait = min(TICK, self.hb_interval)
+            if self.paused:
+                wait = min(wait, self.pause.resume_in(now))
             try:
-                waker.poll(min(TICK, self.hb_interval) * 1000)
+                waker.poll(wait * 1000)
             except InterruptedError:
                 pass
             self.clear_wake()
@@ -184,6 +191,8 @@ class ThreadWorker(Worker):
     def _drop(self, conn: Conn) -> None:
         """Under self.lock: forget and close an idle connection."""
         self.conns.pop(conn.fd, None)
+        if self.share is not None:
+            self.share.publish(len(self.conns))
         conn.busy = True
         conn.close(linger=bool(conn.h1.head_start))
 
@@ -259,7 +268,13 @@ class ThreadWorker(Worker):
         pool = self.pool
         busy = pool.pollers - pool.idle_pollers      # this thread included
         rearm = True
+        share, now = self.share, time.monotonic()
+        if share is not None and not share.may_accept(len(self.conns), now):
+            self._defer(fd, now)        # a less loaded worker may take it meanwhile
+            return None
         for _ in range(max(1, min(ACCEPT_BATCH, 1 + pool.nthreads - busy))):
+            if first is not None and share is not None and not share.more(len(self.conns), now):
+                break
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
@@ -288,6 +303,14 @@ class ThreadWorker(Worker):
             except OSError:
                 pass
         return first
+
+    def _defer(self, fd: int, now: float) -> None:
+        """Above its share of connections (workers/share.py): leave listener `fd` disarmed
+        for DEFER s; the main thread re-arms it (_resume_accepting)."""
+        with self.lock:
+            self.paused.add(fd)
+            self.pause.until = max(self.pause.until, now + DEFER)
+        self.wake()     # the main thread's next wait ends at pause.until
 
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
         if over_capacity(len(self.conns), self.max_conns):
@@ -397,6 +420,8 @@ class ThreadWorker(Worker):
         with self.lock:
             if self.conns.get(conn.fd) is conn:
                 del self.conns[conn.fd]
+                if self.share is not None:
+                    self.share.publish(len(self.conns))
             conn.close(linger)
         if self.draining:
             self.wake()
