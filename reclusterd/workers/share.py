@@ -5,17 +5,19 @@ connection and the first one running takes it; on 2 busy cores the one that happ
 run takes most of a burst (wrk -c64 on 2 workers: 55 and 9 keep-alive connections, one
 core idle while the other queues). Here each worker publishes how many connections it
 holds in one page of memory the master maps before it forks (shared across fork, no
-syscall to read or write), and a worker holding more than the mean plus SLACK leaves a
-new connection to the others for DEFER seconds, then takes up to FORCED of them anyway:
-a slow or stuck peer delays a connection, never refuses it. A peer whose stamp is older
-than STALE (its event loop or main thread is blocked) is left out of the mean.
+syscall to read or write). A worker holding more than the mean plus a slack (SLACK, or
+mean / SHARE) leaves a new connection for DEFER seconds to a peer that holds fewer and
+can accept soon (an asyncio worker; a thread worker with a poller waiting in epoll, or
+without one for less than BUSY s), then takes up to FORCED anyway: a slow peer delays a
+connection, never refuses it, and when every worker is busy none waits. A peer whose
+stamp is older than STALE (its event loop or main thread is blocked) is left out.
 
 The page: cell 0 = slots ever used; then per slot (pid, open connections, stamp in ms
-of CLOCK_MONOTONIC, which every process of the machine shares). A worker claims a free
-slot as it starts, clears it when it stops accepting (drain); the master clears a
-reaped worker's (it may have been killed). Each slot has one writer, so plain int64
-stores suffice; a race between two workers claiming one slot only skews the counts,
-which are advice.
+of CLOCK_MONOTONIC, which every process of the machine shares; busy since, ms, 0: no). A
+worker claims a free slot as it starts, clears it when it stops accepting (drain); the
+master clears a reaped worker's (it may have been killed). Each slot has one writer, so
+plain int64 stores suffice; a race between two workers claiming one slot only skews
+the counts, which are advice.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ import time
 
 __all__ = ["DEFER", "SLACK", "Board", "Share", "forget", "join", "open_board"]
 
-SLOT = 3                # cells per slot: pid, connections, stamp
-SLOTS = 170             # workers per master that can take part (one 4 KiB page)
-SLACK = 2               # connections above the mean a worker may hold and still accept
+SLOT = 4                # cells per slot: pid, connections, stamp, busy since
+SLOTS = 127             # workers per master that can take part (one 4 KiB page)
+SLACK = 2               # connections above the mean a worker may hold and still accept,
+SHARE = 8               # or a SHAREth of the mean if more: a burst is not held up for ±1
 DEFER = 0.003           # s a worker above its share leaves a connection to the others
 FORCED = 4              # connections a wake-up that waited DEFER takes, at most
 STALE = 1.0             # s without a stamp: the peer cannot accept (blocked), not counted
+BUSY = 0.25             # s a peer with no idle poller has been so: it will not accept soon
 
 
 class Board:
@@ -47,7 +51,7 @@ class Board:
         for slot in range(SLOTS):
             i = 1 + SLOT * slot
             if cells[i] == 0:
-                cells[i], cells[i + 1], cells[i + 2] = pid, 0, int(now * 1000)
+                cells[i], cells[i + 1], cells[i + 2], cells[i + 3] = pid, 0, int(now * 1000), 0
                 if cells[0] <= slot:
                     cells[0] = slot + 1
                 return i
@@ -79,6 +83,11 @@ class Share:
         if self.i:
             self.cells[self.i + 2] = int(now * 1000)
 
+    def busy(self, since: float) -> None:
+        """No poller of this worker waits in epoll since `since` (0: one does again)."""
+        if self.i:
+            self.cells[self.i + 3] = int(since * 1000)
+
     def leave(self) -> None:
         """Stopped accepting (draining): no longer counted in the mean."""
         if self.i:
@@ -86,16 +95,25 @@ class Share:
             self.i = 0
 
     def over(self, conns: int, now: float) -> bool:
-        """Does this worker hold more than the mean of the live workers + SLACK?"""
+        """Does this worker hold more than the mean of the live workers plus a slack,
+        while one that can accept soon holds fewer than it by more than that slack?
+        The slack is SLACK connections, or the mean / SHARE when larger."""
         cells = self.cells
         total = conns
         n = 1
-        fresh = int((now - STALE) * 1000)
+        least = conns               # the fewest held by a peer that can accept soon
+        ms = int(now * 1000)
+        fresh = ms - int(STALE * 1000)
+        soon = ms - int(BUSY * 1000)
         for i in range(1, 1 + SLOT * cells[0], SLOT):
             if cells[i] and i != self.i and cells[i + 2] >= fresh:
-                total += cells[i + 1]
+                peer = cells[i + 1]
+                total += peer
                 n += 1
-        return n > 1 and conns * n > total + SLACK * n
+                if peer < least and (not cells[i + 3] or cells[i + 3] >= soon):
+                    least = peer
+        slack = max(SLACK * n, total // SHARE)      # times n, as the mean is total / n
+        return conns * n > total + slack and least * n < conns * n - slack
 
     def may_accept(self, conns: int, now: float) -> bool:
         """At a wake-up for a pending connection, before accepting any: False leaves it

@@ -222,6 +222,8 @@ class ThreadWorker(Worker):
                 starved = not pool.idle_pollers
                 if starved:
                     pool.starved_since = t0
+                    if self.share is not None:      # no poller left to accept at once
+                        self.share.busy(t0)
                 conn = None
                 if lsock is None:
                     conn = conns.get(fd)
@@ -254,6 +256,8 @@ class ThreadWorker(Worker):
                     else:
                         pool.idle_pollers += 1
                         pool.starved_since = 0.0
+                        if self.share is not None and pool.idle_pollers == 1:
+                            self.share.busy(0.0)
             if redundant:
                 return
 

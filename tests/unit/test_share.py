@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from reclusterd.workers.share import DEFER, FORCED, SLACK, STALE, Board, Share
+from reclusterd.workers.share import BUSY, DEFER, FORCED, SHARE, SLACK, STALE, Board, Share
 
 NOW = 100.0
 
@@ -91,3 +91,23 @@ def test_the_page_is_shared_across_fork() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     assert board.cells[a.i + 1] == 42
+
+
+def test_no_deferral_to_peers_that_cannot_accept_soon() -> None:
+    """Every worker busy (no poller waiting in epoll for a while): waiting for one only
+    slows accepting down."""
+    a, b = _workers(Board(), 0, 0)
+    b.busy(NOW - 2 * BUSY)
+    assert a.may_accept(10, NOW)
+    b.busy(NOW - BUSY / 2)              # just now: its poller is back in a moment
+    assert not a.may_accept(10, NOW)
+    b.busy(0.0)
+    assert not a.may_accept(10, NOW)
+
+
+def test_the_slack_grows_with_the_mean() -> None:
+    """At 128 each, a burst is not held up for +-2: the slack is then the mean / SHARE."""
+    a, _ = _workers(Board(), 0, 120)
+    slack = 120 // SHARE                # about the mean / SHARE, once a is near it too
+    assert a.may_accept(120 + slack, NOW)
+    assert not a.may_accept(120 + 3 * slack, NOW)
