@@ -96,6 +96,8 @@ class Acceptor:
         """Stop watching the listener for `delay` s (it stays readable meanwhile, so
         retrying at once would spin)."""
         self.loop.remove_reader(self.fd)
+        if self.resume is not None:     # one pending resume: the later one
+            self.resume.cancel()
         self.resume = self.loop.call_later(delay, self._resume)
 
     def _resume(self) -> None:
