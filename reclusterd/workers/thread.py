@@ -273,12 +273,12 @@ class ThreadWorker(Worker):
         busy = pool.pollers - pool.idle_pollers      # this thread included
         rearm = True
         share, now = self.share, time.monotonic()
+        # Decided once per wake-up, not per connection: a batch cut short would send the
+        # listener to the back of epoll's ready list, behind every busy connection.
         if share is not None and not share.may_accept(len(self.conns), now):
             self._defer(fd, now)        # a less loaded worker may take it meanwhile
             return None
         for _ in range(max(1, min(ACCEPT_BATCH, 1 + pool.nthreads - busy))):
-            if first is not None and share is not None and not share.more(len(self.conns), now):
-                break
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
