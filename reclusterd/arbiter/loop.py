@@ -30,6 +30,7 @@ from reclusterd.arbiter.policy import Policy
 from reclusterd.arbiter.process import (
     become_worker,
     exit_description,
+    fork_shared,
     remove_pidfile,
     set_title,
     start_line,
@@ -42,6 +43,7 @@ from reclusterd.arbiter.status import StatusServer
 from reclusterd.arbiter.table import plural
 from reclusterd.backoff import Backoff
 from reclusterd.signals import SignalQueue, signame
+from reclusterd.workers.boot import prepare_fork, worker_reaped
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -283,13 +285,14 @@ class Arbiter:
     def spawn(self, generation: int, cfg: Config) -> int | None:
         """Fork one worker of `generation`; the child never returns."""
         self.hooks.call("pre_fork", WorkerView(None, generation, cfg))
+        prepare_fork(cfg, getattr(self.app, "kind", None))  # shared with the child, not copied
         arb, chan = control.pair()
         # Block our signals across fork: one sent to the new child before it drops the
         # master's handlers would be swallowed by them (a TERM to a booting worker lost);
         # blocked, it stays pending until the child has reset them to the defaults.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigq.signals)
         try:
-            pid = os.fork()
+            pid = fork_shared()
         except OSError as e:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.error("fork failed: %s", e)
@@ -374,6 +377,7 @@ class Arbiter:
                 self.pidfile = self.reexec.exited(status, self.pid, self.pidfile)
                 continue
             self._read_control(pid)  # a boot_error sent just before exiting
+            worker_reaped(pid)
             sock = self.channels.pop(pid, None)
             if sock is not None:
                 self.selector.unregister(sock.fileno())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import os
 import signal
@@ -150,8 +152,6 @@ def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
     """
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         except (OSError, AttributeError):
@@ -172,6 +172,22 @@ def own_logs(cfg: Config, uid: int | None, gid: int | None) -> None:
                 os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
             except OSError as e:
                 log.warning("cannot give %s to the workers' user: %s", path, e.strerror or e)
+
+
+def fork_shared() -> int:
+    """os.fork() with the master's objects frozen in the child (gc.freeze): the child's
+    cyclic GC never walks them, so it does not write to (and copy) the pages they share
+    with the master. The master unfreezes at once: its own garbage is still collected.
+    OSError as os.fork()."""
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except OSError:
+        gc.unfreeze()
+        raise
+    if pid:
+        gc.unfreeze()
+    return pid
 
 
 def become_worker(parent: int, closers: Sequence[Callable[[], None]], cfg: Config,

@@ -12,9 +12,11 @@ import errno
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 
 from reclusterd.workers.acceptpause import PAUSE, RESOURCE_ERRORS, AcceptPause
+from reclusterd.workers.share import DEFER, Share
 
 __all__ = ["Acceptor"]
 
@@ -30,8 +32,11 @@ class Acceptor:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  factory: Callable[[], asyncio.Protocol], ctx: ssl.SSLContext | None,
-                 errors: AcceptPause) -> None:
+                 errors: AcceptPause, share: Share | None = None,
+                 count: Callable[[], int] = lambda: 0) -> None:
         self.loop = loop
+        self.share = share      # least-connections accepting (workers/share.py)
+        self.count = count      # this worker's open connections
         self.sock = sock
         self.factory = factory
         self.ctx = ctx
@@ -57,7 +62,18 @@ class Acceptor:
         self.sock.close()
 
     def accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
+        share = self.share
+        # Accepted sockets count from their accept: they join the worker's connections
+        # only once their task runs, after this batch.
+        now = time.monotonic()
+        if share is not None and not share.may_accept(self.count() + len(self.handshakes),
+                                                      now):
+            self.pause(DEFER)   # a less loaded worker may take it meanwhile
+            return
+        for i in range(ACCEPT_BATCH):
+            if i and share is not None and not share.more(
+                    self.count() + len(self.handshakes), now):
+                return
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -76,11 +92,13 @@ class Acceptor:
                 return
             self.serve(conn)
 
-    def pause(self) -> None:
-        """Stop watching the listener for acceptpause.PAUSE s (it stays readable meanwhile,
-        so retrying at once would spin)."""
+    def pause(self, delay: float = PAUSE) -> None:
+        """Stop watching the listener for `delay` s (it stays readable meanwhile, so
+        retrying at once would spin)."""
         self.loop.remove_reader(self.fd)
-        self.resume = self.loop.call_later(PAUSE, self._resume)
+        if self.resume is not None:     # one pending resume: the later one
+            self.resume.cancel()
+        self.resume = self.loop.call_later(delay, self._resume)
 
     def _resume(self) -> None:
         self.resume = None

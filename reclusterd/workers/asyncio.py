@@ -23,15 +23,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from reclusterd.asgi.lifespan import Lifespan, LifespanFailed
+from reclusterd.asgi.protocol import HttpProtocol
+from reclusterd.asgi.state import ServerState
+from reclusterd.http.forwarded import from_config
+from reclusterd.logging import AccessLog
 from reclusterd.workers.acceptpause import AcceptPause
 from reclusterd.workers.aioaccept import Acceptor
 from reclusterd.workers.base import EXIT_BOOT_ERROR, BootError, Worker
+from reclusterd.workers.share import join
 
 if TYPE_CHECKING:
-    from reclusterd.asgi.state import ServerState
     from reclusterd.config import Config
     from reclusterd.control import WorkerChannel
     from reclusterd.sockets import Listener
@@ -131,12 +137,6 @@ class AsyncioWorker(Worker):
 
     async def serve(self) -> int:
         """Lifespan startup, listen, report ready, serve until TERM, drain; the exit code."""
-        from reclusterd.asgi.lifespan import Lifespan, LifespanFailed
-        from reclusterd.asgi.protocol import HttpProtocol
-        from reclusterd.asgi.state import ServerState
-        from reclusterd.http.forwarded import from_config
-        from reclusterd.logging import AccessLog
-
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         self.stop_event = asyncio.Event()
@@ -159,9 +159,11 @@ class AsyncioWorker(Worker):
         if state.proxy_peers is not None:   # PROXY header first, TLS after it (protocol)
             state.tls_after, ctx = ctx, None
         errors = AcceptPause()   # one per worker: shared by its listeners
+        self.share = share = join()
+        conns = state.connections
         acceptors = self.acceptors = [
-            Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors)
-            for lst in self.listeners]
+            Acceptor(loop, lst.sock, lambda: HttpProtocol(state), ctx, errors, share,
+                     conns.__len__) for lst in self.listeners]
         for acceptor in acceptors:
             acceptor.start()
         self.channel.ready()
@@ -191,6 +193,9 @@ class AsyncioWorker(Worker):
         def tick() -> None:
             nonlocal next_hb
             state.sweep()
+            if self.share is not None:      # closed connections, between two accepts
+                self.share.publish(len(state.connections))
+                self.share.stamp(time.monotonic())
             now = state.now
             if now >= next_hb:
                 next_hb = now + hb_every

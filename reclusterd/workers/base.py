@@ -31,6 +31,7 @@ from reclusterd.workers.boot import (
     install_fault_handler,
     process_hooks,
 )
+from reclusterd.workers.share import Share
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -85,6 +86,8 @@ class Worker:
         self.ssl = _server_context(cfg, self.speaks_h2)
         self.alive = True
         self.draining = False
+        # Least-connections accepting (workers/share.py): classes that balance join it.
+        self.share: Share | None = None
         timeout = float(cfg.timeout or 0)
         self.timeout = timeout
         self.hb_interval = heartbeat_interval(timeout)
@@ -132,6 +135,8 @@ class Worker:
         """Stop accepting, finish in-flight requests, then leave run()."""
         if not self.draining:
             self.draining = True
+            if self.share is not None:
+                self.share.leave()
             log.info("worker %d draining", self.pid)
             self.on_drain()
         self.wake()

@@ -12,6 +12,7 @@ is `workers/base.py`; this module does not import it (base uses these helpers).
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 from reclusterd import apploader, hooks, sockets, tls, workerclasses
 from reclusterd.signals import reset_in_child
+from reclusterd.workers import share
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -109,6 +111,42 @@ def resolve_worker_class(name: str, kind: str) -> WorkerClass:
                         f"{kind.upper()}; use --worker-class {other} (or auto)")
     got: WorkerClass = cls
     return got
+
+
+def prepare_fork(cfg: Config, kind: str | None = None) -> None:
+    """In the master, before each fork: the connection board the workers share
+    (workers/share.py), and the server modules a worker imports as it boots."""
+    share.open_board()
+    _preimport(cfg, kind)
+
+
+def worker_reaped(pid: int) -> None:
+    """In the master: `pid` exited; its slot on the connection board is free."""
+    share.forget(pid)
+
+
+def _preimport(cfg: Config, kind: str | None) -> None:
+    """Import the server modules a worker of `cfg` imports as it boots (its built-in
+    worker class and what that imports; uvloop's module for --loop auto/uvloop), so
+    every child shares those pages with the master instead of building a private copy
+    of each (issue 15: idle USS per thread worker 10.9 -> 6 MB).
+
+    Modules only: no loop, thread or socket is created, and never user code (the app is
+    imported here only with --preload, plug-in classes not at all). `kind` is the
+    preloaded app's ("wsgi"/"asgi"); unknown, "auto" imports both classes. A module
+    that fails to import is left to the worker, which reports it as a boot error.
+    """
+    name = cfg.worker_class
+    kinds = (kind,) if kind else ("wsgi", "asgi")
+    names = {workerclasses.resolve(name, k) for k in kinds}
+    for resolved in sorted(names & set(workerclasses.BUILTIN_CLASSES)):
+        module = workerclasses.spec(resolved).partition(":")[0]
+        try:
+            mod = importlib.import_module(module)
+            if resolved == "asyncio" and not cfg.proxy_protocol:
+                mod.loop_factory(cfg.loop)      # imports uvloop (the module only)
+        except Exception:  # noqa: BLE001 - the worker imports it again and reports why
+            log.debug("preimport of %s failed; left to the workers", module, exc_info=True)
 
 
 def flush_logs() -> None:

@@ -27,6 +27,7 @@ from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
 from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize
 from reclusterd.workers.refused import Refused
+from reclusterd.workers.share import DEFER, join
 from reclusterd.workers.threadh2 import H2Switch
 from reclusterd.workers.threadpool import ThreadPool
 from reclusterd.wsgi.conn import ClientGone, Conn, Environ, wait_fd
@@ -72,6 +73,7 @@ class ThreadWorker(Worker):
         self.h2 = (H2Switch(cfg, self.handler, self.ep, self.lock, self.conns, self._close,
                             self.ssl is not None, self.wake)
                    if "h2" in cfg.http_protocols else None)
+        self.share = join()
 
     def on_drain(self) -> None:
         self.handler.draining = True
@@ -106,6 +108,8 @@ class ThreadWorker(Worker):
         while True:
             now = time.monotonic()
             self.maybe_heartbeat(now)
+            if self.share is not None:
+                self.share.stamp(now)
             self._expire(now)
             if self.paused and not self.pause.paused(now):
                 self._resume_accepting()
@@ -122,8 +126,11 @@ class ThreadWorker(Worker):
                         log.warning("worker %d: graceful timeout, %d connection(s) cut",
                                     self.pid, left)
                     break
+            wait = min(TICK, self.hb_interval)
+            if self.paused:
+                wait = min(wait, self.pause.resume_in(now))
             try:
-                waker.poll(min(TICK, self.hb_interval) * 1000)
+                waker.poll(wait * 1000)
             except InterruptedError:
                 pass
             self.clear_wake()
@@ -208,6 +215,8 @@ class ThreadWorker(Worker):
     def _drop(self, conn: Conn) -> None:
         """Under self.lock: forget and close an idle connection."""
         self.conns.pop(conn.fd, None)
+        if self.share is not None:
+            self.share.publish(len(self.conns) + (len(self.h2.conns) if self.h2 else 0))
         conn.busy = True
         conn.close(linger=bool(conn.h1.head_start))
 
@@ -237,6 +246,8 @@ class ThreadWorker(Worker):
                 starved = not pool.idle_pollers
                 if starved:
                     pool.starved_since = t0
+                    if self.share is not None:      # no poller left to accept at once
+                        self.share.busy(t0)
                 conn = None
                 if lsock is None:
                     conn = conns.get(fd)
@@ -269,6 +280,8 @@ class ThreadWorker(Worker):
                     else:
                         pool.idle_pollers += 1
                         pool.starved_since = 0.0
+                        if self.share is not None and pool.idle_pollers == 1:
+                            self.share.busy(0.0)
             if redundant:
                 return
 
@@ -285,6 +298,12 @@ class ThreadWorker(Worker):
         pool = self.pool
         busy = pool.pollers - pool.idle_pollers      # this thread included
         rearm = True
+        share, now = self.share, time.monotonic()
+        # Decided once per wake-up, not per connection: a batch cut short would send the
+        # listener to the back of epoll's ready list, behind every busy connection.
+        if share is not None and not share.may_accept(len(self.conns), now):
+            self._defer(fd, now)        # a less loaded worker may take it meanwhile
+            return None
         for _ in range(max(1, min(ACCEPT_BATCH, 1 + pool.nthreads - busy))):
             try:
                 sock, addr = lsock.accept()
@@ -314,6 +333,14 @@ class ThreadWorker(Worker):
             except OSError:
                 pass
         return first
+
+    def _defer(self, fd: int, now: float) -> None:
+        """Above its share of connections (workers/share.py): leave listener `fd` disarmed
+        for DEFER s; the main thread re-arms it (_resume_accepting)."""
+        with self.lock:
+            self.paused.add(fd)
+            self.pause.until = max(self.pause.until, now + DEFER)
+        self.wake()     # the main thread's next wait ends at pause.until
 
     def _new_conn(self, sock: socket.socket, addr: Any, env: Environ) -> Conn | None:
         if over_capacity(len(self.conns) + (len(self.h2.conns) if self.h2 else 0),
@@ -435,6 +462,8 @@ class ThreadWorker(Worker):
         with self.lock:
             if self.conns.get(conn.fd) is conn:
                 del self.conns[conn.fd]
+                if self.share is not None:
+                    self.share.publish(len(self.conns) + (len(self.h2.conns) if self.h2 else 0))
             conn.close(linger)
         if self.draining:
             self.wake()

@@ -70,3 +70,20 @@ def test_hooks_load_once_per_process_through_the_app_resolver() -> None:
         process_hooks(config.make(app="x:app", worker_abort="os:nope"))
     with pytest.raises(BootError, match="--worker-exit: os:getpid: worker_exit must take 2"):
         process_hooks(config.make(app="x:app", worker_exit="os:getpid"))
+
+
+def test_fork_shared_freezes_in_the_child_only() -> None:
+    """arbiter.process.fork_shared: the child keeps the master's objects frozen (its GC
+    leaves their pages shared); the master unfreezes at once (its garbage is collected)."""
+    import gc
+    import os
+
+    from reclusterd.arbiter.process import fork_shared
+
+    before = gc.get_freeze_count()
+    pid = fork_shared()
+    if pid == 0:
+        os._exit(0 if gc.get_freeze_count() > 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert gc.get_freeze_count() == before == 0
