@@ -37,6 +37,7 @@ from reclusterd.http.connection import (
     BUSY_WAIT,
     CLOSE,
     TIMEOUT,
+    TLS_SHUTDOWN,
     H1Connection,
     body_stalled,
     busy_answer,
@@ -175,7 +176,8 @@ class HttpProtocol(asyncio.Protocol):
         returned were held (data_received) and are fed now."""
         try:
             transport = await self.s.loop.start_tls(self.transport, self, ctx,
-                                                    server_side=True)
+                                                    server_side=True,
+                                                    ssl_shutdown_timeout=TLS_SHUTDOWN)
         except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as e:
             log.debug("TLS handshake failed after the PROXY header: %s", e)
             self.closed = True

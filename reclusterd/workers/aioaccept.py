@@ -15,6 +15,7 @@ import ssl
 import time
 from collections.abc import Callable
 
+from reclusterd.http.connection import TLS_SHUTDOWN
 from reclusterd.workers.acceptpause import PAUSE, RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.share import DEFER, Share
 
@@ -109,8 +110,12 @@ class Acceptor:
         conn.setblocking(False)
         if conn.family != socket.AF_UNIX:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = self.loop.create_task(
-            self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ctx))
+        if self.ctx is None:
+            coro = self.loop.connect_accepted_socket(self.factory, conn)
+        else:
+            coro = self.loop.connect_accepted_socket(
+                self.factory, conn, ssl=self.ctx, ssl_shutdown_timeout=TLS_SHUTDOWN)
+        task = self.loop.create_task(coro)
         self.handshakes.add(task)
         task.add_done_callback(self._handshake_done)
 
