@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from reclusterd import control
 from reclusterd.arbiter.process import pid_alive
+from reclusterd.arbiter.scaling import MAX_WORKERS
 
 if TYPE_CHECKING:
     from reclusterd.arbiter.policy import Policy
@@ -216,8 +217,9 @@ def command(request: dict[str, object], policy: Policy,
     log.info("control socket: %s%s", cmd, f" {request.get('n')}" if "n" in request else "")
     if cmd == "workers":
         n = request.get("n")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            return {"ok": False, "error": f"workers must be a whole number >= 1, got {n!r}"}
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_WORKERS:
+            return {"ok": False, "error": f"workers must be a whole number from 1 to "
+                                          f"{MAX_WORKERS}, got {n!r}"}
         old = policy.set_workers(n)
         return {"ok": True, "workers": policy.target, "previous": old}
     if cmd == "reload":

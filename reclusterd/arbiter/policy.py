@@ -311,15 +311,19 @@ class Policy:
     def scale(self, delta: int) -> int:
         """TTIN (+1) / TTOU (-1); never below one worker. Returns the previous target."""
         old = self.set_workers(self.target + delta)
-        if self.target == old:   # a TTOU at one worker: say so, nothing changes
-            log.info("TTOU ignored: already at the minimum of 1 worker")
+        if self.target == old:   # at a bound: say so, nothing changes
+            if delta < 0:
+                log.info("TTOU ignored: already at the minimum of 1 worker")
+            else:
+                log.warning("TTIN ignored: already at the maximum of %d workers",
+                            scaling.MAX_WORKERS)
         return old
 
     def set_workers(self, n: int) -> int:
         """`ctl workers N`: the target, exactly (at least one); a reload in flight follows
         by the same difference. Returns the previous target."""
         old = self.target
-        self.target = max(1, n)
+        self.target = min(max(1, n), scaling.MAX_WORKERS)
         p = self.rollout.pending
         if p is not None:
             p.target = max(1, p.target + self.target - old)

@@ -17,13 +17,19 @@ log = logging.getLogger("reclusterd.error")
 MEMORY = "memory"     # the recycle reason (and stop reason) of --max-worker-memory
 
 
+SPAWN_PER_TURN = 8         # forks per loop turn at most
+MAX_WORKERS = 1024         # what TTIN and `ctl workers N` may reach (a typo's zeros)
+
 def fit(table: Table, stopper: Stopper, spawn: Callable[[], bool], gen: int, target: int,
         now: float) -> None:
     """Spawn or retire workers of `gen` until `target` of them are active; `spawn()`
     False (a failed fork) stops spawning for this turn."""
     serving = table.serving(gen)
     missing = target - len(serving)
-    for _ in range(missing):
+    # A bounded number per turn: the loop comes back at once (policy.next_deadline) but
+    # reads signals and the control socket in between, so TERM still works while a large
+    # target is being reached (QA-14: `ctl workers 100000` made the master deaf).
+    for _ in range(min(missing, SPAWN_PER_TURN)):
         if not spawn():
             break
     if missing < 0:

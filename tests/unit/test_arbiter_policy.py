@@ -476,3 +476,33 @@ def test_memory_is_not_judged_without_a_limit() -> None:
     a, _ = h.started()
     h.policy.on_message(a, "hb", {"rss_kb": 10 ** 9}, h.clock.t)
     assert not h.fx.sent(signal.SIGTERM)
+
+
+def test_a_large_target_is_reached_a_bounded_number_of_forks_per_turn() -> None:
+    """Signals and ctl are read between turns: a big target must not hold one turn
+    (QA-14: `ctl workers 100000` left the master deaf to TERM)."""
+    from reclusterd.arbiter import scaling
+
+    h = Harness()
+    h.started()
+    before = len(h.workers())
+    h.policy.set_workers(40)
+    h.turn()
+    assert len(h.workers()) - before == scaling.SPAWN_PER_TURN
+    for _ in range(10):
+        h.turn()
+    assert len(h.workers()) == 40
+
+
+def test_ttin_and_ctl_workers_stop_at_the_maximum() -> None:
+    from reclusterd.arbiter import scaling
+    from reclusterd.arbiter.ctlserver import command
+
+    h = Harness()
+    h.started()
+    assert h.policy.set_workers(100_000) and h.policy.target == scaling.MAX_WORKERS
+    h.policy.scale(+1)
+    assert h.policy.target == scaling.MAX_WORKERS
+    reply = command({"cmd": "workers", "n": 100_000}, h.policy, dict, lambda now: None,
+                    lambda now: None)
+    assert reply["ok"] is False and "1 to 1024" in str(reply["error"])
