@@ -145,7 +145,7 @@ class Cycle:
                 self.buffered = 0
                 conn = self.conn
                 if conn.read_paused and conn.cycle is self:
-                    conn.resume_reading()
+                    conn.body_taken()
                 more = not self.request_done
                 self.body_delivered = not more
                 return {"type": "http.request", "body": body, "more_body": more}

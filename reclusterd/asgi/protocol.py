@@ -449,6 +449,14 @@ class HttpProtocol(asyncio.Protocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    def body_taken(self) -> None:
+        """The app took the request body buffered so far: read on, unless reading is
+        paused for another reason too (pipelined requests queued, or the client not
+        reading our responses): a peer pipelining bodies and never reading must cost a
+        bounded buffer, as with bodiless requests (QA-14: 26 -> 222 MB)."""
+        if len(self.queue) <= MAX_QUEUED // 2 and not self.write_paused:
+            self.resume_reading()
+
     def resume_reading(self) -> None:
         if self.read_paused and not self.closed:
             self.read_paused = False

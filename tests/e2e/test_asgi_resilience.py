@@ -74,6 +74,13 @@ async def app(scope, receive, send):
         mark("agen start")
         async for piece in chunks(float(qs)):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
+    elif path == "/upload":         # reads its body, as most POST handlers do
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        await respond(send, b"got %d" % size)
     else:
         await respond(send, b"ok")
 '''
@@ -210,9 +217,13 @@ def _accepts(port: int) -> bool:
 PIPELINED = 150_000
 
 
-def _pipeline_without_reading(port: int, stop: threading.Event) -> int:
-    """Send PIPELINED GETs on one connection, never reading; the bytes sent."""
-    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+REQUESTS = {"GET": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST": b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"}
+
+
+def _pipeline_without_reading(port: int, stop: threading.Event, method: str = "GET") -> int:
+    """Send PIPELINED requests on one connection, never reading; the bytes sent."""
+    request = REQUESTS[method]
     data = memoryview(request * PIPELINED)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -231,11 +242,15 @@ def _pipeline_without_reading(port: int, stop: threading.Event) -> int:
     return sent
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_unread_pipelining_keeps_memory_bounded(tmp_path: Path, loop: str) -> None:
-    """Item 7: one client pipelines 150k GETs and never reads. The worker stops reading
-    requests while its write buffer is full, so its RSS stays bounded; other clients are
-    served meanwhile; the reader that never reads is closed at --header-timeout."""
+@pytest.mark.parametrize(("loop", "method"), [("asyncio", "GET"), ("uvloop", "GET"),
+                                              ("uvloop", "POST")])
+def test_unread_pipelining_keeps_memory_bounded(tmp_path: Path, loop: str,
+                                                method: str) -> None:
+    """Item 7: one client pipelines 150k requests (GETs, or POSTs whose body the app
+    reads: reading a body must not lift the pause) and never reads. The worker stops
+    reading requests while its write buffer is full, so its RSS stays bounded; other
+    clients are served meanwhile; the reader that never reads is closed at
+    --header-timeout."""
     with serve(tmp_path, "--loop", loop, "--header-timeout", "3") as srv:
         srv.wait_ready()
         (pid,) = srv.wait_workers(1)
@@ -243,7 +258,8 @@ def test_unread_pipelining_keeps_memory_bounded(tmp_path: Path, loop: str) -> No
         assert http_get(srv.port)[0] == 200
         start = worker.memory_info().rss
         stop = threading.Event()
-        flood = threading.Thread(target=_pipeline_without_reading, args=(srv.port, stop))
+        flood = threading.Thread(target=_pipeline_without_reading,
+                                 args=(srv.port, stop, method))
         flood.start()
         peak = start
         try:
