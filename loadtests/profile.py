@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out or tempfile.mktemp(prefix="reclusterd-prof-", suffix=".txt"))
     port = servers.free_port()
-    python = os.path.realpath(sys.executable)
+    python = sys.executable      # the venv's (its realpath is the base interpreter, without h11)
     cmd = [pyspy, "record", "--subprocesses", "--gil", "-r", str(args.rate), "-f", "raw",
            "-o", str(out),
            "--", python, "-m", "reclusterd", f"apps:{args.interface}_app", "-w", "2",
