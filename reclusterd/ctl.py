@@ -82,8 +82,11 @@ def request(path: str, message: Mapping[str, object],
         s.settimeout(timeout)
         try:
             s.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except FileNotFoundError:
             raise CtlFailure(f"no reclusterd control socket at {path}") from None
+        except ConnectionRefusedError:
+            raise CtlFailure(f"{path} refuses connections: its master is gone (a "
+                             "SIGKILL leaves the file behind)") from None
         except OSError as e:
             raise CtlFailure(f"{path}: {e.strerror or e}") from None
         try:

@@ -40,7 +40,8 @@ class AcceptPause:
             return None
         what = ("out of file descriptors" if err.errno in (errno.EMFILE, errno.ENFILE)
                 else "out of memory")
-        line = (f"accept: {what} ({err.strerror}; {self.count} times in the last "
+        times = "1 time" if self.count == 1 else f"{self.count} times"
+        line = (f"accept: {what} ({err.strerror}; {times} in the last "
                 f"{REPORT_EVERY:g} s); not accepting for {PAUSE:g} s at a time, open "
                 "connections are still served")
         self.count = 0

@@ -129,3 +129,14 @@ def test_stale_sockets_of_dead_masters_are_swept_and_only_those(tmp_path: Path) 
     finally:
         assert listening is not None
         listening.close()
+
+
+def test_a_socket_left_by_a_killed_master_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "app.ctl"
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(path))             # bound, never listening: what a SIGKILL leaves
+    left.close()
+    r = ctl("--socket", str(path), "status")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"reclusterd ctl: error: {path} refuses connections: its "
+                                "master is gone (a SIGKILL leaves the file behind)")
