@@ -16,7 +16,7 @@ def emfile() -> OSError:
 def test_first_error_is_logged_then_one_line_per_interval_with_a_count() -> None:
     p = AcceptPause()
     first = p.failed(emfile(), 100.0)
-    assert first is not None and "out of file descriptors" in first and "1 times" in first
+    assert first is not None and "out of file descriptors" in first and "; 1 time in" in first
     assert all(p.failed(emfile(), 100.0 + i * 0.01) is None for i in range(1, 500))
     line = p.failed(emfile(), 100.0 + REPORT_EVERY)
     assert line is not None and "500 times in the last 10 s" in line
