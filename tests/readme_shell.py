@@ -201,6 +201,10 @@ class BlockRunner:
             self.note(cmd, "not run: it is this suite; .ci/run runs the same command")
         elif args[:2] == ["-m", "reclusterd"]:
             self.reclusterd(Command(["reclusterd", *args[2:]], cmd.env, cmd.background))
+        elif args[:1] == ["-c"]:         # a one-liner (e.g. making a test certificate)
+            proc = subprocess.run([sys.executable, *args], cwd=self.tmp, capture_output=True,
+                                  text=True, timeout=60, stdin=subprocess.DEVNULL)
+            assert proc.returncode == 0, (self.block.where, cmd.argv, proc.stderr[-2000:])
         elif args and args[0].startswith("loadtests/") and args[0].endswith(".py"):
             script = self.cwd / args[0]
             assert script.is_file(), f"{self.block.where}: no such file {args[0]}"

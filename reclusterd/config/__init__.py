@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from reclusterd.config.argv import build_parser, from_cli, version_requested, version_text
-from reclusterd.config.checks import cross_check, default_workers
+from reclusterd.config.checks import cross_check, default_workers, h2c_warnings
 from reclusterd.config.errors import ConfigError, did_you_mean
 from reclusterd.config.peerflags import strip_peer_flags
 from reclusterd.config.sources import (
@@ -163,6 +163,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str],
     values.update(cli)
     values["config"] = path
     cross_check(values)
+    for line in h2c_warnings(values):
+        (warn or log.warning)(line)
     return _build(values, environ)
 
 

@@ -71,3 +71,20 @@ def _check_reload(values: dict[str, Any]) -> None:
         if not os.path.isdir(d):
             raise ConfigError("--reload-dir", f"not a directory: {d!r}")
     values["reload_dir"] = tuple(os.path.abspath(d) for d in dirs)
+
+
+
+def h2c_warnings(values: Mapping[str, Any]) -> list[str]:
+    """h2c asked of a server that cannot speak it is served as HTTP/1 (as the issue's
+    "everyone else gets HTTP/1" says), but an Envoy upstream would then fail with no hint
+    in the log: one warning line at start."""
+    mode = values["http2_cleartext"]
+    if mode == "off":
+        return []
+    if "h2" not in values["http_protocols"]:
+        return [f"--http2-cleartext {mode} has no effect: h2 is not in --http-protocols "
+                "(plain binds speak HTTP/1 only)"]
+    if values["worker_class"] == "sync":
+        return [f"--http2-cleartext {mode} has no effect on the sync worker (HTTP/1 only); "
+                "use -k thread (WSGI) or -k asyncio (ASGI) for h2c"]
+    return []

@@ -67,3 +67,19 @@ def test_an_ini_file_that_parses_as_toml_is_named_as_such(tmp_path: object, text
     with pytest.raises(ConfigError) as e:
         config.load(["examples.hello:app", "-c", str(path)], {})
     assert "is a section (TOML table)" in str(e.value) and "top-level keys" in str(e.value)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["-k", "sync", "--http2-cleartext", "both"], "has no effect on the sync worker"),
+    (["--http-protocols", "h1", "--http2-cleartext", "upgrade"], "h2 is not in"),
+])
+def test_h2c_that_cannot_work_is_warned_about(argv: list[str], says: str) -> None:
+    seen: list[str] = []
+    config.load(["examples.hello:app", *argv], {}, warn=seen.append)
+    assert len(seen) == 1 and says in seen[0]
+
+
+def test_h2c_on_a_class_that_speaks_it_is_not_warned_about() -> None:
+    seen: list[str] = []
+    config.load(["examples.hello:app", "--http2-cleartext", "both"], {}, warn=seen.append)
+    assert seen == []
