@@ -235,9 +235,10 @@ class Meter:
         self.in_flight.pop(token, None)
         self.durations.observe(duration)
         self.requests += 1
-        by = self.by_protocol
-        if http_version in by:
-            by[http_version] += 1
+        try:
+            self.by_protocol[http_version] += 1
+        except KeyError:        # another version: counted in `requests` only
+            pass
         self.status_counts[min(status // 100, 5)] += 1
         if self.max_requests and self.requests >= self.max_requests:
             self.ask_recycle("max-requests")
