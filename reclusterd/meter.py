@@ -36,6 +36,17 @@ def heartbeat_interval(timeout: float) -> float:
 # Status classes of the response counters ("2xx"...), in heartbeat key order s1xx..s5xx.
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
+# HTTP versions counted apart (Request.http_version / ASGI's `http_version`); a request
+# of any other version counts only in `requests`.
+PROTOCOLS = ("1.0", "1.1", "2")
+# Heartbeat key of open HTTP/2 connections (a level: the arbiter never sums dead ones).
+H2_OPEN = "h2_open"
+
+
+def protocol_key(version: str) -> str:
+    """Heartbeat key of the request counter of HTTP version `version` ("1.1" -> "p1.1")."""
+    return "p" + version
+
 
 def bucket_key(i: int) -> str:
     """Heartbeat key of histogram bucket i (non-cumulative count); i == len(BUCKETS) is +Inf."""
@@ -174,6 +185,8 @@ class Meter:
         self.owner = owner
         self.requests = 0
         self.status_counts = [0] * 6
+        self.by_protocol = dict.fromkeys(PROTOCOLS, 0)     # http_version -> requests
+        self.h2_open = 0        # HTTP/2 connections open now (the drivers count them)
         self.in_flight: dict[int, float] = {}     # token -> last progress (monotonic)
         self.durations = DurationHistogram()
         self.rss_kb = 0
@@ -215,11 +228,17 @@ class Meter:
             self.in_flight[token] = INF
         self.on_progress(time.monotonic())
 
-    def finished(self, token: int, status: int, duration: float = 0.0) -> None:
-        """Count a finished request (`duration` in s); may ask for a recycle."""
+    def finished(self, token: int, status: int, duration: float = 0.0,
+                 http_version: str = "1.1") -> None:
+        """Count a finished request (`duration` in s; `http_version` "1.0", "1.1" or "2",
+        as in Request.http_version); may ask for a recycle."""
         self.in_flight.pop(token, None)
         self.durations.observe(duration)
         self.requests += 1
+        try:
+            self.by_protocol[http_version] += 1
+        except KeyError:        # another version: counted in `requests` only
+            pass
         self.status_counts[min(status // 100, 5)] += 1
         if self.max_requests and self.requests >= self.max_requests:
             self.ask_recycle("max-requests")
@@ -283,5 +302,6 @@ class Meter:
         self.read_rss_kb()
         return {"requests": self.requests, "in_flight": len(self.in_flight),
                 "s1xx": c[1], "s2xx": c[2], "s3xx": c[3], "s4xx": c[4], "s5xx": c[5],
-                "rss_kb": self.rss_kb, "log_dropped": self.log_drops(),
+                "rss_kb": self.rss_kb, "log_dropped": self.log_drops(), H2_OPEN: self.h2_open,
+                **{protocol_key(v): n for v, n in self.by_protocol.items()},
                 **self.durations.stats()}

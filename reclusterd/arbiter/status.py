@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from reclusterd import sockets
-from reclusterd.meter import BUCKETS, CLASSES, bucket_key
+from reclusterd.meter import BUCKETS, CLASSES, H2_OPEN, PROTOCOLS, bucket_key, protocol_key
 
 if TYPE_CHECKING:
     from reclusterd.config import Config
@@ -80,6 +80,15 @@ def render(snap: Mapping[str, Any]) -> str:
         lines.append(f"reclusterd_generation {int(snap['generation'])}")
     family("reclusterd_requests_total", "counter", "Requests handled by all workers.")
     lines.append(f"reclusterd_requests_total {_num(t.get('requests', 0))}")
+    # A labelled family of its own: a label on reclusterd_requests_total would turn its
+    # one series into three and break every query that reads it as a single number.
+    family("reclusterd_requests_by_protocol_total", "counter",
+           "Requests by HTTP version (HTTP/1.0, HTTP/1.1, HTTP/2).")
+    for version in PROTOCOLS:
+        lines.append(f'reclusterd_requests_by_protocol_total{{protocol="HTTP/{version}"}} '
+                     f"{_num(t.get(protocol_key(version), 0))}")
+    family("reclusterd_http2_connections_open", "gauge", "HTTP/2 connections open now.")
+    lines.append(f"reclusterd_http2_connections_open {_num(t.get(H2_OPEN, 0))}")
     family("reclusterd_responses_total", "counter", "Responses by status class.")
     for cls in CLASSES:
         lines.append(f'reclusterd_responses_total{{class="{cls}"}} '

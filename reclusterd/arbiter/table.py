@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from reclusterd.meter import H2_OPEN
+
 if TYPE_CHECKING:
     from reclusterd.config import Config
 
 # Heartbeat stats that are levels, not running totals: never summed across dead workers.
-GAUGES = frozenset({"in_flight", "rss_kb"})
+GAUGES = frozenset({"in_flight", "rss_kb", H2_OPEN})
 
 
 class State(str, enum.Enum):

@@ -84,6 +84,7 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         s = self.s
         s.connections.add(self)
+        s.meter.h2_open += 1
         events: list[H2Event] = []
         switch, self.switch = self.switch, None
         if switch is None:
@@ -107,6 +108,7 @@ class H2Protocol(asyncio.Protocol):
         self.h2.receive(b"")
         for cycle in self.cycles.values():
             cycle.gone()
+        self.s.meter.h2_open -= 1
         self.s.forget(self)
         self.resume_writing()
 

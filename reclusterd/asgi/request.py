@@ -117,7 +117,7 @@ def record(s: Server, cycle: Launchable, req: Request, status: int, length: int,
            headers: list[tuple[bytes, bytes]]) -> None:
     """Accounting, access log, post_request hook: once per request."""
     meter = s.meter
-    meter.finished(cycle.token, status, time.monotonic() - cycle.t0)
+    meter.finished(cycle.token, status, time.monotonic() - cycle.t0, req.http_version)
     scope = cycle.scope
     if s.access is not None:
         client = scope.get("client")

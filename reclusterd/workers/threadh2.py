@@ -180,6 +180,7 @@ class H2Switch:
         with self.lock:
             self.h1conns.pop(conn.fd, None)
             self.conns[hc.fd] = hc
+            self.handler.meter.h2_open += 1
         if self.draining:       # after registering: drain() sees it, or we see draining
             with hc.lock:
                 h2.begin_drain(self.grace)
@@ -189,6 +190,7 @@ class H2Switch:
         with self.lock:
             if self.conns.get(hc.fd) is hc:
                 del self.conns[hc.fd]
+                self.handler.meter.h2_open -= 1
         hc.close_socket()
         if self.draining:
             self.wake()

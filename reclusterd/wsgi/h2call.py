@@ -356,7 +356,7 @@ def _finish(ex: H2Exchange) -> None:
     meter = ex.meter
     code = ex.code or 500
     dt = time.monotonic() - ex.t0
-    meter.finished(ex.token, code, dt)
+    meter.finished(ex.token, code, dt, "2")
     if meter.post_request is not None:
         meter.after(ex.env, code)
     if handler.access.enabled:

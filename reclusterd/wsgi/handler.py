@@ -219,7 +219,7 @@ class WSGIHandler:
         code = ex.code or 500
         dt = time.monotonic() - reply.t0
         meter = self.meter
-        meter.finished(ex.token, code, dt)
+        meter.finished(ex.token, code, dt, ex.req.http_version)
         if meter.post_request is not None:
             meter.after(reply.env, code)
         if self.access.enabled:

@@ -54,6 +54,21 @@ def test_render_prometheus() -> None:
             float(line.rsplit(" ", 1)[1])
 
 
+def test_render_requests_by_protocol_and_open_http2_connections() -> None:
+    totals = {"requests": 7, "p1.0": 1, "p1.1": 4, "p2": 2, "h2_open": 3}
+    text = render(snap(totals=totals))
+    assert "reclusterd_requests_total 7\n" in text          # the unlabelled total stays
+    assert "# TYPE reclusterd_requests_by_protocol_total counter" in text
+    assert 'reclusterd_requests_by_protocol_total{protocol="HTTP/1.0"} 1\n' in text
+    assert 'reclusterd_requests_by_protocol_total{protocol="HTTP/1.1"} 4\n' in text
+    assert 'reclusterd_requests_by_protocol_total{protocol="HTTP/2"} 2\n' in text
+    assert "# TYPE reclusterd_http2_connections_open gauge" in text
+    assert "reclusterd_http2_connections_open 3\n" in text
+    empty = render({})     # before the first heartbeat: every series at 0, none missing
+    assert 'reclusterd_requests_by_protocol_total{protocol="HTTP/2"} 0\n' in empty
+    assert "reclusterd_http2_connections_open 0\n" in empty
+
+
 def test_render_empty_snapshot() -> None:
     text = render({})
     assert "reclusterd_requests_total 0\n" in text and "reclusterd_ready 0\n" in text
