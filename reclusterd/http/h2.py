@@ -102,10 +102,30 @@ class _Server(h2.connection.H2Connection):
     stream over SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 §5.1.2 lets the server refuse
     just that stream (REFUSED_STREAM), which H2Connection does."""
 
+    goaway_cap = 2**31 - 1      # the last stream id of the GOAWAY sent last
+
     @property
     def open_inbound_streams(self) -> int:
         super().open_inbound_streams      # noqa: B018 (it prunes closed streams)
         return 0
+
+    def goaway_last(self, last_stream_id: int | None = None) -> int:
+        """The last stream id for a GOAWAY now: never more than one already sent (RFC
+        9113 §6.8: it MUST NOT increase), which it becomes."""
+        if last_stream_id is None:
+            last_stream_id = self.highest_inbound_stream_id
+        self.goaway_cap = min(self.goaway_cap, last_stream_id)
+        return self.goaway_cap
+
+    def close_connection(self, error_code: int = 0, additional_data: bytes | None = None,
+                         last_stream_id: int | None = None) -> None:
+        """h2's GOAWAY (ours, or its own on a protocol error), with the capped id."""
+        super().close_connection(error_code, additional_data,
+                                 self.goaway_last(last_stream_id))
+
+    def _terminate_connection(self, error_code: ErrorCodes | int) -> None:
+        """h2's GOAWAY on a protocol error, which would name its highest stream."""
+        self.close_connection(error_code)
 
 
 class H2Connection:
@@ -198,7 +218,7 @@ class H2Connection:
         """A header block HPACK cannot decode is a COMPRESSION_ERROR (RFC 9113 §4.3); h2
         says PROTOCOL_ERROR in the GOAWAY it just queued last, so that frame is redone."""
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self._h2.highest_inbound_stream_id
+        frame.last_stream_id = self._h2.goaway_cap     # what close_connection just sent
         frame.error_code = ErrorCodes.PROTOCOL_ERROR
         sent = frame.serialize()
         out = self._h2.data_to_send()
@@ -504,7 +524,7 @@ class H2Connection:
 
     def _final_goaway(self) -> None:
         self.final_goaway_at = FOREVER
-        self.last_stream = self._h2.highest_inbound_stream_id
+        self.last_stream = self._h2.goaway_last()
         if self.started:
             self._goaway(self.last_stream)
 
@@ -512,7 +532,7 @@ class H2Connection:
         """GOAWAY NO_ERROR, written by us: h2's own would stop it reading the streams
         that go on."""
         frame = GoAwayFrame(0)
-        frame.last_stream_id = last_stream
+        frame.last_stream_id = self._h2.goaway_last(last_stream)
         frame.error_code = 0
         self._out += self._h2.data_to_send()
         self._out += frame.serialize()

@@ -283,6 +283,28 @@ def test_drain_goaway_names_the_last_stream_and_refuses_later_ones() -> None:
     assert peer.conn.finished and not peer.conn.closed
 
 
+def test_goaway_after_the_final_one_never_names_a_later_stream() -> None:
+    """RFC 9113 §6.8: the last stream id MUST NOT increase. A stream refused after the
+    final GOAWAY (9 > 7), then the graceful timeout's GOAWAY, or h2's own on a protocol
+    error: each still says 7."""
+    for ending in ("timeout", "protocol error"):
+        peer = Peer(app=False)
+        peer.send(b"".join(peer.headers(sid, POST, end_stream=False) for sid in (1, 3, 5, 7)))
+        peer.conn.begin_drain(5.0)
+        peer.send(frame(PING, ACK, 0, DRAIN_PING))
+        peer.send(peer.headers(9))
+        assert peer.resets(9) == [REFUSED]
+        if ending == "timeout":
+            peer.now += 5.0
+            peer.conn.expire()
+        else:
+            peer.send(frame(PING, 0, 1, b"12345678"))       # PING on a stream: PROTOCOL_ERROR
+        peer.read()
+        assert peer.conn.closed
+        ids = [g.last_stream_id for g in peer.of_type(0x7)]
+        assert ids[1:] == [7, 7] and ids == sorted(ids, reverse=True), ending
+
+
 def test_drain_without_the_ping_ack_sends_the_final_goaway_after_a_round_trip() -> None:
     peer = Peer()
     peer.conn.begin_drain(30.0)
