@@ -277,6 +277,7 @@ class H2Connection:
             self._resets.reset(now)
             return
         self.streams[sid] = StreamState(req, now)   # StreamEnded follows if it ended
+        self._scan.window_credit += 1           # a client may raise its window at once
         out.append(StreamEvent(sid, req))
 
     def _h2_reset(self, sid: int, code: int) -> None:
@@ -420,6 +421,7 @@ class H2Connection:
         for i in range(0, take, frame):
             last = end and i + frame >= take == n
             self._h2.send_data(stream_id, data[i:min(i + frame, take)], end_stream=last)
+        self._scan.window_credit += 2 * -(-take // frame)  # the updates they earn
         st.sent += take
         st.blocked_since = None if take == n else (st.blocked_since or self.clock())
         if end and take == n:

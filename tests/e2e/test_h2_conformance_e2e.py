@@ -154,6 +154,7 @@ FLOODS: dict[str, Build] = {
     "PRIORITY flood": lambda _p: b"".join(
         frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 15))
         for i in range(FLOOD_LIMITS["priority"] + 1)),
+    "WINDOW_UPDATE flood": lambda _p: window_update(0, 1) * (FLOOD_LIMITS["window_update"] + 2),
 }
 
 
