@@ -40,6 +40,7 @@ from .connection import DRAIN_IDLE, FOREVER, ConnectionRules
 from .events import Data, EndOfMessage, Headers, Limits, Request
 from .h2guard import MIN_CHUNK, SMALL_FRAMES, Calm, Counts, FrameScanner, ResetWatch
 from .h2rules import SWITCHING_H2C, h2_request, response_fields, trailer_fields, upgraded_request
+from .h2server import ServerConnection
 from .h2stream import StreamGone, StreamState
 from .response import FramingError, error_body
 from .rules import Reject
@@ -97,37 +98,6 @@ class Terminated:
 H2Event = StreamEvent | StreamReset | SendCredit | Terminated
 
 
-class _Server(h2.connection.H2Connection):
-    """h2's connection, but the stream limit is ours: h2 ends the whole connection for a
-    stream over SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 §5.1.2 lets the server refuse
-    just that stream (REFUSED_STREAM), which H2Connection does."""
-
-    goaway_cap = 2**31 - 1      # the last stream id of the GOAWAY sent last
-
-    @property
-    def open_inbound_streams(self) -> int:
-        super().open_inbound_streams      # noqa: B018 (it prunes closed streams)
-        return 0
-
-    def goaway_last(self, last_stream_id: int | None = None) -> int:
-        """The last stream id for a GOAWAY now: never more than one already sent (RFC
-        9113 §6.8: it MUST NOT increase), which it becomes."""
-        if last_stream_id is None:
-            last_stream_id = self.highest_inbound_stream_id
-        self.goaway_cap = min(self.goaway_cap, last_stream_id)
-        return self.goaway_cap
-
-    def close_connection(self, error_code: int = 0, additional_data: bytes | None = None,
-                         last_stream_id: int | None = None) -> None:
-        """h2's GOAWAY (ours, or its own on a protocol error), with the capped id."""
-        super().close_connection(error_code, additional_data,
-                                 self.goaway_last(last_stream_id))
-
-    def _terminate_connection(self, error_code: ErrorCodes | int) -> None:
-        """h2's GOAWAY on a protocol error, which would name its highest stream."""
-        self.close_connection(error_code)
-
-
 class H2Connection:
     """State of one HTTP/2 connection (see the module docstring)."""
 
@@ -137,7 +107,7 @@ class H2Connection:
         self.rules = rules
         self.limits = limits
         self.clock = clock
-        conn = self._h2 = _Server(h2.config.H2Configuration(
+        conn = self._h2 = ServerConnection(h2.config.H2Configuration(
             client_side=False, header_encoding=None))
         conn.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
@@ -204,7 +174,9 @@ class H2Connection:
             self._scan.feed(data, self._h2.max_inbound_frame_size, now)
             h2_events = self._h2.receive_data(data)
             self.preface_seen = True
-            return self._handle(h2_events, now)
+            out = self._handle(h2_events, now)
+            self._stream_errors(now, out)
+            return out
         except Calm as e:
             return self._terminate(e.code, e.reason)
         except h2.exceptions.ProtocolError as e:
@@ -213,6 +185,18 @@ class H2Connection:
                 code = self._compression_error()
             return self._terminate(code, f"HTTP/2 protocol error: {type(e).__name__}",
                                    goaway=not self._h2_closed())
+
+    def _stream_errors(self, now: float, out: list[H2Event]) -> None:
+        """Streams h2 reset as malformed (RFC 9113 §8.1.1, §5.3.1): gone for the
+        driver, and counted with the other premature resets."""
+        for sid in self._h2.stream_errors:
+            log.debug("malformed HTTP/2 request on stream %d: reset", sid)
+            st = self.streams.get(sid)
+            if st is not None and not st.gone:
+                st.gone = True
+                out.append(StreamReset(sid, int(ErrorCodes.PROTOCOL_ERROR)))
+            self._resets.reset(now)
+        self._h2.stream_errors.clear()
 
     def _compression_error(self) -> int:
         """A header block HPACK cannot decode is a COMPRESSION_ERROR (RFC 9113 §4.3); h2

@@ -4,7 +4,7 @@ response head -> HTTP/2 fields, and the h2c pieces (preface, `Upgrade: h2c`).
 The h2 library already refuses what RFC 9113 §8 calls malformed at the frame level
 (pseudo-header rules §8.3, connection-specific fields §8.2.2, `TE` other than
 `trailers`, upper-case names, CR/LF/NUL in values, :authority vs Host, Content-Length vs
-DATA): that is a connection error there. What is left are the HTTP semantics HTTP/1
+DATA), reset as a stream error by h2server.py. What is left are the HTTP semantics HTTP/1
 checks too (rules.build_request: methods, target, Host, Content-Length, limits), so the
 two versions refuse the same requests with the same statuses.
 """
