@@ -40,6 +40,7 @@ from .connection import DRAIN_IDLE, FOREVER, ConnectionRules
 from .events import Data, EndOfMessage, Headers, Limits, Request
 from .h2guard import MIN_CHUNK, SMALL_FRAMES, Calm, Counts, FrameScanner, ResetWatch
 from .h2rules import SWITCHING_H2C, h2_request, response_fields, trailer_fields, upgraded_request
+from .h2server import ServerConnection
 from .h2stream import StreamGone, StreamState
 from .response import FramingError, error_body
 from .rules import Reject
@@ -97,17 +98,6 @@ class Terminated:
 H2Event = StreamEvent | StreamReset | SendCredit | Terminated
 
 
-class _Server(h2.connection.H2Connection):
-    """h2's connection, but the stream limit is ours: h2 ends the whole connection for a
-    stream over SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 §5.1.2 lets the server refuse
-    just that stream (REFUSED_STREAM), which H2Connection does."""
-
-    @property
-    def open_inbound_streams(self) -> int:
-        super().open_inbound_streams      # noqa: B018 (it prunes closed streams)
-        return 0
-
-
 class H2Connection:
     """State of one HTTP/2 connection (see the module docstring)."""
 
@@ -117,7 +107,7 @@ class H2Connection:
         self.rules = rules
         self.limits = limits
         self.clock = clock
-        conn = self._h2 = _Server(h2.config.H2Configuration(
+        conn = self._h2 = ServerConnection(h2.config.H2Configuration(
             client_side=False, header_encoding=None))
         conn.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
@@ -184,7 +174,9 @@ class H2Connection:
             self._scan.feed(data, self._h2.max_inbound_frame_size, now)
             h2_events = self._h2.receive_data(data)
             self.preface_seen = True
-            return self._handle(h2_events, now)
+            out = self._handle(h2_events, now)
+            self._stream_errors(now, out)
+            return out
         except Calm as e:
             return self._terminate(e.code, e.reason)
         except h2.exceptions.ProtocolError as e:
@@ -194,11 +186,23 @@ class H2Connection:
             return self._terminate(code, f"HTTP/2 protocol error: {type(e).__name__}",
                                    goaway=not self._h2_closed())
 
+    def _stream_errors(self, now: float, out: list[H2Event]) -> None:
+        """Streams h2 reset as malformed (RFC 9113 §8.1.1, §5.3.1): gone for the
+        driver, and counted with the other premature resets."""
+        for sid in self._h2.stream_errors:
+            log.debug("malformed HTTP/2 request on stream %d: reset", sid)
+            st = self.streams.get(sid)
+            if st is not None and not st.gone:
+                st.gone = True
+                out.append(StreamReset(sid, int(ErrorCodes.PROTOCOL_ERROR)))
+            self._resets.reset(now)
+        self._h2.stream_errors.clear()
+
     def _compression_error(self) -> int:
         """A header block HPACK cannot decode is a COMPRESSION_ERROR (RFC 9113 §4.3); h2
         says PROTOCOL_ERROR in the GOAWAY it just queued last, so that frame is redone."""
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self._h2.highest_inbound_stream_id
+        frame.last_stream_id = self._h2.goaway_cap     # what close_connection just sent
         frame.error_code = ErrorCodes.PROTOCOL_ERROR
         sent = frame.serialize()
         out = self._h2.data_to_send()
@@ -257,6 +261,7 @@ class H2Connection:
             self._resets.reset(now)
             return
         self.streams[sid] = StreamState(req, now)   # StreamEnded follows if it ended
+        self._scan.window_credit += 1           # a client may raise its window at once
         out.append(StreamEvent(sid, req))
 
     def _h2_reset(self, sid: int, code: int) -> None:
@@ -400,6 +405,7 @@ class H2Connection:
         for i in range(0, take, frame):
             last = end and i + frame >= take == n
             self._h2.send_data(stream_id, data[i:min(i + frame, take)], end_stream=last)
+        self._scan.window_credit += 2 * -(-take // frame)  # the updates they earn
         st.sent += take
         st.blocked_since = None if take == n else (st.blocked_since or self.clock())
         if end and take == n:
@@ -504,7 +510,7 @@ class H2Connection:
 
     def _final_goaway(self) -> None:
         self.final_goaway_at = FOREVER
-        self.last_stream = self._h2.highest_inbound_stream_id
+        self.last_stream = self._h2.goaway_last()
         if self.started:
             self._goaway(self.last_stream)
 
@@ -512,7 +518,7 @@ class H2Connection:
         """GOAWAY NO_ERROR, written by us: h2's own would stop it reading the streams
         that go on."""
         frame = GoAwayFrame(0)
-        frame.last_stream_id = last_stream
+        frame.last_stream_id = self._h2.goaway_last(last_stream)
         frame.error_code = 0
         self._out += self._h2.data_to_send()
         self._out += frame.serialize()

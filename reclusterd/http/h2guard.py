@@ -9,7 +9,11 @@ frame is judged by what it announces, not after it has been buffered:
   (CONTINUATION flood, CVE-2024-27316), and the time it has been open is known;
 - SETTINGS, PING, PRIORITY, empty frames (DATA without data nor END_STREAM, empty
   HEADERS/CONTINUATION fragments) and unknown frame types are counted per window
-  (floods, CVE-2019-9512/9515/9516/9518).
+  (floods, CVE-2019-9512/9515/9516/9518);
+- WINDOW_UPDATE frames past the ones our own output earns (`window_credit`: two per
+  DATA frame sent, its stream's and the connection's, one per stream opened) count the
+  same way: a download's updates return credit for what it received and never count,
+  a stream of +1 increments while we send nothing soon does.
 
 `ResetWatch` is the rapid reset rule (CVE-2023-44487) and the reset flood one
 (CVE-2019-9514): streams reset before their response completed, by the client or by us
@@ -26,7 +30,8 @@ FRAME_SIZE_ERROR = 0x6
 ENHANCE_YOUR_CALM = 0xB
 
 _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
-_PING, _CONTINUATION, _LAST_KNOWN = 0x6, 0x9, 0xA   # 0xA: ALTSVC (RFC 7838), ignored too
+_PING, _WINDOW_UPDATE, _CONTINUATION = 0x6, 0x8, 0x9
+_LAST_KNOWN = 0xA     # ALTSVC (RFC 7838), ignored too
 _END_STREAM, _ACK, _END_HEADERS = 0x1, 0x1, 0x4
 PREFACE_LENGTH = 24
 
@@ -34,7 +39,7 @@ FLOOD_WINDOW = 10.0     # s: counts below start again after this long
 # Frames of each kind a client may send per FLOOD_WINDOW. Real clients send a handful of
 # SETTINGS/PING per connection and PRIORITY at most once per stream.
 FLOOD_LIMITS = {"settings": 100, "ping": 100, "priority": 1000, "empty": 100,
-                "unknown": 100}
+                "unknown": 100, "window_update": 100}
 MAX_BLOCK_FRAMES = 32   # HEADERS + CONTINUATION frames of one header block
 # DATA frames shorter than MIN_CHUNK (not a body's last) the server sends per FLOOD_WINDOW:
 # past it, credit smaller than that is left unused until more comes (data dribble).
@@ -80,10 +85,12 @@ class FrameScanner:
     `max_block`: octets a header block may have in all (its fragments, padding included).
     `block_since`: when the header block now open began (None: none is open); while one
     is open no other frame may come (RFC 9113 §6.10), so its deadline is the connection's.
+    `window_credit`: WINDOW_UPDATE frames the client may send before they count as a
+    flood (the connection adds to it as it sends DATA and opens streams).
     """
 
     __slots__ = ("_preface", "_head", "_skip", "max_block", "block", "block_frames",
-                 "block_since", "_counts")
+                 "block_since", "_counts", "window_credit")
 
     def __init__(self, max_block: int, preface: bool = True,
                  limits: dict[str, int] | None = None) -> None:
@@ -95,6 +102,7 @@ class FrameScanner:
         self.block_frames = 0
         self.block_since: float | None = None
         self._counts = Counts(limits or FLOOD_LIMITS)
+        self.window_credit = 0
 
     def feed(self, data: bytes, max_frame: int, now: float) -> None:
         """Account for `data`; raise Calm at the first frame header over a limit.
@@ -137,6 +145,11 @@ class FrameScanner:
                 self._counts.add("settings" if ftype == _SETTINGS else "ping", now)
         elif ftype == _PRIORITY:
             self._counts.add("priority", now)
+        elif ftype == _WINDOW_UPDATE:
+            if self.window_credit > 0:
+                self.window_credit -= 1
+            else:
+                self._counts.add("window_update", now)
         elif ftype > _LAST_KNOWN:
             self._counts.add("unknown", now)
 

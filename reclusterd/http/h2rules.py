@@ -4,7 +4,7 @@ response head -> HTTP/2 fields, and the h2c pieces (preface, `Upgrade: h2c`).
 The h2 library already refuses what RFC 9113 §8 calls malformed at the frame level
 (pseudo-header rules §8.3, connection-specific fields §8.2.2, `TE` other than
 `trailers`, upper-case names, CR/LF/NUL in values, :authority vs Host, Content-Length vs
-DATA): that is a connection error there. What is left are the HTTP semantics HTTP/1
+DATA), reset as a stream error by h2server.py. What is left are the HTTP semantics HTTP/1
 checks too (rules.build_request: methods, target, Host, Content-Length, limits), so the
 two versions refuse the same requests with the same statuses.
 """
@@ -30,6 +30,10 @@ SWITCHING_H2C = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection",
                                  b"transfer-encoding", b"upgrade", b"http2-settings", b"te"))
 _SERVER = (b"server", SERVER)
+# SETTINGS parameters whose values have bounds (RFC 9113 §6.5.2; 0x8 RFC 8441 §3):
+# id -> (lowest, highest). Outside them a SETTINGS frame is a connection error.
+_SETTING_BOUNDS = {0x2: (0, 1), 0x4: (0, 2**31 - 1), 0x5: (2**14, 2**24 - 1),
+                   0x8: (0, 1)}
 
 
 def preface_state(data: bytes) -> bool | None:
@@ -132,7 +136,9 @@ def h2c_settings(req: Request, max_body: int) -> bytes | None:
     Switching needs `Upgrade: h2c`, `Connection: Upgrade, HTTP2-Settings`, exactly one
     well-formed HTTP2-Settings (base64url of SETTINGS parameters), and a body known to
     fit `max_body` (it is read in full before the switch; a chunked body of unknown
-    size is not)."""
+    size is not). Settings that decode but break RFC 9113 §6.5.2 (ENABLE_PUSH=2,
+    MAX_FRAME_SIZE=0, ...) are no switch either (§3.1: the server may ignore the
+    Upgrade), not a connection that fails after its 101."""
     if req.http_version != "1.1" or req.chunked or (req.content_length or 0) > max_body:
         return None
     upgrade = connection = False
@@ -153,7 +159,18 @@ def h2c_settings(req: Request, max_body: int) -> bytes | None:
                                validate=True)
     except (binascii.Error, ValueError):
         return None
-    return value if len(raw) % 6 == 0 else None
+    return value if _valid_settings(raw) else None
+
+
+def _valid_settings(raw: bytes) -> bool:
+    """Is `raw` a SETTINGS payload of whole parameters with values in their bounds?"""
+    if len(raw) % 6:
+        return False
+    for i in range(0, len(raw), 6):
+        low, high = _SETTING_BOUNDS.get(int.from_bytes(raw[i:i + 2], "big"), (0, 2**32))
+        if not low <= int.from_bytes(raw[i + 2:i + 6], "big") <= high:
+            return False
+    return True
 
 
 def upgraded_request(req: Request) -> Request:

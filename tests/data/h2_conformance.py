@@ -6,6 +6,8 @@ encoder keeps its state). `expect`:
 
 - "error CODE": a stream error (RST_STREAM) or a connection error (GOAWAY) with CODE,
   as h2spec accepts either for a stream error; "goaway CODE": a connection error only;
+  "reset CODE": a stream error only (RST_STREAM CODE on that stream, no GOAWAY, the
+  connection serves on: a malformed request, RFC 9113 §8.1.1, costs one stream);
 - "status N": the stream of the last HEADERS sent is answered N;
 - "ping-ack", "settings-ack": that frame comes back; "ok": no error, and the
   connection still serves a request afterwards.
@@ -104,9 +106,9 @@ CASES: list[tuple[str, Build, str]] = [
     # 5.3 priority
     ("5.3.1 stream depends on itself (HEADERS)", lambda p: frame(
         HEADERS, END_HEADERS | END_STREAM | PRIORITY_FLAG, 1,
-        struct.pack(">IB", 1, 15) + p.block(REQUEST)), "error 1"),
+        struct.pack(">IB", 1, 15) + p.block(REQUEST)), "reset 1"),
     ("5.3.1 stream depends on itself (PRIORITY)",
-     raw(PRIORITY, 0, 1, struct.pack(">IB", 1, 15)), "error 1"),
+     raw(PRIORITY, 0, 1, struct.pack(">IB", 1, 15)), "reset 1"),
     # 5.5 extensions
     ("5.5 unknown frame inside a header block", seq(raw(HEADERS, 0, 1, b""),
                                                     raw(0x20, 0, 1, b"")), "goaway 1"),
@@ -174,38 +176,38 @@ CASES: list[tuple[str, Build, str]] = [
     # 8.1 messages
     ("8.1.1 content-length larger than the DATA",
      seq(hdrs(req((b"content-length", b"5"), method=b"POST"), end=False),
-         raw(DATA, END_STREAM, 1, b"abc")), "error 1"),
+         raw(DATA, END_STREAM, 1, b"abc")), "reset 1"),
     ("8.1.1 content-length smaller than the DATA",
      seq(hdrs(req((b"content-length", b"1"), method=b"POST"), end=False),
-         raw(DATA, END_STREAM, 1, b"abc")), "error 1"),
+         raw(DATA, END_STREAM, 1, b"abc")), "reset 1"),
     ("8.1 trailers with a pseudo-header", seq(OPEN1, hdrs([(b":method", b"GET")])),
-     "error 1"),
+     "reset 1"),
     ("8.1 trailers without END_STREAM", seq(OPEN1, hdrs([(b"x-t", b"1")], end=False)),
      "error 1"),
     ("8.1 trailers end the request", seq(OPEN1, raw(DATA, 0, 1, b"hi"),
                                          hdrs([(b"x-t", b"1")])), "status 200"),
     # 8.2 fields
-    ("8.2 upper-case field name", hdrs(req((b"X-Upper", b"1"))), "error 1"),
-    ("8.2.1 CR in a field value", hdrs(req((b"x-a", b"1\r\n2"))), "error 1"),
-    ("8.2.2 connection", hdrs(req((b"connection", b"keep-alive"))), "error 1"),
-    ("8.2.2 keep-alive", hdrs(req((b"keep-alive", b"5"))), "error 1"),
-    ("8.2.2 proxy-connection", hdrs(req((b"proxy-connection", b"x"))), "error 1"),
-    ("8.2.2 transfer-encoding", hdrs(req((b"transfer-encoding", b"chunked"))), "error 1"),
-    ("8.2.2 upgrade", hdrs(req((b"upgrade", b"websocket"))), "error 1"),
-    ("8.2.2 TE other than trailers", hdrs(req((b"te", b"gzip"))), "error 1"),
+    ("8.2 upper-case field name", hdrs(req((b"X-Upper", b"1"))), "reset 1"),
+    ("8.2.1 CR in a field value", hdrs(req((b"x-a", b"1\r\n2"))), "reset 1"),
+    ("8.2.2 connection", hdrs(req((b"connection", b"keep-alive"))), "reset 1"),
+    ("8.2.2 keep-alive", hdrs(req((b"keep-alive", b"5"))), "reset 1"),
+    ("8.2.2 proxy-connection", hdrs(req((b"proxy-connection", b"x"))), "reset 1"),
+    ("8.2.2 transfer-encoding", hdrs(req((b"transfer-encoding", b"chunked"))), "reset 1"),
+    ("8.2.2 upgrade", hdrs(req((b"upgrade", b"websocket"))), "reset 1"),
+    ("8.2.2 TE other than trailers", hdrs(req((b"te", b"gzip"))), "reset 1"),
     ("8.2.2 TE: trailers is allowed", hdrs(req((b"te", b"trailers"))), "status 200"),
     # 8.3 pseudo-headers
-    ("8.3 unknown pseudo-header", hdrs(req((b":foo", b"x"))), "error 1"),
-    ("8.3 response pseudo-header in a request", hdrs(req((b":status", b"200"))), "error 1"),
+    ("8.3 unknown pseudo-header", hdrs(req((b":foo", b"x"))), "reset 1"),
+    ("8.3 response pseudo-header in a request", hdrs(req((b":status", b"200"))), "reset 1"),
     ("8.3 pseudo-header after a regular field",
-     hdrs([(b"x-a", b"1"), *req()]), "error 1"),
-    ("8.3 duplicated :path", hdrs(req((b":path", b"/"))), "error 1"),
-    ("8.3 duplicated :method", hdrs(req((b":method", b"GET"))), "error 1"),
-    ("8.3.1 no :method", hdrs(req(drop=(b":method",))), "error 1"),
-    ("8.3.1 no :scheme", hdrs(req(drop=(b":scheme",))), "error 1"),
-    ("8.3.1 no :path", hdrs(req(drop=(b":path",))), "error 1"),
-    ("8.3.1 empty :path", hdrs(req(path=b"")), "error 1"),
-    ("8.3.1 :authority and Host differ", hdrs(req((b"host", b"other.example"))), "error 1"),
+     hdrs([(b"x-a", b"1"), *req()]), "reset 1"),
+    ("8.3 duplicated :path", hdrs(req((b":path", b"/"))), "reset 1"),
+    ("8.3 duplicated :method", hdrs(req((b":method", b"GET"))), "reset 1"),
+    ("8.3.1 no :method", hdrs(req(drop=(b":method",))), "reset 1"),
+    ("8.3.1 no :scheme", hdrs(req(drop=(b":scheme",))), "reset 1"),
+    ("8.3.1 no :path", hdrs(req(drop=(b":path",))), "reset 1"),
+    ("8.3.1 empty :path", hdrs(req(path=b"")), "reset 1"),
+    ("8.3.1 :authority and Host differ", hdrs(req((b"host", b"other.example"))), "reset 1"),
     ("8.3.1 Host without :authority", hdrs(req((b"host", b"example.com"),
                                                drop=(b":authority",))), "status 200"),
     # the HTTP semantics both versions check (rules.py)
@@ -217,5 +219,5 @@ CASES: list[tuple[str, Build, str]] = [
     ("HTTP OPTIONS *", hdrs(req(method=b"OPTIONS", path=b"*")), "status 200"),
     ("HTTP invalid :authority", hdrs(req(drop=(b":authority",)) + [(b":authority", b"a b")]),
      "status 400"),
-    ("8.1.1 invalid content-length", hdrs(req((b"content-length", b"x"))), "error 1"),
+    ("8.1.1 invalid content-length", hdrs(req((b"content-length", b"x"))), "reset 1"),
 ]

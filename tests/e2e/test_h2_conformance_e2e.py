@@ -87,6 +87,10 @@ def test_case(server: Server, build: Build, expect: str) -> None:
             peer.until(lambda: peer.goaway() is not None or peer.resets())
             assert peer.goaway() == int(arg) or int(arg) in peer.resets(), \
                 peer.frames[before:]
+        elif kind == "reset":
+            assert peer.until(lambda: peer.goaway() is not None or peer.resets(1))
+            assert peer.goaway() is None and peer.resets(1) == [int(arg)], \
+                peer.frames[before:]
         elif kind == "status":
             sid = _last_headers_stream(data)
             peer.until(lambda: peer.status(sid) is not None or peer.goaway() is not None)
@@ -154,6 +158,7 @@ FLOODS: dict[str, Build] = {
     "PRIORITY flood": lambda _p: b"".join(
         frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 15))
         for i in range(FLOOD_LIMITS["priority"] + 1)),
+    "WINDOW_UPDATE flood": lambda _p: window_update(0, 1) * (FLOOD_LIMITS["window_update"] + 2),
 }
 
 
@@ -195,7 +200,8 @@ def test_data_dribble_gets_no_tiny_frames(server: Server) -> None:
     with SocketPeer(server.port) as peer:
         _stalled_response(peer)
         peer.until(lambda: peer.status(1) is not None)
-        peer.send(window_update(1, 1) * 500)
+        # 90 > the 64 small frames allowed, < the WINDOW_UPDATE flood limit (100 + credit)
+        peer.send(window_update(1, 1) * 90)
         assert peer.until(lambda: peer.resets(1), timeout=15), peer.frames[-5:]
         small = [f for f in peer.frames if f.type == DATA and f.stream_id == 1]
         assert len(small) <= 64 + 1 and len(peer.bodies.get(1, b"")) <= 500

@@ -149,3 +149,25 @@ def test_upgrade_waiting_for_100_continue(upgrade_server: Server) -> None:
         assert switched.startswith(b"HTTP/1.1 101 ")
         sock.sendall(conn.data_to_send())
         assert _h2_answers(sock, conn, rest, {1}) == {1: (200, b"later")}
+
+
+@pytest.mark.parametrize("worker", ["asyncio", "thread"])
+def test_upgrade_with_invalid_settings_is_served_as_http1(worker: str) -> None:
+    """HTTP2-Settings that decode but break RFC 9113 §6.5.2 (MAX_FRAME_SIZE=0,
+    ENABLE_PUSH=2, a window over 2**31-1): no 101, the request is answered as HTTP/1.1
+    and the connection stays HTTP/1.1 (it used to close after an error traceback)."""
+    app = {"asyncio": "tests.apps.h2_ok:asgi", "thread": "tests.apps.h2_ok:wsgi"}[worker]
+    with reclusterd(app, "-w", "1", "-k", worker, "--http2-cleartext", "upgrade") as srv:
+        srv.wait_ready()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as sock:
+            for value in (b"AAUAAAAA", b"AAIAAAAC", b"AASAAAAA"):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, "
+                             b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+                             + value + b"\r\n\r\n")
+                head, rest = _read_head(sock)
+                assert head.startswith(b"HTTP/1.1 200 "), (value, head)
+                while len(rest) < 2:         # Content-Length: 2, "ok"
+                    more = sock.recv(65536)
+                    assert more, value
+                    rest += more
+                assert rest == b"ok", value

@@ -7,7 +7,7 @@ import pytest
 from hyperframe.frame import HeadersFrame, PingFrame, SettingsFrame
 
 from tests.data.h2_conformance import CASES, Build
-from tests.support.h2_peer import PREFACE, Peer, frame
+from tests.support.h2_peer import DATA, END_STREAM, PREFACE, REQUEST, Peer, frame
 
 
 def _last_headers_stream(frames: bytes) -> int:
@@ -41,6 +41,9 @@ def test_case(build: Build, expect: str) -> None:
         assert peer.conn.closed
     elif kind == "error":
         assert peer.goaway() == int(arg) or int(arg) in peer.resets(), new
+    elif kind == "reset":
+        assert peer.goaway() is None and peer.resets(1) == [int(arg)], new
+        assert 1 not in peer.conn.streams and not peer.conn.closed
     elif kind == "status":
         assert peer.status(_last_headers_stream(data)) == int(arg), new
     elif kind == "ping-ack":
@@ -52,6 +55,19 @@ def test_case(build: Build, expect: str) -> None:
         assert peer.goaway() is None and not peer.resets(), new
     if kind != "goaway" and peer.goaway() is None:
         assert _still_serves(peer)
+
+
+def test_a_malformed_request_costs_its_stream_not_the_others() -> None:
+    """RFC 9113 §8.1.1: on a proxy's shared connection, stream 1 (its body coming) goes
+    on while streams 3 (`connection: keep-alive`) and 5 (depends on itself) are reset."""
+    peer = Peer()
+    post = [(b":method", b"POST"), *REQUEST[1:]]
+    peer.send(peer.headers(1, post, end_stream=False))
+    peer.send(peer.headers(3, [*REQUEST, (b"connection", b"keep-alive")])
+              + frame(0x2, 0, 5, b"\0\0\0\x05\x0f"))
+    peer.send(frame(DATA, END_STREAM, 1, b"body"))
+    assert peer.resets() == [0x1, 0x1] and peer.goaway() is None
+    assert peer.status(1) == 200 and peer.bodies[1] == b"ok"
 
 
 def test_invalid_preface_is_a_connection_error() -> None:

@@ -44,6 +44,15 @@ UPGRADE = (b"POST /up HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade, HTTP
     (UPGRADE.replace(SETTINGS_B64, b"!!!"), False),
     (UPGRADE.replace(SETTINGS_B64, SETTINGS_B64 + b"AA"), False),
     (UPGRADE.replace(b"Content-Length: 5", b"Content-Length: 99999"), False),
+    # decodable but out of bounds (RFC 9113 §6.5.2): MAX_FRAME_SIZE=0, ENABLE_PUSH=2,
+    # INITIAL_WINDOW_SIZE=2**31, MAX_FRAME_SIZE=2**24
+    (UPGRADE.replace(SETTINGS_B64, b"AAUAAAAA"), False),
+    (UPGRADE.replace(SETTINGS_B64, b"AAIAAAAC"), False),
+    (UPGRADE.replace(SETTINGS_B64, b"AASAAAAA"), False),
+    (UPGRADE.replace(SETTINGS_B64, b"AAUBAAAA"), False),
+    (UPGRADE.replace(SETTINGS_B64, b"AAUAAEAA"), True),     # MAX_FRAME_SIZE=16384
+    (UPGRADE.replace(SETTINGS_B64, b"AAIAAAAB"), True),     # ENABLE_PUSH=1
+    (UPGRADE.replace(SETTINGS_B64, b""), True),             # no parameters
     (UPGRADE.replace(b"Content-Length: 5", b"Transfer-Encoding: chunked"), False),
 ])
 def test_h2c_settings(head: bytes, ok: bool) -> None:
