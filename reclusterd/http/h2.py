@@ -38,7 +38,7 @@ from hyperframe.frame import GoAwayFrame
 
 from .connection import DRAIN_IDLE, FOREVER, ConnectionRules
 from .events import Data, EndOfMessage, Headers, Limits, Request
-from .h2guard import MIN_CHUNK, SMALL_FRAMES, Calm, Counts, FrameScanner, ResetWatch
+from .h2guard import MIN_CHUNK, MIN_CRUMB, SMALL_FRAMES, Calm, Counts, FrameScanner, ResetWatch
 from .h2rules import SWITCHING_H2C, h2_request, response_fields, trailer_fields, upgraded_request
 from .h2server import ServerConnection
 from .h2stream import StreamGone, StreamState
@@ -395,7 +395,7 @@ class H2Connection:
     def _send(self, stream_id: int, st: StreamState, data: bytes, end: bool) -> int:
         n = st.check_body(len(data))
         take = min(n, self.sendable(stream_id))
-        if 0 < take < n and take < MIN_CHUNK and self._small.over("small", self.clock()):
+        if 0 < take < n and take < self._crumb() and self._small.over("small", self.clock()):
             take = 0        # credit in crumbs: no stream of tiny frames (CVE-2019-9511)
         if end and take == n:
             if st.length is not None and st.sent + n < st.length:
@@ -414,6 +414,14 @@ class H2Connection:
             self._completed(st)
             return len(data)
         return take if n else len(data)
+
+    def _crumb(self) -> int:
+        """Octets under which a DATA frame is a crumb. A client whose whole stream window
+        (SETTINGS_INITIAL_WINDOW_SIZE, any value is legal: RFC 9113 §6.9.2) is under
+        MIN_CHUNK can only ever grant small credit: half of its window counts as a full
+        chunk for it, down to MIN_CRUMB, below which it is a dribble whatever it says."""
+        window = self._h2.remote_settings.initial_window_size
+        return min(MIN_CHUNK, max(MIN_CRUMB, window // 2))
 
     def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
         """The response is complete (trailers: a last HEADERS). FramingError when the

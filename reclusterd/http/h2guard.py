@@ -24,7 +24,8 @@ the connection ends with GOAWAY (its `code`). Times are monotonic seconds from t
 from __future__ import annotations
 
 __all__ = ["Calm", "Counts", "FLOOD_LIMITS", "FLOOD_WINDOW", "FrameScanner", "MAX_BLOCK_FRAMES",
-           "MIN_CHUNK", "ResetWatch", "SMALL_FRAMES", "ENHANCE_YOUR_CALM", "FRAME_SIZE_ERROR"]
+           "MIN_CHUNK", "MIN_CRUMB", "ResetWatch", "SMALL_FRAMES", "ENHANCE_YOUR_CALM",
+           "FRAME_SIZE_ERROR"]
 
 FRAME_SIZE_ERROR = 0x6
 ENHANCE_YOUR_CALM = 0xB
@@ -45,6 +46,9 @@ MAX_BLOCK_FRAMES = 32   # HEADERS + CONTINUATION frames of one header block
 # past it, credit smaller than that is left unused until more comes (data dribble).
 SMALL_FRAMES = {"small": 64}
 MIN_CHUNK = 1024
+# ... except for a client whose whole stream window is small (h2.H2Connection._crumb): a
+# frame of half its window is a full one for it, down to this many octets.
+MIN_CRUMB = 256
 
 
 class Calm(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import hpack
+import pytest
 
 from reclusterd.http.events import Limits
 from reclusterd.http.h2 import (
@@ -247,6 +248,25 @@ def test_a_download_acked_frame_by_frame_is_no_window_update_flood() -> None:
                            for f in peer.read() if f.type == DATA))
     assert peer.goaway() is None and len(peer.bodies[1]) == len(body)
     assert len(peer.of_type(DATA)) > FLOOD_LIMITS["window_update"]
+
+
+@pytest.mark.parametrize("window", [1023, 511, 300])
+def test_a_client_with_a_small_window_downloads_to_the_end(window: int) -> None:
+    """RFC 9113 §6.9.2 allows any initial window: a client whose whole window is under
+    MIN_CHUNK (nghttp -w 10 is 1023 octets) gets frames of its window, not a stall
+    (QA: 64 KiB, then nothing until CANCEL at the deadline)."""
+    peer = Peer(app=False)
+    peer.send(settings(s4=window))
+    peer.send(peer.headers(1))
+    peer.conn.send_headers(1, 200, [])
+    body, sent = b"z" * 200_000, 0
+    for _ in range(2000):
+        if sent >= len(body) or peer.conn.closed:
+            break
+        sent += peer.conn.send_data(1, body[sent:], end=True)
+        peer.send(b"".join(window_update(0, len(f.data)) + window_update(1, len(f.data))
+                           for f in peer.read() if f.type == DATA))
+    assert peer.goaway() is None and len(peer.bodies[1]) == len(body)
 
 
 def test_memory_stays_bounded_over_many_streams() -> None:
