@@ -407,7 +407,12 @@ class H2Connection:
             self._h2.send_data(stream_id, data[i:min(i + frame, take)], end_stream=last)
         self._scan.window_credit += 2 * -(-take // frame)  # the updates they earn
         st.sent += take
-        st.blocked_since = None if take == n else (st.blocked_since or self.clock())
+        # The stall deadline runs from the last send that made progress: a client that
+        # keeps granting credit (a small window acked frame by frame) is not stalled.
+        if take == n:
+            st.blocked_since = None
+        elif take or st.blocked_since is None:
+            st.blocked_since = self.clock()
         if end and take == n:
             if n == 0:
                 self._h2.end_stream(stream_id)

@@ -20,7 +20,8 @@ class StreamState:
     buffered: request body octets handed to the driver and not acknowledged yet (what
     the client cannot send again until the app reads: at most one window).
     last_in: when request bytes last arrived (the idle deadline of an unfinished body).
-    blocked_since: when a send first found no credit (the stall deadline), else None.
+    blocked_since: since when the response has waited for credit without progress (the
+    stall deadline), else None.
     """
 
     __slots__ = ("request", "ended", "gone", "complete", "buffered", "received", "last_in",

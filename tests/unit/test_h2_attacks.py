@@ -264,6 +264,8 @@ def test_a_client_with_a_small_window_downloads_to_the_end(window: int) -> None:
         if sent >= len(body) or peer.conn.closed:
             break
         sent += peer.conn.send_data(1, body[sent:], end=True)
+        peer.now += 0.05          # the whole download lasts far past the stall deadline
+        assert peer.conn.expire() == []     # progress is not a stall (QA: CANCEL at 5 s)
         peer.send(b"".join(window_update(0, len(f.data)) + window_update(1, len(f.data))
                            for f in peer.read() if f.type == DATA))
     assert peer.goaway() is None and len(peer.bodies[1]) == len(body)
