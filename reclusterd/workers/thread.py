@@ -25,7 +25,7 @@ from reclusterd.http import EndOfMessage, ProtocolError, Request
 from reclusterd.http.connection import TIMEOUT, over_capacity
 from reclusterd.workers.acceptpause import RESOURCE_ERRORS, AcceptPause
 from reclusterd.workers.base import Worker
-from reclusterd.workers.pool import PROMOTE_AFTER, PoolSize
+from reclusterd.workers.pool import PROMOTE_AFTER, PROMOTE_MIN, PoolSize
 from reclusterd.workers.refused import Refused
 from reclusterd.workers.share import DEFER, join
 from reclusterd.workers.threadh2 import H2Switch
@@ -245,7 +245,13 @@ class ThreadWorker(Worker):
                 pool.idle_pollers -= 1
                 starved = not pool.idle_pollers
                 if starved:
-                    pool.starved_since = t0
+                    # Idle for a moment only (a poller back from a slow request that took
+                    # the next event at once): still the same starvation, so the
+                    # promoter's delay can run out while slow requests keep completing
+                    # (else the pool stalled near 50 threads under 10 ms requests at c256).
+                    if not pool.starved_at or t0 - pool.relieved_at > PROMOTE_MIN:
+                        pool.starved_at = t0
+                    pool.starved_since = pool.starved_at
                     if self.share is not None:      # no poller left to accept at once
                         self.share.busy(t0)
                 conn = None
@@ -272,7 +278,8 @@ class ThreadWorker(Worker):
             finally:
                 # Step down only after a fast request while another poller waits: under
                 # slow requests the pollers stay, under fast ones they shrink back to one.
-                fast = time.monotonic() - t0 < PROMOTE_AFTER
+                done = time.monotonic()
+                fast = done - t0 < PROMOTE_AFTER
                 with lock:
                     redundant = fast and pool.idle_pollers > 0 and pool.pollers > 1
                     if redundant:
@@ -280,6 +287,10 @@ class ThreadWorker(Worker):
                     else:
                         pool.idle_pollers += 1
                         pool.starved_since = 0.0
+                        if fast:        # fast requests never grow the pool
+                            pool.starved_at = 0.0
+                        else:
+                            pool.relieved_at = done
                         if self.share is not None and pool.idle_pollers == 1:
                             self.share.busy(0.0)
             if redundant:

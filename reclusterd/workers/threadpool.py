@@ -32,6 +32,8 @@ class ThreadPool:
         self.pollers = 0
         self.idle_pollers = 0
         self.starved_since = 1.0
+        self.starved_at = 0.0       # when the current starvation began (thread.py)
+        self.relieved_at = 0.0      # when a poller last came back idle
         self.hungry = threading.Event()     # set when the last idle poller got work
         self.promoter = Promoter()
         self.duty = threading.Lock()
