@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from reclusterd import control
 
@@ -30,8 +31,15 @@ def plural(n: object, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line and exit status 1, like every other ctl error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CtlFailure(f"{message} (see reclusterd ctl --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reclusterd ctl", description="Talk to a running "
+    p = _Parser(prog="reclusterd ctl", description="Talk to a running "
                                 "reclusterd master over its control socket.")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--socket", metavar="PATH", help="the control socket "
@@ -124,7 +132,11 @@ def format_status(reply: Mapping[str, object]) -> str:
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """`reclusterd ctl ...`: 0 on success, 1 with one line on stderr otherwise."""
-    args = _parser().parse_args(list(argv))
+    try:
+        args = _parser().parse_args(list(argv))
+    except CtlFailure as e:
+        sys.stderr.write(f"reclusterd ctl: error: {e}\n")
+        return FAILED
     message: dict[str, object] = {"cmd": args.cmd}
     if args.cmd == "workers":
         message["n"] = args.n

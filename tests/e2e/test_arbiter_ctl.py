@@ -140,3 +140,10 @@ def test_a_socket_left_by_a_killed_master_is_named_as_such(tmp_path: Path) -> No
     assert r.returncode == 1
     assert r.stderr.strip() == (f"reclusterd ctl: error: {path} refuses connections: its "
                                 "master is gone (a SIGKILL leaves the file behind)")
+
+
+def test_a_usage_mistake_is_one_line_and_status_1(tmp_path: Path) -> None:
+    r = ctl("--socket", str(tmp_path / "x.ctl"), "workers", "abc")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("reclusterd ctl: error: argument N: invalid int value: 'abc'")
